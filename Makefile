@@ -1,0 +1,45 @@
+# Every target builds .venv on its own from a bare python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := postgres,nats,rabbitmq,http,dev
+
+.PHONY: .venv test lint format bench bench-quick demo clean
+
+.venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+$(VENV)/.bench-stamp: $(STAMP) benchmarks/requirements.txt
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	touch $@
+
+bench: $(VENV)/.bench-stamp
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: $(VENV)/.bench-stamp
+	$(BIN)/python -m benchmarks.run --quick
+
+demo: $(STAMP)
+	$(BIN)/chronik tour
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .chronik

@@ -1,0 +1,24 @@
+"""Domain building blocks: plain Python, standard library only.
+
+Domain code imports from here and from nothing outside the standard library: no
+database, no clock, no id generator. Time and ids are passed in by the caller.
+"""
+
+from chronik.domain.aggregate import Aggregate, applies
+from chronik.domain.decider import Decider
+from chronik.domain.events import EventSpec, Personal, event, event_spec
+from chronik.domain.values import ValueObject
+from chronik.errors import DomainError, InvalidValueError
+
+__all__ = [
+    "Aggregate",
+    "Decider",
+    "DomainError",
+    "EventSpec",
+    "InvalidValueError",
+    "Personal",
+    "ValueObject",
+    "applies",
+    "event",
+    "event_spec",
+]

@@ -1,0 +1,125 @@
+"""The errors chronik raises: one root, a few precise leaves.
+
+    ChronikError
+    ├── DomainError                 a command broke a business rule (raised by domain code)
+    │   └── InvalidValueError       a value object refused a field; names the field
+    ├── ConfigurationError          bad URL, bad option, bad event registration
+    └── EventStoreError
+        ├── InvalidInputError       a stream id, version or payload the store refuses
+        ├── ConcurrencyError        the stream was not at the expected version
+        ├── DuplicateEventError     an event id that is already stored
+        ├── StreamNotFoundError     loading a stream or aggregate that has no events
+        ├── CorruptEventError       a stored event that cannot be decoded; names stream and version
+        │   └── UnknownEventTypeError   its type name is not registered
+        └── StoreUnavailableError   the database cannot be reached or stays locked
+
+Errors carry the facts as attributes as well as in the message, so that callers
+(an HTTP adapter turning a conflict into a 409, say) never parse text.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChronikError",
+    "ConcurrencyError",
+    "ConfigurationError",
+    "CorruptEventError",
+    "DomainError",
+    "DuplicateEventError",
+    "EventStoreError",
+    "InvalidInputError",
+    "InvalidValueError",
+    "StoreUnavailableError",
+    "StreamNotFoundError",
+    "UnknownEventTypeError",
+]
+
+
+class ChronikError(Exception):
+    """Root of every error chronik raises on purpose."""
+
+
+class DomainError(ChronikError):
+    """A command would break a business rule. Domain code raises it or a subclass."""
+
+
+class InvalidValueError(DomainError, ValueError):
+    """A value object (or command field) was given a value it does not accept."""
+
+    def __init__(self, owner: str, field: str, reason: str) -> None:
+        self.owner = owner
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{owner}.{field}: {reason}")
+
+
+class ConfigurationError(ChronikError, ValueError):
+    """A URL, option or registration is malformed; the message says which and why."""
+
+
+class EventStoreError(ChronikError):
+    """Something went wrong in an event store operation."""
+
+
+class InvalidInputError(EventStoreError, ValueError):
+    """The store refuses an argument (a stream id, a version, a page size, a payload)."""
+
+
+class ConcurrencyError(EventStoreError):
+    """An append found the stream at another version than the one expected.
+
+    Nothing of the append was written. ``actual`` is the stream's version as the
+    store saw it (0 when the stream does not exist).
+    """
+
+    def __init__(self, stream_id: str, expected: str, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r}: expected version {expected}, but it is at version {actual}"
+        )
+
+
+class DuplicateEventError(EventStoreError):
+    """An appended event carries an id that is already stored. Nothing was written."""
+
+    def __init__(self, stream_id: str, event_id: str) -> None:
+        self.stream_id = stream_id
+        self.event_id = event_id
+        super().__init__(f"stream {stream_id!r}: an event with id {event_id} is already stored")
+
+
+class StreamNotFoundError(EventStoreError, LookupError):
+    """The stream has no events (or none up to the requested version or time)."""
+
+    def __init__(self, stream_id: str, detail: str = "") -> None:
+        self.stream_id = stream_id
+        suffix = f" {detail}" if detail else ""
+        super().__init__(f"stream {stream_id!r} has no events{suffix}")
+
+
+class CorruptEventError(EventStoreError):
+    """A stored event cannot be turned back into an event object."""
+
+    def __init__(self, stream_id: str, version: int, reason: str) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.reason = reason
+        super().__init__(f"stream {stream_id!r} version {version}: {reason}")
+
+
+class UnknownEventTypeError(CorruptEventError):
+    """A stored event's type name is not in the registry the store was opened with."""
+
+    def __init__(self, stream_id: str, version: int, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__(
+            stream_id,
+            version,
+            f"event type {type_name!r} is not registered (register its class, or an alias)",
+        )
+
+
+class StoreUnavailableError(EventStoreError):
+    """The database could not be reached, or stayed locked past the timeout."""

@@ -1,0 +1,308 @@
+"""What every adapter shares: checking input, encoding, decoding. Adapters only move rows."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from chronik.errors import InvalidInputError
+from chronik.eventstore.codec import _SLOW, EventTypes
+from chronik.eventstore.ids import uuid7
+from chronik.eventstore.port import (
+    AppendResult,
+    ExpectedVersion,
+    Metadata,
+    NewEvent,
+    RecordedEvent,
+    Snapshot,
+)
+
+__all__ = ["AppendRequest", "BaseEventStore", "EncodedEvent", "Row", "check_stream_id"]
+
+MAX_STREAM_ID_BYTES = 1000
+MAX_PAGE = 100_000
+
+# position, stream_id, version, id, type, schema_version, recorded_at, data,
+# correlation_id, causation_id, headers (JSON or None)
+Row = tuple[int, str, int, Any, str, int, Any, bytes, str | None, str | None, bytes | None]
+
+_headers_decode = msgspec.json.Decoder(dict[str, str]).decode
+_json_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class EncodedEvent:
+    """One event ready to store."""
+
+    id: UUID
+    type: str
+    schema_version: int
+    data: bytes
+    correlation_id: str
+    causation_id: str
+    headers: bytes | None
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    """One append: its events go in together or not at all."""
+
+    stream_id: str
+    expected: int  # -1 any, 0 no stream, n exactly n
+    events: list[EncodedEvent]
+
+
+def check_stream_id(stream_id: object) -> str:
+    """The stream id if the store can keep it as given, else InvalidInputError saying why."""
+    if not isinstance(stream_id, str):
+        raise InvalidInputError(f"a stream id must be a str, got {type(stream_id).__name__}")
+    if not stream_id:
+        raise InvalidInputError("a stream id must not be empty")
+    if "\x00" in stream_id:
+        raise InvalidInputError("a stream id must not contain the NUL character")
+    try:
+        size = len(stream_id.encode())
+    except UnicodeEncodeError:
+        raise InvalidInputError("a stream id must be valid Unicode (no lone surrogates)") from None
+    if size > MAX_STREAM_ID_BYTES:
+        raise InvalidInputError(
+            f"a stream id is at most {MAX_STREAM_ID_BYTES} bytes in UTF-8; this one is {size}"
+        )
+    return stream_id
+
+
+def _check_version(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+    return limit
+
+
+def _check_headers(headers: object) -> bytes | None:
+    if headers is None:
+        return None
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise InvalidInputError("metadata headers must be a dict of str to str")
+    return _json_encode(headers) if headers else None
+
+
+class BaseEventStore(abc.ABC):
+    """The public event store API, built on a few row-moving methods per adapter."""
+
+    #: converts the stored id / time to UUID / aware datetime; None when the driver does.
+    _load_id: Callable[[Any], UUID] | None = None
+    _load_time: Callable[[Any], datetime] | None = None
+
+    def __init__(self, types: EventTypes) -> None:
+        self.types = types
+
+    # -- the adapter's part ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _append(self, request: AppendRequest) -> AppendResult: ...
+
+    @abc.abstractmethod
+    async def _stream_rows(
+        self, stream_id: str, start: int, stop: int | None, limit: int | None, backwards: bool
+    ) -> list[Row]:
+        """Rows with start <= version (<= stop), ascending, or descending from start."""
+
+    @abc.abstractmethod
+    async def _all_rows(self, after: int, limit: int) -> list[Row]: ...
+
+    @abc.abstractmethod
+    async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
+        """The subjects' keys; with ``create``, make the missing ones first."""
+
+    @abc.abstractmethod
+    async def _forget(self, subject: str) -> None:
+        """Delete the subject's key and every snapshot that holds their data."""
+
+    @abc.abstractmethod
+    async def stream_version(self, stream_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def version_at(self, stream_id: str, when: datetime) -> int: ...
+
+    @abc.abstractmethod
+    async def head_position(self) -> int: ...
+
+    @abc.abstractmethod
+    async def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    @abc.abstractmethod
+    async def load_snapshot(
+        self, stream_id: str, *, max_version: int | None = None
+    ) -> Snapshot | None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[object],
+        *,
+        expected: ExpectedVersion | int = ExpectedVersion.ANY,
+        metadata: Metadata | None = None,
+    ) -> AppendResult:
+        """Append ``events`` atomically if the stream is at ``expected``.
+
+        Raises ConcurrencyError (nothing written) when it is not, InvalidInputError
+        for an argument the store refuses. Events may be domain events or NewEvent
+        wrappers carrying their own id and metadata.
+        """
+        return await self._append(await self.prepare(stream_id, events, expected, metadata))
+
+    async def prepare(
+        self,
+        stream_id: str,
+        events: Sequence[object],
+        expected: ExpectedVersion | int = ExpectedVersion.ANY,
+        metadata: Metadata | None = None,
+    ) -> AppendRequest:
+        """Check and encode an append without writing it."""
+        check_stream_id(stream_id)
+        try:
+            expected_value = ExpectedVersion.of(expected).value
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(str(exc)) from None
+        if isinstance(events, str | bytes) or not isinstance(events, Sequence) or not events:
+            raise InvalidInputError("append needs a non-empty sequence of events")
+        items: list[tuple[object, UUID, Metadata | None]] = []
+        subjects: set[str] = set()
+        for item in events:
+            if isinstance(item, NewEvent):
+                event, event_id, meta = item.event, item.id or uuid7(), item.metadata or metadata
+            else:
+                event, event_id, meta = item, uuid7(), metadata
+            if type(event) not in self.types:
+                raise InvalidInputError(
+                    f"stream {stream_id!r}: {type(event).__qualname__} is not a registered "
+                    "event type of this store"
+                )
+            subject = self.types.subject_of(event, stream_id)
+            if subject is not None:
+                subjects.add(subject)
+            items.append((event, event_id, meta))
+        keys = await self._keys(subjects, create=True) if subjects else {}
+        first_id = str(items[0][1])
+        encoded = []
+        for event, event_id, meta in items:
+            type_name, schema, data = self.types.encode(event, stream_id, keys)
+            if meta is None:
+                encoded.append(
+                    EncodedEvent(event_id, type_name, schema, data, first_id, first_id, None)
+                )
+            else:
+                encoded.append(
+                    EncodedEvent(
+                        event_id,
+                        type_name,
+                        schema,
+                        data,
+                        meta.correlation_id or first_id,
+                        meta.causation_id or first_id,
+                        _check_headers(meta.headers),
+                    )
+                )
+        return AppendRequest(stream_id, expected_value, encoded)
+
+    async def forget(self, subject: str) -> None:
+        """Delete the data subject's key: their personal fields read as placeholders from now on."""
+        if not isinstance(subject, str) or not subject:
+            raise InvalidInputError("a data subject must be a non-empty str")
+        await self._forget(subject)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        *,
+        to_version: int | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        check_stream_id(stream_id)
+        _check_version("from_version", from_version, 1)
+        if to_version is not None:
+            _check_version("to_version", to_version, 0)
+        if limit is not None:
+            _check_limit(limit)
+        rows = await self._stream_rows(stream_id, from_version, to_version, limit, False)
+        return await self._decode(rows)
+
+    async def read_stream_backwards(
+        self, stream_id: str, from_version: int | None = None, *, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        check_stream_id(stream_id)
+        if from_version is not None:
+            _check_version("from_version", from_version, 1)
+        if limit is not None:
+            _check_limit(limit)
+        rows = await self._stream_rows(stream_id, from_version or 0, None, limit, True)
+        return await self._decode(rows)
+
+    async def read_all(self, after: int = 0, *, limit: int = 1000) -> list[RecordedEvent]:
+        _check_version("after", after, 0)
+        _check_limit(limit)
+        return await self._decode(await self._all_rows(after, limit))
+
+    async def _decode(self, rows: list[Row]) -> list[RecordedEvent]:
+        types = self.types
+        decode_fast = types.decode_fast
+        load_id = self._load_id
+        load_time = self._load_time
+        out: list[RecordedEvent] = []
+        slow: list[tuple[int, Row, dict[str, Any]]] = []
+        for row in rows:
+            position, stream_id, version, event_id, type_name, schema, at, data, corr, caus, hdr = (
+                row
+            )
+            event = decode_fast(stream_id, version, type_name, schema, data)
+            if event is _SLOW:
+                slow.append((len(out), row, types.parse(stream_id, version, data)))
+            out.append(
+                RecordedEvent(
+                    event_id if load_id is None else load_id(event_id),
+                    stream_id,
+                    version,
+                    position,
+                    type_name,
+                    schema,
+                    at if load_time is None else load_time(at),
+                    event,
+                    Metadata(corr, caus, None if hdr is None else _headers_decode(hdr)),
+                )
+            )
+        if slow:
+            await self._decode_slow(out, slow)
+        return out
+
+    async def _decode_slow(
+        self, out: list[RecordedEvent], slow: list[tuple[int, Row, dict[str, Any]]]
+    ) -> None:
+        subjects: set[str] = set()
+        for _, _, obj in slow:
+            subjects |= self.types.subjects_in(obj)
+        keys = await self._keys(subjects, create=False) if subjects else {}
+        for index, row, obj in slow:
+            _, stream_id, version, _, type_name, schema, *_ = row
+            event = self.types.decode_slow(stream_id, version, type_name, schema, obj, keys)
+            out[index] = msgspec.structs.replace(out[index], event=event)

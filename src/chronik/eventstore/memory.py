@@ -1,0 +1,113 @@
+"""The in-memory event store: for tests and throwaway runs. Nothing survives the process."""
+
+from __future__ import annotations
+
+import bisect
+from datetime import UTC, datetime
+
+from chronik.errors import ConcurrencyError, DuplicateEventError
+from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
+from chronik.eventstore.codec import EventTypes, new_subject_key
+from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
+
+__all__ = ["MemoryEventStore"]
+
+
+class MemoryEventStore(BaseEventStore):
+    """Keeps rows in lists. Appends run without awaiting, so each is atomic on its loop."""
+
+    def __init__(self, types: EventTypes) -> None:
+        super().__init__(types)
+        self._rows: list[Row] = []
+        self._streams: dict[str, list[Row]] = {}
+        self._ids: set[object] = set()
+        self._keys_by_subject: dict[str, bytes] = {}
+        self._snapshots: dict[str, list[Snapshot]] = {}
+
+    async def _append(self, request: AppendRequest) -> AppendResult:
+        stream_id = request.stream_id
+        stream = self._streams.get(stream_id, [])
+        current = len(stream)
+        if request.expected >= 0 and request.expected != current:
+            raise ConcurrencyError(stream_id, str(ExpectedVersion(request.expected)), current)
+        seen: set[object] = set()
+        for e in request.events:
+            if e.id in self._ids or e.id in seen:
+                raise DuplicateEventError(stream_id, str(e.id))
+            seen.add(e.id)
+        now = datetime.now(UTC)
+        first = len(self._rows) + 1
+        rows: list[Row] = [
+            (
+                first + i,
+                stream_id,
+                current + 1 + i,
+                e.id,
+                e.type,
+                e.schema_version,
+                now,
+                e.data,
+                e.correlation_id,
+                e.causation_id,
+                e.headers,
+            )
+            for i, e in enumerate(request.events)
+        ]
+        self._rows.extend(rows)
+        self._streams.setdefault(stream_id, stream).extend(rows)
+        self._ids |= seen
+        return AppendResult(stream_id, current + len(rows), first, first + len(rows) - 1)
+
+    async def _stream_rows(
+        self, stream_id: str, start: int, stop: int | None, limit: int | None, backwards: bool
+    ) -> list[Row]:
+        stream = self._streams.get(stream_id, [])
+        if backwards:
+            top = len(stream) if start == 0 else min(start, len(stream))
+            rows = stream[:top][::-1]
+        else:
+            end = len(stream) if stop is None else min(stop, len(stream))
+            rows = stream[start - 1 : end]
+        return rows if limit is None else rows[:limit]
+
+    async def _all_rows(self, after: int, limit: int) -> list[Row]:
+        return self._rows[after : after + limit]
+
+    async def stream_version(self, stream_id: str) -> int:
+        return len(self._streams.get(stream_id, ()))
+
+    async def version_at(self, stream_id: str, when: datetime) -> int:
+        stream = self._streams.get(stream_id, [])
+        return bisect.bisect_right([row[6] for row in stream], when)
+
+    async def head_position(self) -> int:
+        return len(self._rows)
+
+    async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
+        if create:
+            for subject in subjects:
+                self._keys_by_subject.setdefault(subject, new_subject_key())
+        return {s: self._keys_by_subject[s] for s in subjects if s in self._keys_by_subject}
+
+    async def _forget(self, subject: str) -> None:
+        self._keys_by_subject.pop(subject, None)
+        for stream_id, snapshots in list(self._snapshots.items()):
+            kept = [s for s in snapshots if subject not in s.subjects]
+            self._snapshots[stream_id] = kept
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        snapshots = self._snapshots.setdefault(snapshot.stream_id, [])
+        snapshots[:] = [s for s in snapshots if s.version != snapshot.version]
+        snapshots.append(snapshot)
+        snapshots.sort(key=lambda s: s.version)
+
+    async def load_snapshot(
+        self, stream_id: str, *, max_version: int | None = None
+    ) -> Snapshot | None:
+        for snapshot in reversed(self._snapshots.get(stream_id, [])):
+            if max_version is None or snapshot.version <= max_version:
+                return snapshot
+        return None
+
+    async def close(self) -> None:
+        """Nothing to release."""

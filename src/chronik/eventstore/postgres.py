@@ -1,0 +1,557 @@
+"""The PostgreSQL event store (psycopg 3, async, with a connection pool).
+
+Global positions come from a sequence read under a transaction-scoped advisory
+lock, so positions are handed out in commit order: a reader that has seen
+position p has seen every committed event below p, and no event can later commit
+below it (the sequence-gap bug of naive stores). The lock is held only from the
+append's position assignment to its commit; appends from one process share
+commits (group commit), so the lock is paid once per batch. Each append is one
+round trip: a PL/pgSQL function checks the version and inserts. See
+docs/adr/0002-global-order-on-postgresql.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, LiteralString, cast
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from chronik.errors import (
+    ConcurrencyError,
+    ConfigurationError,
+    DuplicateEventError,
+    InvalidInputError,
+    StoreUnavailableError,
+)
+from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
+from chronik.eventstore.codec import EventTypes, new_subject_key
+from chronik.eventstore.groupcommit import GroupCommitter
+from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
+
+__all__ = ["MIGRATIONS", "PostgresEventStore", "redact"]
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+# Each migration is a template: {s} is the quoted schema, {lock} the advisory lock key.
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_events",
+        """
+        CREATE SEQUENCE {s}.chronik_positions;
+        CREATE TABLE {s}.chronik_events (
+            position bigint PRIMARY KEY,
+            stream_id text NOT NULL,
+            version integer NOT NULL,
+            id uuid NOT NULL,
+            type text NOT NULL,
+            schema_version integer NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            data bytea NOT NULL,
+            correlation_id text,
+            causation_id text,
+            headers bytea,
+            CONSTRAINT chronik_events_stream_version UNIQUE (stream_id, version),
+            CONSTRAINT chronik_events_id UNIQUE (id)
+        );
+        CREATE TABLE {s}.chronik_snapshots (
+            stream_id text NOT NULL,
+            version integer NOT NULL,
+            schema text NOT NULL,
+            state bytea NOT NULL,
+            subjects text[] NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            PRIMARY KEY (stream_id, version)
+        );
+        CREATE TABLE {s}.chronik_subject_keys (
+            subject text PRIMARY KEY,
+            key bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE FUNCTION {s}.chronik_append_one(
+            p_stream text, p_expected integer, p_id uuid, p_type text, p_schema integer,
+            p_data bytea, p_correlation text, p_causation text, p_headers bytea,
+            OUT o_version integer, OUT o_position bigint)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            current integer;
+        BEGIN
+            PERFORM pg_advisory_xact_lock({lock});
+            SELECT coalesce(max(e.version), 0) INTO current
+                FROM {s}.chronik_events e WHERE e.stream_id = p_stream;
+            IF p_expected >= 0 AND current <> p_expected THEN
+                o_version := current;
+                o_position := 0;
+                RETURN;
+            END IF;
+            o_version := current + 1;
+            o_position := nextval('{s}.chronik_positions');
+            INSERT INTO {s}.chronik_events VALUES (
+                o_position, p_stream, o_version, p_id, p_type, p_schema, clock_timestamp(),
+                p_data, p_correlation, p_causation, p_headers);
+        END $$;
+        CREATE FUNCTION {s}.chronik_append_group(
+            p_streams text[], p_expected integer[],
+            p_append integer[], p_offset integer[], p_ids uuid[], p_types text[],
+            p_schemas integer[], p_data bytea[], p_correlation text[], p_causation text[],
+            p_headers bytea[],
+            OUT o_versions integer[], OUT o_first bigint, OUT o_last bigint)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            inserted bigint;
+        BEGIN
+            PERFORM pg_advisory_xact_lock({lock});
+            SELECT array_agg(coalesce(v.version, 0) ORDER BY s.i) INTO o_versions
+                FROM unnest(p_streams) WITH ORDINALITY AS s(stream_id, i)
+                LEFT JOIN LATERAL (
+                    SELECT max(e.version) AS version
+                    FROM {s}.chronik_events e WHERE e.stream_id = s.stream_id
+                ) v ON true;
+            WITH ins AS (
+                INSERT INTO {s}.chronik_events
+                SELECT nextval('{s}.chronik_positions'), p_streams[u.a], o_versions[u.a] + u.k,
+                       u.id, u.t, u.sv, clock_timestamp(), u.d, u.c, u.z, u.h
+                FROM unnest(p_append, p_offset, p_ids, p_types, p_schemas, p_data,
+                            p_correlation, p_causation, p_headers)
+                     WITH ORDINALITY AS u(a, k, id, t, sv, d, c, z, h, ord)
+                WHERE p_expected[u.a] < 0 OR p_expected[u.a] = o_versions[u.a]
+                ORDER BY u.ord
+                RETURNING position
+            )
+            SELECT min(position), max(position), count(*) INTO o_first, o_last, inserted
+                FROM ins;
+            IF inserted > 0 AND o_last - o_first + 1 <> inserted THEN
+                RAISE EXCEPTION 'chronik: positions of one group are not contiguous';
+            END IF;
+        END $$;
+        """,
+    ),
+]
+
+_COLUMNS = (
+    "position, stream_id, version, id, type, schema_version, recorded_at, data, "
+    "correlation_id, causation_id, headers"
+)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***``: safe to log or show."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def lock_key(schema: str) -> int:
+    """The advisory lock key that serializes position assignment in ``schema``."""
+    digest = hashlib.blake2b(f"chronik:positions:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _q(template: str, schema: str) -> sql.Composed:
+    """A statement with {s} bound to the quoted schema name."""
+    return sql.SQL(cast(LiteralString, template)).format(s=sql.Identifier(schema))
+
+
+class PostgresEventStore(BaseEventStore):
+    """An event store in one PostgreSQL schema. Open it with ``PostgresEventStore.open``."""
+
+    def __init__(
+        self, types: EventTypes, pool: AsyncConnectionPool[Any], schema: str, url: str
+    ) -> None:
+        super().__init__(types)
+        self.schema = schema
+        self._pool = pool
+        self._url = redact(url)
+        self._committer: GroupCommitter[AppendRequest, AppendResult] = GroupCommitter(
+            self._commit_batch
+        )
+        s = schema
+        self._sql_one = _q(
+            "SELECT o_version, o_position FROM {s}.chronik_append_one("
+            "%s, %s, %s::uuid, %s, %s, %s::bytea, %s, %s, %s::bytea)",
+            s,
+        )
+        self._sql_group = _q(
+            "SELECT o_versions, o_first, o_last FROM {s}.chronik_append_group("
+            "%s::text[], %s::int[], %s::int[], %s::int[], %s::uuid[], %s::text[], %s::int[], "
+            "%s::bytea[], %s::text[], %s::text[], %s::bytea[])",
+            s,
+        )
+        self._sql_all = _q(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
+            "ORDER BY position LIMIT %s",
+            s,
+        )
+        self._sql_stream = _q(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
+            "AND version >= %s AND version <= %s ORDER BY version LIMIT %s",
+            s,
+        )
+        self._sql_stream_back = _q(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
+            "AND version <= %s ORDER BY version DESC LIMIT %s",
+            s,
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        types: EventTypes,
+        *,
+        schema: str = "public",
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> PostgresEventStore:
+        """Connect, create or migrate the schema, and return the store."""
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigurationError(
+                f"postgres schema {schema!r} is not valid: use 1-63 lowercase letters, digits "
+                "or '_', starting with a letter or '_'"
+            )
+        if not 1 <= pool_min <= pool_max:
+            raise ConfigurationError(
+                f"postgres pool sizes need 1 <= pool_min <= pool_max, got {pool_min}, {pool_max}"
+            )
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=pool_min,
+            max_size=pool_max,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=connect_timeout,
+        )
+        try:
+            await pool.open(wait=True, timeout=connect_timeout)
+        except (PoolTimeout, psycopg.Error):
+            await pool.close()
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {redact(url)} within {connect_timeout:g} s"
+            ) from None
+        store = cls(types, pool, schema, url)
+        try:
+            await store._migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(f"PostgreSQL at {self._url}: {exc}")
+
+    async def _migrate(self) -> None:
+        key = lock_key(self.schema)
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute("SELECT pg_advisory_lock(%s)", (key - 1,))
+                try:
+                    await conn.execute(_q("CREATE SCHEMA IF NOT EXISTS {s}", self.schema))
+                    await conn.execute(
+                        _q(
+                            "CREATE TABLE IF NOT EXISTS {s}.chronik_migrations ("
+                            "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                            self.schema,
+                        )
+                    )
+                    cur = await conn.execute(
+                        _q("SELECT name FROM {s}.chronik_migrations", self.schema)
+                    )
+                    done = {name for (name,) in await cur.fetchall()}
+                    for name, template in MIGRATIONS:
+                        if name in done:
+                            continue
+                        script = template.replace("{lock}", str(key))
+                        async with conn.transaction():
+                            await conn.execute(_q(script, self.schema))
+                            await conn.execute(
+                                _q(
+                                    "INSERT INTO {s}.chronik_migrations (name) VALUES (%s)",
+                                    self.schema,
+                                ),
+                                (name,),
+                            )
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key - 1,))
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def _append(self, request: AppendRequest) -> AppendResult:
+        return await self._committer.submit(request)
+
+    async def _commit_batch(
+        self, requests: list[AppendRequest]
+    ) -> list[AppendResult | BaseException]:
+        if len(requests) == 1:
+            request = requests[0]
+            try:
+                if len(request.events) == 1:
+                    return [await self._append_one(request)]
+                return list(await self._append_group(requests))
+            except (ConcurrencyError, DuplicateEventError) as exc:
+                return [exc]
+        # One stream at most once per call: a second append to it goes in the next call,
+        # where it sees the first one's version.
+        results: dict[int, AppendResult | BaseException] = {}
+        todo = list(enumerate(requests))
+        while todo:
+            call: list[tuple[int, AppendRequest]] = []
+            later: list[tuple[int, AppendRequest]] = []
+            streams: set[str] = set()
+            for index, request in todo:
+                if request.stream_id in streams:
+                    later.append((index, request))
+                else:
+                    streams.add(request.stream_id)
+                    call.append((index, request))
+            try:
+                outcomes: Sequence[AppendResult | BaseException] = await self._append_group(
+                    [r for _, r in call]
+                )
+            except DuplicateEventError:
+                # Some append reuses a stored event id: find it by appending one by one.
+                outcomes = []
+                for _, request in call:
+                    try:
+                        outcomes.append((await self._append_group([request]))[0])
+                    except DuplicateEventError as exc:
+                        outcomes.append(exc)
+            for (index, _), outcome in zip(call, outcomes, strict=True):
+                results[index] = outcome
+            todo = later
+        return [results[i] for i in range(len(requests))]
+
+    async def _append_one(self, request: AppendRequest) -> AppendResult:
+        e = request.events[0]
+        params = (
+            request.stream_id,
+            request.expected,
+            e.id,
+            e.type,
+            e.schema_version,
+            e.data,
+            e.correlation_id,
+            e.causation_id,
+            e.headers,
+        )
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(self._sql_one, params)
+                row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            raise self._duplicate(request, exc) from None
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        assert row is not None
+        version, position = row
+        if position == 0:
+            raise ConcurrencyError(
+                request.stream_id, str(ExpectedVersion(request.expected)), version
+            )
+        return AppendResult(request.stream_id, version, position, position)
+
+    async def _append_group(
+        self, requests: list[AppendRequest]
+    ) -> list[AppendResult | BaseException]:
+        appends: list[int] = []
+        offsets: list[int] = []
+        ids, types, schemas, data, corr, caus, headers = [], [], [], [], [], [], []
+        for number, request in enumerate(requests, start=1):
+            for offset, e in enumerate(request.events, start=1):
+                appends.append(number)
+                offsets.append(offset)
+                ids.append(e.id)
+                types.append(e.type)
+                schemas.append(e.schema_version)
+                data.append(e.data)
+                corr.append(e.correlation_id)
+                caus.append(e.causation_id)
+                headers.append(e.headers)
+        params = (
+            [r.stream_id for r in requests],
+            [r.expected for r in requests],
+            appends,
+            offsets,
+            ids,
+            types,
+            schemas,
+            data,
+            corr,
+            caus,
+            headers,
+        )
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(self._sql_group, params)
+                row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if len(requests) == 1:
+                raise self._duplicate(requests[0], exc) from None
+            raise DuplicateEventError(requests[0].stream_id, "?") from None
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        assert row is not None
+        versions, first, _last = row
+        results: list[AppendResult | BaseException] = []
+        position = first
+        for request, current in zip(requests, versions, strict=True):
+            if request.expected >= 0 and request.expected != current:
+                results.append(
+                    ConcurrencyError(
+                        request.stream_id, str(ExpectedVersion(request.expected)), current
+                    )
+                )
+                continue
+            n = len(request.events)
+            results.append(AppendResult(request.stream_id, current + n, position, position + n - 1))
+            position += n
+        return results
+
+    def _duplicate(
+        self, request: AppendRequest, exc: psycopg.errors.UniqueViolation
+    ) -> DuplicateEventError | StoreUnavailableError:
+        constraint = getattr(exc.diag, "constraint_name", None)
+        if constraint != "chronik_events_id":
+            return self._unavailable(exc)
+        detail = exc.diag.message_detail or ""
+        found = re.search(r"\(id\)=\(([0-9a-f-]+)\)", detail)
+        event_id = found.group(1) if found else str(request.events[0].id)
+        return DuplicateEventError(request.stream_id, event_id)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _fetch(self, query: sql.Composed, params: Sequence[Any]) -> list[Any]:
+        try:
+            async with self._pool.connection() as conn:
+                cur = conn.cursor(binary=True)
+                await cur.execute(query, params)
+                return await cur.fetchall()
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _stream_rows(
+        self, stream_id: str, start: int, stop: int | None, limit: int | None, backwards: bool
+    ) -> list[Row]:
+        lim = limit if limit is not None else 2**31 - 1
+        if backwards:
+            top = start if start else 2**31 - 1
+            return await self._fetch(self._sql_stream_back, (stream_id, top, lim))
+        return await self._fetch(
+            self._sql_stream, (stream_id, start, stop if stop is not None else 2**31 - 1, lim)
+        )
+
+    async def _all_rows(self, after: int, limit: int) -> list[Row]:
+        return await self._fetch(self._sql_all, (after, limit))
+
+    async def _scalar(self, query: sql.Composed, params: Sequence[Any]) -> int:
+        rows = await self._fetch(query, params)
+        return int(rows[0][0])
+
+    async def stream_version(self, stream_id: str) -> int:
+        return await self._scalar(
+            _q(
+                "SELECT coalesce(max(version), 0) FROM {s}.chronik_events WHERE stream_id = %s",
+                self.schema,
+            ),
+            (stream_id,),
+        )
+
+    async def version_at(self, stream_id: str, when: datetime) -> int:
+        if when.tzinfo is None:
+            raise InvalidInputError("a point in time must be timezone-aware (say tzinfo=UTC)")
+        return await self._scalar(
+            _q(
+                "SELECT coalesce(max(version), 0) FROM {s}.chronik_events "
+                "WHERE stream_id = %s AND recorded_at <= %s",
+                self.schema,
+            ),
+            (stream_id, when),
+        )
+
+    async def head_position(self) -> int:
+        return await self._scalar(
+            _q("SELECT coalesce(max(position), 0) FROM {s}.chronik_events", self.schema), ()
+        )
+
+    # -- keys and snapshots ------------------------------------------------------------
+
+    async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
+        wanted = sorted(subjects)
+        select = _q(
+            "SELECT subject, key FROM {s}.chronik_subject_keys WHERE subject = ANY(%s::text[])",
+            self.schema,
+        )
+        found = {s: bytes(k) for s, k in await self._fetch(select, (wanted,))}
+        missing = [s for s in wanted if s not in found]
+        if create and missing:
+            insert = _q(
+                "INSERT INTO {s}.chronik_subject_keys (subject, key) "
+                "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING",
+                self.schema,
+            )
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(insert, (missing, [new_subject_key() for _ in missing]))
+            except psycopg.Error as exc:
+                raise self._unavailable(exc) from exc
+            found = {s: bytes(k) for s, k in await self._fetch(select, (wanted,))}
+        return found
+
+    async def _forget(self, subject: str) -> None:
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    _q("DELETE FROM {s}.chronik_subject_keys WHERE subject = %s", self.schema),
+                    (subject,),
+                )
+                await conn.execute(
+                    _q("DELETE FROM {s}.chronik_snapshots WHERE %s = ANY(subjects)", self.schema),
+                    (subject,),
+                )
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        query = _q(
+            "INSERT INTO {s}.chronik_snapshots (stream_id, version, schema, state, subjects) "
+            "VALUES (%s, %s, %s, %s, %s::text[]) ON CONFLICT (stream_id, version) DO UPDATE "
+            "SET schema = excluded.schema, state = excluded.state, subjects = excluded.subjects",
+            self.schema,
+        )
+        params = (
+            snapshot.stream_id,
+            snapshot.version,
+            snapshot.schema,
+            snapshot.state,
+            list(snapshot.subjects),
+        )
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    async def load_snapshot(
+        self, stream_id: str, *, max_version: int | None = None
+    ) -> Snapshot | None:
+        rows = await self._fetch(
+            _q(
+                "SELECT version, schema, state, subjects FROM {s}.chronik_snapshots "
+                "WHERE stream_id = %s AND version <= %s ORDER BY version DESC LIMIT 1",
+                self.schema,
+            ),
+            (stream_id, max_version if max_version is not None else 2**31 - 1),
+        )
+        if not rows:
+            return None
+        version, schema, state, subjects = rows[0]
+        return Snapshot(stream_id, version, schema, bytes(state), tuple(subjects))

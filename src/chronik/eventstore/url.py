@@ -1,0 +1,126 @@
+"""Opens an event store from a URL: memory://, sqlite:///path.db, postgresql://..."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from chronik.errors import ConfigurationError
+from chronik.eventstore.base import BaseEventStore
+from chronik.eventstore.codec import EventTypes
+
+__all__ = ["open_event_store"]
+
+_SQLITE_OPTIONS = {"synchronous", "lock_timeout"}
+_POSTGRES_OPTIONS = {"schema", "pool_min", "pool_max", "connect_timeout"}
+
+
+async def open_event_store(url: str, types: EventTypes) -> BaseEventStore:
+    """Open the store a URL names, creating or migrating its schema.
+
+    - ``memory://``: in the process, gone when it ends.
+    - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's
+      convention), options ``synchronous=full|normal`` and ``lock_timeout=SECONDS``.
+    - ``postgresql://user:password@host:port/database``, options ``schema=NAME``
+      (default ``public``), ``pool_min``, ``pool_max``, ``connect_timeout``; other
+      query parameters go to libpq (``sslmode=require``, say).
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"event store URL {url!r} is not a URL: use memory://, sqlite:///PATH or "
+            "postgresql://USER@HOST/DB"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "memory":
+        from chronik.eventstore.memory import MemoryEventStore
+
+        if url.split("://", 1)[1] not in ("", "/"):
+            raise ConfigurationError(f"event store URL {url!r}: memory:// takes no path")
+        return MemoryEventStore(types)
+    if scheme == "sqlite":
+        return await _open_sqlite(url, types)
+    if scheme in ("postgresql", "postgres"):
+        return await _open_postgres(url, types)
+    raise ConfigurationError(
+        f"event store URL scheme {scheme!r} is not supported: use memory, sqlite or postgresql"
+    )
+
+
+def _options(url: str, allowed: set[str], *, passthrough: bool) -> tuple[dict[str, str], str]:
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if key in allowed:
+            ours[key] = value
+        elif passthrough:
+            rest.append((key, value))
+        else:
+            raise ConfigurationError(
+                f"event store URL option {key!r} is not known; use {', '.join(sorted(allowed))}"
+            )
+    return ours, urlunsplit(parts._replace(query=urlencode(rest)))
+
+
+def _number(
+    options: dict[str, str], key: str, default: float, kind: type[float] | type[int]
+) -> float:
+    raw = options.get(key)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"event store URL option {key}={raw!r} is not a {kind.__name__}"
+        ) from None
+    if value <= 0:
+        raise ConfigurationError(f"event store URL option {key}={raw!r} must be positive")
+    return value
+
+
+async def _open_sqlite(url: str, types: EventTypes) -> BaseEventStore:
+    from chronik.eventstore.sqlite import SQLiteEventStore
+
+    options, _ = _options(url, _SQLITE_OPTIONS, passthrough=False)
+    rest = url.split("://", 1)[1].split("?", 1)[0]
+    if not rest.startswith("/"):
+        raise ConfigurationError(
+            f"sqlite URL {url!r} has a host part; write sqlite:///relative.db or "
+            "sqlite:////absolute/path.db"
+        )
+    path = rest[1:]
+    if not path or path.endswith("/"):
+        raise ConfigurationError(f"sqlite URL {url!r} names no database file")
+    return await SQLiteEventStore.open(
+        path,
+        types,
+        synchronous=options.get("synchronous", "full"),
+        lock_timeout=_number(options, "lock_timeout", 10.0, float),
+    )
+
+
+async def _open_postgres(url: str, types: EventTypes) -> BaseEventStore:
+    try:
+        from chronik.eventstore.postgres import PostgresEventStore, redact
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ConfigurationError(
+            f"postgresql:// needs the postgres extra: pip install 'chronik[postgres]' ({exc})"
+        ) from None
+
+    options, conninfo = _options(url, _POSTGRES_OPTIONS, passthrough=True)
+    parts = urlsplit(conninfo)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"postgresql URL {redact(url)!r} has an invalid port") from None
+    if not parts.hostname and not parts.path.strip("/"):
+        raise ConfigurationError(f"postgresql URL {redact(url)!r} names no host or database")
+    del port
+    return await PostgresEventStore.open(
+        conninfo,
+        types,
+        schema=options.get("schema", "public"),
+        pool_min=int(_number(options, "pool_min", 1, int)),
+        pool_max=int(_number(options, "pool_max", 10, int)),
+        connect_timeout=_number(options, "connect_timeout", 10.0, float),
+    )
