@@ -79,9 +79,23 @@ _COLUMNS = (
     "correlation_id, causation_id, headers"
 )
 _INSERT = (
-    "INSERT INTO chronik_events (position, stream_id, version, id, type, schema_version, "
+    "INSERT INTO chronik_events (stream_id, version, id, type, schema_version, "
     "recorded_at, data, correlation_id, causation_id, headers) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_CHECKED = (
+    "INSERT INTO chronik_events (stream_id, version, id, type, schema_version, "
+    "recorded_at, data, correlation_id, causation_id, headers) "
+    "SELECT ?, v.current + 1, ?, ?, ?, ?, ?, ?, ?, ? FROM (SELECT coalesce(("
+    "SELECT version FROM chronik_events WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+    "), 0) AS current) AS v "
+    "WHERE ? < 0 OR v.current = ? "
+    "RETURNING position, version"
+)
+# max(version) with a WHERE walks the stream's whole index range; this is one probe.
+_VERSION = (
+    "SELECT coalesce((SELECT version FROM chronik_events WHERE stream_id = ? "
+    "ORDER BY version DESC LIMIT 1), 0)"
 )
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 _subjects_encode = msgspec.json.Encoder().encode
@@ -147,6 +161,10 @@ class SQLiteEventStore(BaseEventStore):
         if level is None:
             raise ConfigurationError(
                 f"sqlite synchronous={synchronous!r} is not one of: {', '.join(_SYNCHRONOUS)}"
+            )
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigurationError(
+                f"chronik needs SQLite 3.35 or newer; this Python has {sqlite3.sqlite_version}"
             )
         file = Path(path)
         try:
@@ -239,11 +257,7 @@ class SQLiteEventStore(BaseEventStore):
         return self._query(sql, (after, limit))
 
     async def stream_version(self, stream_id: str) -> int:
-        rows = self._query(
-            "SELECT coalesce(max(version), 0) FROM chronik_events WHERE stream_id = ?",
-            (stream_id,),
-        )
-        return int(rows[0][0])
+        return int(self._query(_VERSION, (stream_id,))[0][0])
 
     async def version_at(self, stream_id: str, when: datetime) -> int:
         rows = self._query(
@@ -353,76 +367,92 @@ def _append_batch(
     conn: sqlite3.Connection, requests: list[AppendRequest]
 ) -> list[AppendResult | BaseException]:
     """Apply each append in its own savepoint; one failing leaves the others intact."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chronik_events'").fetchone()
-    position = row[0] if row else 0
     now = _now()
+    if len(requests) == 1:
+        return [_append_one(conn, requests[0], now)]
     results: list[AppendResult | BaseException] = []
-    alone = len(requests) == 1
     for request in requests:
-        if not alone:
-            conn.execute("SAVEPOINT chronik_append")
+        conn.execute("SAVEPOINT chronik_append")
         try:
-            result = _append_one(conn, request, position, now)
+            results.append(_append_one(conn, request, now))
         except EventStoreError as exc:
-            if alone:
-                raise
             conn.execute("ROLLBACK TO chronik_append")
-            conn.execute("RELEASE chronik_append")
             results.append(exc)
-            continue
-        if not alone:
-            conn.execute("RELEASE chronik_append")
-        position = result.position
-        results.append(result)
+        conn.execute("RELEASE chronik_append")
     return results
 
 
-def _append_one(
-    conn: sqlite3.Connection, request: AppendRequest, position: int, now: str
-) -> AppendResult:
+def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:
     stream_id = request.stream_id
-    (current,) = conn.execute(
-        "SELECT coalesce(max(version), 0) FROM chronik_events WHERE stream_id = ?", (stream_id,)
-    ).fetchone()
-    if request.expected >= 0 and request.expected != current:
-        raise ConcurrencyError(stream_id, str(ExpectedVersion(request.expected)), current)
-    rows = [
-        (
-            position + i,
-            stream_id,
-            current + i,
-            str(e.id),
-            e.type,
-            e.schema_version,
-            now,
-            e.data,
-            e.correlation_id,
-            e.causation_id,
-            e.headers,
-        )
-        for i, e in enumerate(request.events, start=1)
-    ]
+    expected = request.expected
+    events = request.events
     try:
-        if len(rows) == 1:
-            conn.execute(_INSERT, rows[0])
-        else:
-            conn.executemany(_INSERT, rows)
-    except sqlite3.IntegrityError as exc:
-        if "chronik_events.id" in str(exc):
-            ids = [r[3] for r in rows]
-            taken = conn.execute(
-                f"SELECT id FROM chronik_events WHERE id IN ({','.join('?' * len(ids))})", ids
+        if len(events) == 1:
+            # Check and insert in one statement: the common case costs what a raw insert does.
+            e = events[0]
+            row = conn.execute(
+                _INSERT_CHECKED,
+                (
+                    stream_id,
+                    str(e.id),
+                    e.type,
+                    e.schema_version,
+                    now,
+                    e.data,
+                    e.correlation_id,
+                    e.causation_id,
+                    e.headers,
+                    stream_id,
+                    expected,
+                    expected,
+                ),
             ).fetchone()
-            duplicate = taken[0] if taken else _first_repeat(ids)
-            raise DuplicateEventError(stream_id, duplicate) from None
-        raise
-    return AppendResult(stream_id, current + len(rows), position + 1, position + len(rows))
+            if row is None:
+                raise _conflict(conn, stream_id, expected)
+            return AppendResult(stream_id, row[1], row[0], row[0])
+        (current,) = conn.execute(_VERSION, (stream_id,)).fetchone()
+        if expected >= 0 and expected != current:
+            raise ConcurrencyError(stream_id, str(ExpectedVersion(expected)), current)
+        conn.executemany(
+            _INSERT,
+            [
+                (
+                    stream_id,
+                    current + i,
+                    str(e.id),
+                    e.type,
+                    e.schema_version,
+                    now,
+                    e.data,
+                    e.correlation_id,
+                    e.causation_id,
+                    e.headers,
+                )
+                for i, e in enumerate(events, start=1)
+            ],
+        )
+    except sqlite3.IntegrityError as exc:
+        if "chronik_events.id" not in str(exc):
+            raise
+        raise _duplicate(conn, stream_id, [str(e.id) for e in events]) from None
+    (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+    n = len(events)
+    return AppendResult(stream_id, current + n, last - n + 1, last)
 
 
-def _first_repeat(ids: list[str]) -> str:
+def _conflict(conn: sqlite3.Connection, stream_id: str, expected: int) -> ConcurrencyError:
+    (current,) = conn.execute(_VERSION, (stream_id,)).fetchone()
+    return ConcurrencyError(stream_id, str(ExpectedVersion(expected)), current)
+
+
+def _duplicate(conn: sqlite3.Connection, stream_id: str, ids: list[str]) -> DuplicateEventError:
+    marks = ",".join("?" * len(ids))
+    taken = conn.execute(f"SELECT id FROM chronik_events WHERE id IN ({marks})", ids).fetchone()
+    if taken:
+        return DuplicateEventError(stream_id, taken[0])
     seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            return i
-        seen.add(i)
-    return ids[0]
+    for event_id in ids:
+        if event_id in seen:
+            return DuplicateEventError(stream_id, event_id)
+        seen.add(event_id)
+    return DuplicateEventError(stream_id, ids[0])
