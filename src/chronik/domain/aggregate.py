@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 __all__ = ["Aggregate", "applies"]
 
@@ -90,7 +90,7 @@ class Aggregate:
         applier(self, event)
         self._version += 1
 
-    def _missing_applier(self, event: object) -> None:
+    def _missing_applier(self, event: object) -> NoReturn:
         raise TypeError(
             f"{type(self).__qualname__} has no @applies method for {type(event).__qualname__}"
         )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from uuid import UUID
 
 import msgspec
@@ -109,6 +110,15 @@ class BaseEventStore(abc.ABC):
     def __init__(self, types: EventTypes) -> None:
         self.types = types
 
+    def with_types(self, types: EventTypes) -> Self:
+        """A view of the same storage that reads and writes through another registry.
+
+        It shares connections with this store: close only one of them.
+        """
+        view = copy.copy(self)
+        view.types = types
+        return view
+
     # -- the adapter's part ------------------------------------------------------------
 
     @abc.abstractmethod
@@ -132,10 +142,11 @@ class BaseEventStore(abc.ABC):
         """Delete the subject's key and every snapshot that holds their data."""
 
     @abc.abstractmethod
-    async def stream_version(self, stream_id: str) -> int: ...
+    async def _stream_version(self, stream_id: str) -> int: ...
 
     @abc.abstractmethod
-    async def version_at(self, stream_id: str, when: datetime) -> int: ...
+    async def _version_at(self, stream_id: str, when: datetime) -> int:
+        """The highest version recorded at or before ``when`` (aware)."""
 
     @abc.abstractmethod
     async def head_position(self) -> int: ...
@@ -258,6 +269,17 @@ class BaseEventStore(abc.ABC):
             _check_limit(limit)
         rows = await self._stream_rows(stream_id, from_version or 0, None, limit, True)
         return await self._decode(rows)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it has no events."""
+        return await self._stream_version(check_stream_id(stream_id))
+
+    async def version_at(self, stream_id: str, when: datetime) -> int:
+        """The stream's version as it was at ``when``; 0 if it had no events then."""
+        check_stream_id(stream_id)
+        if not isinstance(when, datetime) or when.tzinfo is None:
+            raise InvalidInputError("a point in time must be a timezone-aware datetime")
+        return await self._version_at(stream_id, when)
 
     async def read_all(self, after: int = 0, *, limit: int = 1000) -> list[RecordedEvent]:
         _check_version("after", after, 0)

@@ -77,7 +77,7 @@ def _personal_fields(cls: type) -> dict[str, Personal]:
     found: dict[str, Personal] = {}
     for field in dataclasses.fields(cls):
         hint = hints.get(field.name)
-        if typing.get_origin(hint) is not typing.Annotated:
+        if hint is None or typing.get_origin(hint) is not typing.Annotated:
             continue
         marks = [m for m in hint.__metadata__ if isinstance(m, Personal)]
         if not marks:

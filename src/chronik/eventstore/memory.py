@@ -73,10 +73,10 @@ class MemoryEventStore(BaseEventStore):
     async def _all_rows(self, after: int, limit: int) -> list[Row]:
         return self._rows[after : after + limit]
 
-    async def stream_version(self, stream_id: str) -> int:
+    async def _stream_version(self, stream_id: str) -> int:
         return len(self._streams.get(stream_id, ()))
 
-    async def version_at(self, stream_id: str, when: datetime) -> int:
+    async def _version_at(self, stream_id: str, when: datetime) -> int:
         stream = self._streams.get(stream_id, [])
         return bisect.bisect_right([row[6] for row in stream], when)
 

@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, LiteralString, cast
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -27,7 +27,6 @@ from chronik.errors import (
     ConcurrencyError,
     ConfigurationError,
     DuplicateEventError,
-    InvalidInputError,
     StoreUnavailableError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
@@ -153,7 +152,7 @@ def lock_key(schema: str) -> int:
 
 def _q(template: str, schema: str) -> sql.Composed:
     """A statement with {s} bound to the quoted schema name."""
-    return sql.SQL(cast(LiteralString, template)).format(s=sql.Identifier(schema))
+    return sql.SQL(template).format(s=sql.Identifier(schema))
 
 
 class PostgresEventStore(BaseEventStore):
@@ -461,7 +460,8 @@ class PostgresEventStore(BaseEventStore):
             async with self._pool.connection() as conn:
                 cur = conn.cursor(binary=True)
                 await cur.execute(query, params)
-                return await cur.fetchall()
+                rows: list[Any] = await cur.fetchall()
+                return rows
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
 
@@ -483,7 +483,7 @@ class PostgresEventStore(BaseEventStore):
         rows = await self._fetch(query, params)
         return int(rows[0][0])
 
-    async def stream_version(self, stream_id: str) -> int:
+    async def _stream_version(self, stream_id: str) -> int:
         return await self._scalar(
             _q(
                 "SELECT coalesce(max(version), 0) FROM {s}.chronik_events WHERE stream_id = %s",
@@ -492,9 +492,7 @@ class PostgresEventStore(BaseEventStore):
             (stream_id,),
         )
 
-    async def version_at(self, stream_id: str, when: datetime) -> int:
-        if when.tzinfo is None:
-            raise InvalidInputError("a point in time must be timezone-aware (say tzinfo=UTC)")
+    async def _version_at(self, stream_id: str, when: datetime) -> int:
         return await self._scalar(
             _q(
                 "SELECT coalesce(max(version), 0) FROM {s}.chronik_events "

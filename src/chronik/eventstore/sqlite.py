@@ -26,7 +26,6 @@ from chronik.errors import (
     ConfigurationError,
     DuplicateEventError,
     EventStoreError,
-    InvalidInputError,
     StoreUnavailableError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
@@ -107,8 +106,6 @@ def _now() -> str:
 
 
 def _iso(when: datetime) -> str:
-    if when.tzinfo is None:
-        raise InvalidInputError("a point in time must be timezone-aware (say tzinfo=UTC)")
     return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -256,10 +253,10 @@ class SQLiteEventStore(BaseEventStore):
         sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? ORDER BY position LIMIT ?"
         return self._query(sql, (after, limit))
 
-    async def stream_version(self, stream_id: str) -> int:
+    async def _stream_version(self, stream_id: str) -> int:
         return int(self._query(_VERSION, (stream_id,))[0][0])
 
-    async def version_at(self, stream_id: str, when: datetime) -> int:
+    async def _version_at(self, stream_id: str, when: datetime) -> int:
         rows = self._query(
             "SELECT coalesce(max(version), 0) FROM chronik_events "
             "WHERE stream_id = ? AND recorded_at <= ?",
@@ -386,6 +383,7 @@ def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> A
     stream_id = request.stream_id
     expected = request.expected
     events = request.events
+    current = -1
     try:
         if len(events) == 1:
             # Check and insert in one statement: the common case costs what a raw insert does.
@@ -434,7 +432,7 @@ def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> A
     except sqlite3.IntegrityError as exc:
         if "chronik_events.id" not in str(exc):
             raise
-        raise _duplicate(conn, stream_id, [str(e.id) for e in events]) from None
+        raise _duplicate(conn, stream_id, current, [str(e.id) for e in events]) from None
     (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
     n = len(events)
     return AppendResult(stream_id, current + n, last - n + 1, last)
@@ -445,9 +443,16 @@ def _conflict(conn: sqlite3.Connection, stream_id: str, expected: int) -> Concur
     return ConcurrencyError(stream_id, str(ExpectedVersion(expected)), current)
 
 
-def _duplicate(conn: sqlite3.Connection, stream_id: str, ids: list[str]) -> DuplicateEventError:
+def _duplicate(
+    conn: sqlite3.Connection, stream_id: str, current: int, ids: list[str]
+) -> DuplicateEventError:
+    """Name the reused id. Rows this append wrote before failing (above ``current``) are ours."""
     marks = ",".join("?" * len(ids))
-    taken = conn.execute(f"SELECT id FROM chronik_events WHERE id IN ({marks})", ids).fetchone()
+    taken = conn.execute(
+        f"SELECT id FROM chronik_events WHERE id IN ({marks}) "
+        "AND NOT (stream_id = ? AND version > ? AND ? >= 0)",
+        [*ids, stream_id, current, current],
+    ).fetchone()
     if taken:
         return DuplicateEventError(stream_id, taken[0])
     seen: set[str] = set()

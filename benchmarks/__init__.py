@@ -1,0 +1,1 @@
+"""Benchmarks: chronik against the eventsourcing package and the raw drivers."""

@@ -1,0 +1,395 @@
+"""Run the benchmarks: every (workload, backend, system) in a fresh worker process.
+
+    python -m benchmarks.run [--quick] [--backends sqlite,postgres]
+        [--systems chronik,eventsourcing,raw] [--workloads a_create,...]
+        [--out benchmarks/results/latest.json] [--markdown docs/benchmarks.md]
+        [--markdown-only]
+
+The loops nest workload, then backend, then system, so the systems of one workload run
+back to back. Results are merged into an existing results file of the same size: only the
+(workload, backend, system) entries measured now are replaced. The markdown report is
+rendered from the merged file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.common import BACKENDS, DEFAULT_POSTGRES_URL, SYSTEMS, WORKLOADS
+from benchmarks.report import render_markdown, sort_key
+from benchmarks.worker import drop_schema, target_prefix
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "latest.json"
+DEFAULT_MARKDOWN = REPO_ROOT / "docs" / "benchmarks.md"
+TIMEOUTS = {"quick": 60.0, "full": 600.0}
+
+
+def _csv(value: str, known: list[str] | tuple[str, ...], what: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return names
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="the small sizes (a smoke run)")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN)
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="re-render the markdown from the existing results file; run nothing",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CHRONIK_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per worker (60 quick, 600 full)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.backends = _csv(args.backends, BACKENDS, "backends")
+        args.systems = _csv(args.systems, list(SYSTEMS), "systems")
+        args.workloads = _csv(args.workloads, list(WORKLOADS), "workloads")
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    return args
+
+
+# ---------------------------------------------------------------------------------------
+# The machine description
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    """A read-only git query in the repository; None if it fails (e.g. no commit yet)."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    done = subprocess.run(
+        [git, *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=10
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _postgres_info(url: str) -> dict[str, Any]:
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            info: dict[str, Any] = {}
+            for setting in ("server_version", "synchronous_commit", "fsync", "wal_sync_method"):
+                row = conn.execute(f"SHOW {setting}").fetchone()
+                info[setting] = row[0] if row else None
+            return info
+    except psycopg.Error as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def machine_description(postgres_url: str) -> dict[str, Any]:
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_mib": _memory_mib(),
+        "sqlite_version": sqlite3.sqlite_version,
+        "postgres": _postgres_info(postgres_url),
+        "psycopg": {"version": psycopg.__version__, "implementation": psycopg.pq.__impl__},
+        "eventsourcing_version": _version("eventsourcing"),
+        "chronik_version": _version("chronik"),
+        "chronik_commit": commit,
+        "chronik_dirty": bool(dirty) if commit else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Running the workers
+
+
+def _chronik_on_path() -> bool:
+    """Put src/ on the path when chronik is not installed, so a checkout can be measured."""
+    if importlib.util.find_spec("chronik") is not None:
+        return False
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    return True
+
+
+def import_error(system: str) -> str | None:
+    """Why the system's module cannot be imported, or None if it can."""
+    try:
+        importlib.import_module(f"benchmarks.systems.{SYSTEMS[system]}")
+    except Exception as exc:
+        return f"cannot import benchmarks.systems.{SYSTEMS[system]}: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _worker_env(with_src: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO_ROOT)]
+    if with_src:
+        paths.append(str(REPO_ROOT / "src"))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def _clean_up(system: str, workload: str, pid: int, postgres_url: str) -> None:
+    """Drop what a failed or killed worker may have left behind."""
+    name = target_prefix(system, workload, pid)
+    for directory in glob.glob(os.path.join(tempfile.gettempdir(), f"{name}_*")):
+        shutil.rmtree(directory, ignore_errors=True)
+    try:
+        drop_schema(postgres_url, name)
+    except psycopg.Error as exc:
+        print(f"    could not drop schema {name}: {exc}", flush=True)
+
+
+def _last_json_line(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def run_worker(
+    system: str,
+    workload: str,
+    backend: str,
+    size: str,
+    postgres_url: str,
+    timeout: float,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.worker",
+        system,
+        workload,
+        backend,
+        "--size",
+        size,
+        "--postgres-url",
+        postgres_url,
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        _clean_up(system, workload, process.pid, postgres_url)
+        return {"error": f"timed out after {timeout:.0f} s"}
+    output = _last_json_line(stdout)
+    if process.returncode != 0 or output is None or output.get("error"):
+        _clean_up(system, workload, process.pid, postgres_url)
+        if output is not None and output.get("error"):
+            return output
+        tail = " ".join(stderr.strip().splitlines()[-3:])
+        return {"error": f"worker exited with status {process.returncode}: {tail}"}
+    return output
+
+
+def _result(
+    workload: str,
+    backend: str,
+    system: str,
+    size: str,
+    output: dict[str, Any],
+    machine: dict[str, Any],
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "workload": workload,
+        "backend": backend,
+        "system": system,
+        "events_per_s": output.get("events_per_s"),
+    }
+    if output.get("ops_per_s") is not None:
+        result["ops_per_s"] = output["ops_per_s"]
+    for key in ("peak_rss_mib", "seconds", "events", "ops"):
+        if output.get(key) is not None:
+            result[key] = output[key]
+    if output.get("error"):
+        result["error"] = output["error"]
+    result["size"] = size
+    result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["machine"] = machine
+    return result
+
+
+def _progress(index: int, total: int, result: dict[str, Any], wall: float) -> str:
+    head = (
+        f"[{index:>3}/{total}] {result['workload']:<16} {result['backend']:<8} "
+        f"{result['system']:<13}"
+    )
+    if result.get("error"):
+        return f"{head} ERROR {result['error']}"
+    unit = WORKLOADS[result["workload"]].unit
+    rate = result["ops_per_s"] if unit == "loads" else result["events_per_s"]
+    return (
+        f"{head} {rate:>12,.1f} {unit}/s  {result['seconds']:7.2f} s timed"
+        f"  {result.get('peak_rss_mib', 0):5.0f} MiB  ({wall:.1f} s wall)"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The results file
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def merge(
+    existing: dict[str, Any] | None, new: list[dict[str, Any]], size: str
+) -> tuple[list[dict[str, Any]], int]:
+    """The new results plus the existing ones of the same size that were not re-measured."""
+    if existing is None or existing.get("size") != size:
+        return sorted(new, key=sort_key), 0
+    measured = {(r["workload"], r["backend"], r["system"]) for r in new}
+    kept = [
+        r
+        for r in existing.get("results", [])
+        if (r.get("workload"), r.get("backend"), r.get("system")) not in measured
+    ]
+    return sorted(new + kept, key=sort_key), len(kept)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    if args.markdown_only:
+        doc = _load(args.out)
+        if doc is None:
+            print(f"no results file at {args.out}", file=sys.stderr)
+            return 1
+        _write_text(args.markdown, render_markdown(doc))
+        print(f"wrote {args.markdown}")
+        return 0
+
+    size = "quick" if args.quick else "full"
+    timeout = args.timeout if args.timeout is not None else TIMEOUTS[size]
+    started = time.perf_counter()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    machine = machine_description(args.postgres_url)
+    if "postgres" in args.backends and "error" in machine["postgres"]:
+        print(f"PostgreSQL is not reachable: {machine['postgres']['error']}", flush=True)
+
+    with_src = _chronik_on_path()
+    import_errors = {s: import_error(s) for s in args.systems}
+    for system, reason in import_errors.items():
+        if reason:
+            print(f"{system}: {reason}; recorded as an error for every workload", flush=True)
+    env = _worker_env(with_src)
+
+    plan = [(w, b, s) for w in args.workloads for b in args.backends for s in args.systems]
+    print(
+        f"{len(plan)} measurements, size {size}, timeout {timeout:.0f} s per worker",
+        flush=True,
+    )
+    results: list[dict[str, Any]] = []
+    for index, (workload, backend, system) in enumerate(plan, start=1):
+        t0 = time.perf_counter()
+        reason = import_errors[system]
+        if reason:
+            output: dict[str, Any] = {"error": reason}
+        else:
+            output = run_worker(system, workload, backend, size, args.postgres_url, timeout, env)
+        result = _result(workload, backend, system, size, output, machine)
+        results.append(result)
+        print(_progress(index, len(plan), result, time.perf_counter() - t0), flush=True)
+
+    merged, kept = merge(_load(args.out), results, size)
+    doc = {"machine": machine, "size": size, "started_at": started_at, "results": merged}
+    _write_text(args.out, json.dumps(doc, indent=2) + "\n")
+    markdown = render_markdown(doc)
+    _write_text(args.markdown, markdown)
+    print()
+    print(markdown)
+    note = f" (kept {kept} earlier entries)" if kept else ""
+    print(f"wrote {args.out}{note} and {args.markdown}")
+    failed = sum(1 for r in results if r.get("error"))
+    print(f"{len(results)} measurements, {failed} failed, {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per benchmarked system, each with a `run(workload, target, size)`."""

@@ -1,0 +1,201 @@
+"""chronik doing the benchmark workloads through its public API, the way a user would.
+
+Writers are asyncio tasks on one store (chronik's API is async); the store is opened
+by URL with its default durability (SQLite WAL + synchronous=FULL; PostgreSQL with
+synchronous_commit on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from benchmarks.common import (
+    BATCH_EVENTS,
+    EVENT_LABEL,
+    READ_PAGE,
+    Measurement,
+    Size,
+    Target,
+    make_payload,
+    new_stream_id,
+    unknown_workload,
+)
+from chronik import Aggregate, EventTypes, ExpectedVersion, Repository, applies, event
+from chronik.eventstore import BaseEventStore, open_event_store
+
+
+@event("bench.item_added")
+@dataclass(frozen=True, slots=True)
+class ItemAdded:
+    label: str
+    amount: int
+    at: datetime
+
+
+class Basket(Aggregate):
+    total: int
+    items: int
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.total = 0
+        self.items = 0
+
+    def add(self, n: int) -> None:
+        p = make_payload(n)
+        self.record(ItemAdded(p.label, p.amount, p.at))
+
+    @applies(ItemAdded)
+    def _added(self, e: ItemAdded) -> None:
+        self.total += e.amount
+        self.items += 1
+
+
+TYPES = EventTypes([ItemAdded])
+
+
+def _event(n: int) -> ItemAdded:
+    p = make_payload(n)
+    return ItemAdded(EVENT_LABEL, p.amount, p.at)
+
+
+def _url(target: Target) -> str:
+    if target.backend == "sqlite":
+        return f"sqlite:///{target.sqlite_path}"
+    return f"{target.postgres_url}?schema={target.postgres_schema}"
+
+
+async def _timed(work: Callable[[], Awaitable[None]]) -> float:
+    started = time.perf_counter()
+    await work()
+    return time.perf_counter() - started
+
+
+async def _a_create(store: BaseEventStore, size: Size) -> Measurement:
+    streams = [new_stream_id() for _ in range(size.create)]
+
+    async def work() -> None:
+        for i, sid in enumerate(streams):
+            await store.append(sid, [_event(i)], expected=ExpectedVersion.NO_STREAM)
+
+    return Measurement(size.create, await _timed(work))
+
+
+async def _b_append(store: BaseEventStore, size: Size) -> Measurement:
+    sid = new_stream_id()
+
+    async def work() -> None:
+        for i in range(size.append):
+            await store.append(sid, [_event(i)], expected=i)
+
+    return Measurement(size.append, await _timed(work))
+
+
+async def _c_batch(store: BaseEventStore, size: Size) -> Measurement:
+    batches = [[_event(i) for i in range(BATCH_EVENTS)] for _ in range(size.batches)]
+    streams = [new_stream_id() for _ in batches]
+
+    async def work() -> None:
+        for sid, batch in zip(streams, batches, strict=True):
+            await store.append(sid, batch, expected=ExpectedVersion.NO_STREAM)
+
+    return Measurement(size.batches * BATCH_EVENTS, await _timed(work))
+
+
+async def _fill(store: BaseEventStore, sid: str, count: int) -> None:
+    for start in range(0, count, BATCH_EVENTS):
+        n = min(BATCH_EVENTS, count - start)
+        await store.append(sid, [_event(start + i) for i in range(n)], expected=start)
+
+
+async def _d_load(store: BaseEventStore, size: Size) -> Measurement:
+    repo = Repository(store, Basket)
+    sid = new_stream_id()
+    await _fill(store, sid, size.load_events)
+
+    async def work() -> None:
+        for _ in range(size.loads):
+            basket = await repo.load(sid)
+            assert basket.items == size.load_events
+
+    return Measurement(size.loads * size.load_events, await _timed(work), ops=size.loads)
+
+
+async def _d_load_snapshot(store: BaseEventStore, size: Size) -> Measurement:
+    repo = Repository(store, Basket, snapshot_every=size.load_events)
+    basket = Basket(new_stream_id())
+    for i in range(size.load_events):
+        basket.add(i)
+    await repo.save(basket)
+    snapshot = await store.load_snapshot(basket.id)
+    assert snapshot is not None and snapshot.version == size.load_events
+
+    async def work() -> None:
+        for _ in range(size.snapshot_loads):
+            loaded = await repo.load(basket.id)
+            assert loaded.items == size.load_events
+
+    return Measurement(size.snapshot_loads, await _timed(work), ops=size.snapshot_loads)
+
+
+async def _e_read_all(store: BaseEventStore, size: Size) -> Measurement:
+    for start in range(0, size.read_all, BATCH_EVENTS):
+        n = min(BATCH_EVENTS, size.read_all - start)
+        await store.append(new_stream_id(), [_event(i) for i in range(n)])
+    count = 0
+
+    async def work() -> None:
+        nonlocal count
+        after = 0
+        while page := await store.read_all(after, limit=READ_PAGE):
+            count += len(page)
+            after = page[-1].position
+
+    seconds = await _timed(work)
+    assert count == size.read_all, count
+    return Measurement(count, seconds)
+
+
+async def _f_concurrent(store: BaseEventStore, size: Size) -> Measurement:
+    plans = [[new_stream_id() for _ in range(size.per_writer)] for _ in range(size.writers)]
+
+    async def writer(streams: list[str]) -> None:
+        for i, sid in enumerate(streams):
+            await store.append(sid, [_event(i)], expected=ExpectedVersion.NO_STREAM)
+
+    async def work() -> None:
+        await asyncio.gather(*(writer(p) for p in plans))
+
+    seconds = await _timed(work)
+    assert await store.head_position() == size.writers * size.per_writer
+    return Measurement(size.writers * size.per_writer, seconds)
+
+
+_WORKLOADS: dict[str, Callable[[BaseEventStore, Size], Awaitable[Measurement]]] = {
+    "a_create": _a_create,
+    "b_append": _b_append,
+    "c_batch": _c_batch,
+    "d_load": _d_load,
+    "d_load_snapshot": _d_load_snapshot,
+    "e_read_all": _e_read_all,
+    "f_concurrent": _f_concurrent,
+}
+
+
+def run(workload: str, target: Target, size: Size) -> Measurement:
+    measure = _WORKLOADS.get(workload)
+    if measure is None:
+        raise unknown_workload(workload)
+
+    async def main() -> Measurement:
+        store = await open_event_store(_url(target), TYPES)
+        try:
+            return await measure(store, size)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())

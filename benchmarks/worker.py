@@ -1,0 +1,139 @@
+"""One measurement in a fresh process: create the target, run the system, drop the target.
+
+Run as ``python -m benchmarks.worker SYSTEM WORKLOAD BACKEND --size quick|full``. Prints one
+JSON line on stdout: the measurement (``events_per_s``, ``ops_per_s``, ``seconds``,
+``events``, ``peak_rss_mib``) or, if anything failed, an ``error`` (exit status 1).
+
+The SQLite target is a fresh temporary directory named ``bench_<system>_<workload>_<pid>_*``
+and the PostgreSQL target a fresh schema ``bench_<system>_<workload>_<pid>``, so that the
+runner can clean either up after a worker it had to kill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import psycopg
+from psycopg import sql
+
+from benchmarks.common import (
+    BACKENDS,
+    DEFAULT_POSTGRES_URL,
+    SIZES,
+    SYSTEMS,
+    Measurement,
+    System,
+    Target,
+)
+
+
+def target_prefix(system: str, workload: str, pid: int) -> str:
+    """The name of a worker's schema, and the prefix of its temporary directory."""
+    return f"bench_{system}_{workload}_{pid}".lower()
+
+
+def drop_schema(postgres_url: str, schema: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def fresh_target(backend: str, postgres_url: str, name: str) -> Iterator[Target]:
+    if backend == "sqlite":
+        directory = tempfile.mkdtemp(prefix=f"{name}_")
+        try:
+            yield Target("sqlite", str(Path(directory) / "events.db"), postgres_url, "")
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    elif backend == "postgres":
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        try:
+            yield Target("postgres", "", postgres_url, name)
+        finally:
+            drop_schema(postgres_url, name)
+    else:
+        raise ValueError(f"unknown backend {backend!r}")
+
+
+def load_system(system: str) -> System:
+    module = importlib.import_module(f"benchmarks.systems.{SYSTEMS[system]}")
+    return cast(System, module)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size, in MiB.
+
+    On Linux, ``getrusage(RUSAGE_SELF).ru_maxrss`` of a process started by fork/vfork + exec
+    starts from the peak RSS of the *parent* (the kernel carries the old address space's
+    high-water mark over the exec), so every worker would report at least the runner's
+    peak. The kernel's own high-water mark of this address space, ``VmHWM`` in
+    /proc/self/status, does not have that floor; ru_maxrss is the fallback elsewhere.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def result_fields(measurement: Measurement) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "events": measurement.events,
+        "seconds": measurement.seconds,
+        "events_per_s": measurement.events / measurement.seconds,
+    }
+    if measurement.ops is not None:
+        fields["ops"] = measurement.ops
+        fields["ops_per_s"] = measurement.ops / measurement.seconds
+    return fields
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    parser.add_argument("system", choices=sorted(SYSTEMS))
+    parser.add_argument("workload")
+    parser.add_argument("backend", choices=BACKENDS)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    args = parser.parse_args(argv)
+
+    out: dict[str, Any] = {
+        "system": args.system,
+        "workload": args.workload,
+        "backend": args.backend,
+        "size": args.size,
+    }
+    name = target_prefix(args.system, args.workload, os.getpid())
+    try:
+        system = load_system(args.system)
+        with fresh_target(args.backend, args.postgres_url, name) as target:
+            measurement = system.run(args.workload, target, SIZES[args.size])
+        if measurement.seconds <= 0 or measurement.events <= 0:
+            raise RuntimeError(f"implausible measurement: {measurement}")
+        out.update(result_fields(measurement))
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    print(json.dumps(out), flush=True)
+    return 1 if "error" in out else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
