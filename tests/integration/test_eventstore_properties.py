@@ -7,6 +7,7 @@ batches of 1 to 4 events) over a few streams; a plain model predicts each outcom
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
@@ -78,7 +79,7 @@ async def _check_sequence(store: BaseEventStore, ops: list[Append]) -> None:
         (s, v, Withdrawn(a)) for s, v, a in model
     ]
     positions = [r.position for r in everything]
-    assert all(a < b for a, b in zip(positions, positions[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(positions))
 
 
 Opener = Callable[[], Awaitable[BaseEventStore]]
