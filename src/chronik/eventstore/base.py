@@ -14,7 +14,7 @@ import msgspec
 
 from chronik.errors import InvalidInputError
 from chronik.eventstore.codec import _SLOW, EventTypes
-from chronik.eventstore.ids import uuid7
+from chronik.eventstore.ids import uuid7s
 from chronik.eventstore.port import (
     AppendResult,
     ExpectedVersion,
@@ -195,37 +195,42 @@ class BaseEventStore(abc.ABC):
             raise InvalidInputError(str(exc)) from None
         if isinstance(events, str | bytes) or not isinstance(events, Sequence) or not events:
             raise InvalidInputError("append needs a non-empty sequence of events")
-        items: list[tuple[object, UUID, Metadata | None]] = []
+        lookup = self.types.lookup
+        ids = uuid7s(len(events))
+        items = []
         subjects: set[str] = set()
-        for item in events:
-            if isinstance(item, NewEvent):
-                event, event_id, meta = item.event, item.id or uuid7(), item.metadata or metadata
+        for item, new_id in zip(events, ids, strict=True):
+            if type(item) is NewEvent:
+                event, event_id, meta = item.event, item.id or new_id, item.metadata or metadata
             else:
-                event, event_id, meta = item, uuid7(), metadata
-            if type(event) not in self.types:
+                event, event_id, meta = item, new_id, metadata
+            info = lookup(type(event))
+            if info is None:
                 raise InvalidInputError(
                     f"stream {stream_id!r}: {type(event).__qualname__} is not a registered "
                     "event type of this store"
                 )
-            subject = self.types.subject_of(event, stream_id)
-            if subject is not None:
-                subjects.add(subject)
-            items.append((event, event_id, meta))
+            if info.personal:
+                subjects.add(
+                    stream_id if info.subject is None else str(getattr(event, info.subject))
+                )
+            items.append((info, event, event_id, meta))
         keys = await self._keys(subjects, create=True) if subjects else {}
-        first_id = str(items[0][1])
+        encode = self.types.encode_data
+        first_id = str(items[0][2])
         encoded = []
-        for event, event_id, meta in items:
-            type_name, schema, data = self.types.encode(event, stream_id, keys)
+        for info, event, event_id, meta in items:
+            data = encode(info, event, stream_id, keys)
             if meta is None:
                 encoded.append(
-                    EncodedEvent(event_id, type_name, schema, data, first_id, first_id, None)
+                    EncodedEvent(event_id, info.name, info.version, data, first_id, first_id, None)
                 )
             else:
                 encoded.append(
                     EncodedEvent(
                         event_id,
-                        type_name,
-                        schema,
+                        info.name,
+                        info.version,
                         data,
                         meta.correlation_id or first_id,
                         meta.causation_id or first_id,

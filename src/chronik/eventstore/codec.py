@@ -150,6 +150,10 @@ class EventTypes:
     def name_of(self, cls: type) -> str:
         return self._info(cls).name
 
+    def lookup(self, cls: type) -> _TypeInfo | None:
+        """The registration of an event class, or None."""
+        return self._by_class.get(cls)
+
     def _info(self, cls: type) -> _TypeInfo:
         info = self._by_class.get(cls)
         if info is None:
@@ -173,8 +177,15 @@ class EventTypes:
     ) -> tuple[str, int, bytes]:
         """(type name, schema version, JSON bytes) of an event; personal fields encrypted."""
         info = self._info(type(event))
+        return info.name, info.version, self.encode_data(info, event, stream_id, keys)
+
+    @staticmethod
+    def encode_data(
+        info: _TypeInfo, event: object, stream_id: str, keys: Mapping[str, bytes]
+    ) -> bytes:
+        """The JSON bytes of an event whose registration is ``info``."""
         if not info.personal:
-            return info.name, info.version, _json_encode(event)
+            return _json_encode(event)
         subject = stream_id if info.subject is None else str(getattr(event, info.subject))
         cipher = AESGCM(keys[subject])
         data = msgspec.to_builtins(event)
@@ -182,7 +193,7 @@ class EventTypes:
             nonce = os.urandom(_NONCE_BYTES)
             sealed = cipher.encrypt(nonce, _json_encode(data[field]), _aad(subject, field))
             data[field] = {_ENCRYPTED: [subject, base64.b64encode(nonce + sealed).decode()]}
-        return info.name, info.version, _json_encode(data)
+        return _json_encode(data)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID
 
 import msgspec
 
@@ -31,6 +30,7 @@ from chronik.errors import (
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.groupcommit import GroupCommitter
+from chronik.eventstore.ids import uuid_from_bytes
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 
 __all__ = ["MIGRATIONS", "SQLiteEventStore"]
@@ -42,10 +42,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0001_events",
         """
         CREATE TABLE chronik_events (
-            position INTEGER PRIMARY KEY AUTOINCREMENT,
+            position INTEGER PRIMARY KEY,
             stream_id TEXT NOT NULL,
             version INTEGER NOT NULL,
-            id TEXT NOT NULL UNIQUE,
+            id BLOB NOT NULL UNIQUE,
             type TEXT NOT NULL,
             schema_version INTEGER NOT NULL,
             recorded_at TEXT NOT NULL,
@@ -119,7 +119,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 class SQLiteEventStore(BaseEventStore):
     """An event store in one SQLite file. Open it with ``SQLiteEventStore.open``."""
 
-    _load_id = UUID
+    _load_id = staticmethod(uuid_from_bytes)
     _load_time = datetime.fromisoformat
 
     def __init__(
@@ -392,7 +392,7 @@ def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> A
                 _INSERT_CHECKED,
                 (
                     stream_id,
-                    str(e.id),
+                    e.id.bytes,
                     e.type,
                     e.schema_version,
                     now,
@@ -417,7 +417,7 @@ def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> A
                 (
                     stream_id,
                     current + i,
-                    str(e.id),
+                    e.id.bytes,
                     e.type,
                     e.schema_version,
                     now,
@@ -432,7 +432,7 @@ def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> A
     except sqlite3.IntegrityError as exc:
         if "chronik_events.id" not in str(exc):
             raise
-        raise _duplicate(conn, stream_id, current, [str(e.id) for e in events]) from None
+        raise _duplicate(conn, stream_id, current, [e.id.bytes for e in events]) from None
     (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
     n = len(events)
     return AppendResult(stream_id, current + n, last - n + 1, last)
@@ -444,7 +444,7 @@ def _conflict(conn: sqlite3.Connection, stream_id: str, expected: int) -> Concur
 
 
 def _duplicate(
-    conn: sqlite3.Connection, stream_id: str, current: int, ids: list[str]
+    conn: sqlite3.Connection, stream_id: str, current: int, ids: list[bytes]
 ) -> DuplicateEventError:
     """Name the reused id. Rows this append wrote before failing (above ``current``) are ours."""
     marks = ",".join("?" * len(ids))
@@ -454,10 +454,10 @@ def _duplicate(
         [*ids, stream_id, current, current],
     ).fetchone()
     if taken:
-        return DuplicateEventError(stream_id, taken[0])
-    seen: set[str] = set()
+        return DuplicateEventError(stream_id, str(uuid_from_bytes(taken[0])))
+    seen: set[bytes] = set()
     for event_id in ids:
         if event_id in seen:
-            return DuplicateEventError(stream_id, event_id)
+            return DuplicateEventError(stream_id, str(uuid_from_bytes(event_id)))
         seen.add(event_id)
-    return DuplicateEventError(stream_id, ids[0])
+    return DuplicateEventError(stream_id, str(uuid_from_bytes(ids[0])))
