@@ -12,7 +12,7 @@ import os
 import time
 from uuid import UUID, SafeUUID
 
-__all__ = ["uuid_from_bytes", "uuid7", "uuid7s"]
+__all__ = ["uuid7", "uuid7s", "uuid_from_bytes"]
 
 _RAND_B = (1 << 62) - 1
 _VERSION_VARIANT = 0x7 << 76 | 0b10 << 62
