@@ -1,0 +1,47 @@
+"""The README's example and the chronik command, run as a user would."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHRONIK = Path(sys.executable).with_name("chronik")
+
+
+def test_the_readme_example_runs_and_prints_what_it_stored(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    [code] = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2 ['tour.ticket_opened', 'tour.ticket_commented']"
+    assert (tmp_path / "readme.db").exists()
+
+
+def test_the_tour_runs_twice_on_one_data_directory_and_keeps_everything(tmp_path: Path) -> None:
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [str(CHRONIK), "tour", "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert "is refused" in outputs[0]
+    assert "'[forgotten]'" in outputs[0]
+    assert "The store holds 3 events in all" in outputs[0]
+    assert "The store holds 6 events in all" in outputs[1]
+
+
+def test_the_command_without_arguments_shows_its_help() -> None:
+    done = subprocess.run([str(CHRONIK)], capture_output=True, text=True, timeout=60)
+    assert "tour" in done.stdout + done.stderr
