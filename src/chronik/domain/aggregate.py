@@ -42,12 +42,13 @@ class Aggregate:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        appliers: dict[type, Callable[[Any, Any], None]] = {}
+        # By name, so that a subclass overriding an applier (decorated again or not) wins.
+        names: dict[type, str] = {}
         for base in reversed(cls.__mro__):
-            for attr in vars(base).values():
+            for name, attr in vars(base).items():
                 for event_type in getattr(attr, "__chronik_applies__", ()):
-                    appliers[event_type] = attr
-        cls._appliers = appliers
+                    names[event_type] = name
+        cls._appliers = {event_type: getattr(cls, name) for event_type, name in names.items()}
 
     def __init__(self, id: str) -> None:
         self.id = id

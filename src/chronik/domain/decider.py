@@ -13,7 +13,9 @@ S = TypeVar("S")
 E = TypeVar("E")
 
 
-@dataclass(frozen=True, slots=True)
+# No slots: calling Decider[C, S, E](...) sets __orig_class__ on the instance, which a
+# slotted frozen dataclass refuses on Python < 3.13.
+@dataclass(frozen=True)
 class Decider(Generic[C, S, E]):
     """An aggregate as three pure parts.
 

@@ -48,6 +48,8 @@ def event(
     stream id). Bump ``version`` when the shape changes, and register an upcaster from
     the old one.
     """
+    if isinstance(aliases, str):
+        aliases = (aliases,)
     names = (name, *aliases)
     for candidate in names:
         if not isinstance(candidate, str) or not _TYPE_NAME.fullmatch(candidate):

@@ -22,7 +22,7 @@ class ValueObject:
     """
 
     __slots__ = ()
-    _field_checks: ClassVar[dict[type, tuple[tuple[str, tuple[type, ...]], ...]]] = {}
+    _field_checks: ClassVar[dict[type, tuple[_Check, ...]]] = {}
 
     def __post_init__(self) -> None:
         cls = type(self)
@@ -30,12 +30,15 @@ class ValueObject:
         if checks is None:
             checks = _field_checks(cls)
             ValueObject._field_checks[cls] = checks
-        for name, allowed in checks:
+        for name, allowed, literals in checks:
             value = getattr(self, name)
             if not isinstance(value, allowed) or (
                 isinstance(value, bool) and bool not in allowed and int in allowed
             ):
                 self.refuse(name, f"expected {_describe(allowed)}, got {type(value).__name__}")
+            if literals is not None and value not in literals:
+                choices = ", ".join(repr(v) for v in literals)
+                self.refuse(name, f"must be one of {choices}")
         self.validate()
 
     def validate(self) -> None:
@@ -45,16 +48,42 @@ class ValueObject:
         raise InvalidValueError(type(self).__qualname__, field, reason)
 
 
-def _field_checks(cls: type) -> tuple[tuple[str, tuple[type, ...]], ...]:
+# (field, the classes isinstance accepts, the values a Literal allows or None)
+_Check = tuple[str, tuple[type, ...], tuple[object, ...] | None]
+
+
+def _field_checks(cls: type) -> tuple[_Check, ...]:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls.__qualname__} must be a dataclass to be a ValueObject")
     hints = typing.get_type_hints(cls)
-    checks = []
+    checks: list[_Check] = []
     for f in dataclasses.fields(cls):
-        allowed = _runtime_types(hints.get(f.name, Any))
+        hint = hints.get(f.name, Any)
+        allowed = _runtime_types(hint)
         if allowed is not None:
-            checks.append((f.name, allowed))
+            checks.append((f.name, allowed, _literal_values(hint)))
     return tuple(checks)
+
+
+def _literal_values(hint: Any) -> tuple[object, ...] | None:
+    """The values a Literal (possibly optional or annotated) allows; None if not a Literal."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Annotated:
+        return _literal_values(typing.get_args(hint)[0])
+    if origin is typing.Literal:
+        return typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        values: list[object] = []
+        for arg in typing.get_args(hint):
+            if arg is type(None):
+                values.append(None)
+                continue
+            part = _literal_values(arg)
+            if part is None:
+                return None
+            values.extend(part)
+        return tuple(values)
+    return None
 
 
 def _runtime_types(hint: Any) -> tuple[type, ...] | None:

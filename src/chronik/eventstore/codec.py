@@ -229,7 +229,9 @@ class EventTypes:
         found = set()
         for value in obj.values():
             if type(value) is dict and _ENCRYPTED in value:
-                found.add(value[_ENCRYPTED][0])
+                sealed = value[_ENCRYPTED]
+                if type(sealed) is list and sealed and type(sealed[0]) is str:
+                    found.add(sealed[0])
         return found
 
     def decode_slow(
@@ -299,16 +301,23 @@ def _decrypt(
     sealed: list[str],
     keys: Mapping[str, bytes],
 ) -> Any:
-    subject, blob = sealed
-    key = keys.get(subject)
+    try:
+        subject, blob = sealed
+        key = keys.get(subject)
+    except (TypeError, ValueError):
+        raise CorruptEventError(
+            stream_id, version, f"personal field {field!r} is not a sealed value"
+        ) from None
     if key is None:
         mark = info.personal.get(field)
         return mark.placeholder if mark is not None else Personal().placeholder
-    raw = base64.b64decode(blob)
     try:
+        raw = base64.b64decode(blob, validate=True)
+        if len(raw) <= _NONCE_BYTES:
+            raise ValueError("shorter than a nonce")
         plain = AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _aad(subject, field))
-    except InvalidTag:
+        return _json_decode(plain)
+    except (InvalidTag, ValueError, TypeError, msgspec.DecodeError):
         raise CorruptEventError(
             stream_id, version, f"personal field {field!r} does not decrypt with its subject's key"
         ) from None
-    return _json_decode(plain)

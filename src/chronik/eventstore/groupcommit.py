@@ -85,6 +85,10 @@ class GroupCommitter(Generic[Req, Res]):
                 waiters.append(future)
         try:
             results = await self._commit(requests)
+            if len(results) != len(requests):
+                raise RuntimeError(
+                    f"group commit returned {len(results)} results for {len(requests)} requests"
+                )
         except BaseException as exc:
             failure = exc
             if isinstance(exc, asyncio.CancelledError):

@@ -9,6 +9,7 @@ random UUIDv4, measured.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from uuid import UUID, SafeUUID
 
@@ -16,29 +17,30 @@ __all__ = ["uuid7", "uuid7s", "uuid_from_bytes"]
 
 _RAND_B = (1 << 62) - 1
 _VERSION_VARIANT = 0x7 << 76 | 0b10 << 62
-_last = [0, 0]  # last millisecond, counter within it
+# The last id's (millisecond << 12 | counter): ids are handed out along this sequence.
+_last = [0]
+_lock = threading.Lock()
 
 
 def uuid7s(n: int) -> list[UUID]:
-    """``n`` new UUIDv7s, strictly increasing, and greater than any made before here."""
-    ms = time.time_ns() // 1_000_000
-    last_ms, counter = _last
-    if ms <= last_ms:
-        ms = last_ms
-    else:
-        counter = -1
+    """``n`` new UUIDv7s, strictly increasing, and greater than any made before here.
+
+    More than 4096 ids in one millisecond borrow from the next millisecond, as RFC
+    9562's counter method allows; the clock going back never makes an id go back.
+    """
     rand = os.urandom(8 * n)
+    now = (time.time_ns() // 1_000_000) << 12
+    with _lock:
+        start = max(_last[0], now - 1)
+        _last[0] = start + n
     out: list[UUID] = []
     new = UUID.__new__
     setattr_ = object.__setattr__
     for i in range(n):
-        counter += 1
-        if counter > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
-            ms += 1
-            counter = 0
+        sequence = start + 1 + i
         value = (
-            (ms & 0xFFFF_FFFF_FFFF) << 80
-            | counter << 64
+            ((sequence >> 12) & 0xFFFF_FFFF_FFFF) << 80
+            | (sequence & 0xFFF) << 64
             | _VERSION_VARIANT
             | int.from_bytes(rand[8 * i : 8 * i + 8], "big") & _RAND_B
         )
@@ -47,7 +49,6 @@ def uuid7s(n: int) -> list[UUID]:
         setattr_(u, "int", value)
         setattr_(u, "is_safe", SafeUUID.unknown)
         out.append(u)
-    _last[0], _last[1] = ms, counter
     return out
 
 

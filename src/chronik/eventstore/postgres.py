@@ -140,8 +140,9 @@ _COLUMNS = (
 
 
 def redact(url: str) -> str:
-    """The URL with its password replaced by ``***``: safe to log or show."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its password (user-info or ``password=`` parameter) hidden: safe to show."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def lock_key(schema: str) -> int:

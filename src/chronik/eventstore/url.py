@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chronik.errors import ConfigurationError
@@ -67,14 +68,15 @@ def _number(
     raw = options.get(key)
     if raw is None:
         return default
+    noun = "a whole number" if kind is int else "a number"
     try:
         value = kind(raw)
     except ValueError:
+        raise ConfigurationError(f"event store URL option {key}={raw!r} is not {noun}") from None
+    if not math.isfinite(value) or value <= 0:
         raise ConfigurationError(
-            f"event store URL option {key}={raw!r} is not a {kind.__name__}"
-        ) from None
-    if value <= 0:
-        raise ConfigurationError(f"event store URL option {key}={raw!r} must be positive")
+            f"event store URL option {key}={raw!r} must be positive and finite"
+        )
     return value
 
 
