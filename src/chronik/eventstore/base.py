@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from chronik.errors import InvalidInputError
-from chronik.eventstore.codec import _SLOW, EventTypes
+from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
 from chronik.eventstore.ids import uuid7s
 from chronik.eventstore.port import (
     AppendResult,
@@ -196,8 +196,13 @@ class BaseEventStore(abc.ABC):
         if isinstance(events, str | bytes) or not isinstance(events, Sequence) or not events:
             raise InvalidInputError("append needs a non-empty sequence of events")
         lookup = self.types.lookup
+        encode = self.types.encode_data
         ids = uuid7s(len(events))
-        items = []
+        head = events[0]
+        first_id = str(head.id if type(head) is NewEvent and head.id is not None else ids[0])
+        default = (first_id, first_id, None)
+        encoded: list[EncodedEvent] = []
+        personal: list[tuple[int, _TypeInfo, object, str]] = []
         subjects: set[str] = set()
         for item, new_id in zip(events, ids, strict=True):
             if type(item) is NewEvent:
@@ -210,33 +215,29 @@ class BaseEventStore(abc.ABC):
                     f"stream {stream_id!r}: {type(event).__qualname__} is not a registered "
                     "event type of this store"
                 )
-            if info.personal:
-                subjects.add(
-                    stream_id if info.subject is None else str(getattr(event, info.subject))
-                )
-            items.append((info, event, event_id, meta))
-        keys = await self._keys(subjects, create=True) if subjects else {}
-        encode = self.types.encode_data
-        first_id = str(items[0][2])
-        encoded = []
-        for info, event, event_id, meta in items:
-            data = encode(info, event, stream_id, keys)
             if meta is None:
-                encoded.append(
-                    EncodedEvent(event_id, info.name, info.version, data, first_id, first_id, None)
-                )
+                correlation, causation, headers = default
             else:
-                encoded.append(
-                    EncodedEvent(
-                        event_id,
-                        info.name,
-                        info.version,
-                        data,
-                        meta.correlation_id or first_id,
-                        meta.causation_id or first_id,
-                        _check_headers(meta.headers),
-                    )
+                correlation = meta.correlation_id or first_id
+                causation = meta.causation_id or first_id
+                headers = _check_headers(meta.headers)
+            if info.personal:
+                # Encrypted below, once the subjects' keys are at hand.
+                subject = stream_id if info.subject is None else str(getattr(event, info.subject))
+                subjects.add(subject)
+                personal.append((len(encoded), info, event, subject))
+                data = b""
+            else:
+                data = encode(info, event, stream_id, {})
+            encoded.append(
+                EncodedEvent(
+                    event_id, info.name, info.version, data, correlation, causation, headers
                 )
+            )
+        if personal:
+            keys = await self._keys(subjects, create=True)
+            for index, info, event, _ in personal:
+                encoded[index].data = encode(info, event, stream_id, keys)
         return AppendRequest(stream_id, expected_value, encoded)
 
     async def forget(self, subject: str) -> None:

@@ -9,6 +9,7 @@ random UUIDv4, measured.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from uuid import UUID, SafeUUID
@@ -16,7 +17,7 @@ from uuid import UUID, SafeUUID
 __all__ = ["uuid7", "uuid7s", "uuid_from_bytes"]
 
 _RAND_B = (1 << 62) - 1
-_VERSION_VARIANT = 0x7 << 76 | 0b10 << 62
+_VV = 0x7 << 76 | 0b10 << 62  # the version and variant bits
 # The last id's (millisecond << 12 | counter): ids are handed out along this sequence.
 _last = [0]
 _lock = threading.Lock()
@@ -28,7 +29,7 @@ def uuid7s(n: int) -> list[UUID]:
     More than 4096 ids in one millisecond borrow from the next millisecond, as RFC
     9562's counter method allows; the clock going back never makes an id go back.
     """
-    rand = os.urandom(8 * n)
+    lows = struct.unpack(f">{n}Q", os.urandom(8 * n))
     now = (time.time_ns() // 1_000_000) << 12
     with _lock:
         start = max(_last[0], now - 1)
@@ -36,18 +37,15 @@ def uuid7s(n: int) -> list[UUID]:
     out: list[UUID] = []
     new = UUID.__new__
     setattr_ = object.__setattr__
-    for i in range(n):
-        sequence = start + 1 + i
-        value = (
-            ((sequence >> 12) & 0xFFFF_FFFF_FFFF) << 80
-            | (sequence & 0xFFF) << 64
-            | _VERSION_VARIANT
-            | int.from_bytes(rand[8 * i : 8 * i + 8], "big") & _RAND_B
-        )
-        # UUID(int=...) re-checks the range on every call; the value is built in range.
+    unknown = SafeUUID.unknown
+    sequence = start
+    for low in lows:
+        sequence += 1
+        # 48 bits of milliseconds (enough until the year 10889), version, 12-bit counter,
+        # variant, 62 random bits. UUID(int=...) would re-check a range built in here.
         u = new(UUID)
-        setattr_(u, "int", value)
-        setattr_(u, "is_safe", SafeUUID.unknown)
+        setattr_(u, "int", (sequence >> 12) << 80 | (sequence & 0xFFF) << 64 | _VV | low & _RAND_B)
+        setattr_(u, "is_safe", unknown)
         out.append(u)
     return out
 

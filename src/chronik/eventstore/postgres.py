@@ -183,6 +183,7 @@ class PostgresEventStore(BaseEventStore):
         # Appends go through one connection of their own: the group committer runs one
         # commit at a time, and a pool check-out per append costs 10-20% of it.
         self._writer: psycopg.AsyncConnection[Any] | None = None
+        self._write_cursor: psycopg.AsyncCursor[Any]
         self._committer: GroupCommitter[AppendRequest, AppendResult] = GroupCommitter(
             self._commit_batch
         )
@@ -274,7 +275,9 @@ class PostgresEventStore(BaseEventStore):
                     autocommit=True,
                     connect_timeout=max(1, round(self._connect_timeout)),
                 )
-            cur = await conn.execute(query, params)
+                self._write_cursor = conn.cursor(binary=True)
+            cur = self._write_cursor
+            await cur.execute(query, params)
             return await cur.fetchone()
         except psycopg.OperationalError:
             if conn is not None:
