@@ -363,19 +363,28 @@ def _migrate(conn: sqlite3.Connection) -> None:
 def _append_batch(
     conn: sqlite3.Connection, requests: list[AppendRequest]
 ) -> list[AppendResult | BaseException]:
-    """Apply each append in its own savepoint; one failing leaves the others intact."""
+    """Apply each append on its own; one failing leaves the others intact.
+
+    A single-event append is one statement: it writes nothing on a conflict, and SQLite
+    undoes a failing statement by itself. Only multi-event appends, which could fail
+    half-way through (a reused id), need a savepoint of their own.
+    """
     now = _now()
     if len(requests) == 1:
         return [_append_one(conn, requests[0], now)]
     results: list[AppendResult | BaseException] = []
     for request in requests:
-        conn.execute("SAVEPOINT chronik_append")
+        guarded = len(request.events) > 1
+        if guarded:
+            conn.execute("SAVEPOINT chronik_append")
         try:
             results.append(_append_one(conn, request, now))
         except EventStoreError as exc:
-            conn.execute("ROLLBACK TO chronik_append")
+            if guarded:
+                conn.execute("ROLLBACK TO chronik_append")
             results.append(exc)
-        conn.execute("RELEASE chronik_append")
+        if guarded:
+            conn.execute("RELEASE chronik_append")
     return results
 
 

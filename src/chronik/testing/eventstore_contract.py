@@ -606,6 +606,23 @@ class EventStoreContract:
         for sid in good:
             assert await store.stream_version(sid) == 1
 
+    async def test_a_single_event_reusing_an_id_in_a_shared_commit_fails_alone(
+        self, store: BaseEventStore
+    ) -> None:
+        taken = uuid.uuid4()
+        await store.append(_sid(), [NewEvent(Withdrawn(0), id=taken)])
+        streams = [_sid() for _ in range(5)]
+        outcomes = await asyncio.gather(
+            store.append(streams[0], [Withdrawn(1)]),
+            store.append(streams[1], [NewEvent(Withdrawn(1), id=taken)]),
+            store.append(streams[2], [Withdrawn(1)], expected=7),
+            *(store.append(s, [Withdrawn(1)]) for s in streams[3:]),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], DuplicateEventError)
+        assert isinstance(outcomes[2], ConcurrencyError)
+        assert [await store.stream_version(s) for s in streams] == [1, 0, 0, 1, 1]
+
     async def test_eight_writers_on_one_stream_with_retries_lose_no_update(
         self, store: BaseEventStore
     ) -> None:
