@@ -293,19 +293,40 @@ class BaseEventStore(abc.ABC):
         return await self._decode(await self._all_rows(after, limit))
 
     async def _decode(self, rows: list[Row]) -> list[RecordedEvent]:
+        # The hot path of every reader: events written together share their time and
+        # metadata, so the last ones are reused, and current-version events without
+        # personal fields decode straight into their class.
         types = self.types
-        decode_fast = types.decode_fast
+        fast = types.fast_decoders
         load_id = self._load_id
         load_time = self._load_time
         out: list[RecordedEvent] = []
         slow: list[tuple[int, Row, dict[str, Any]]] = []
+        last_at_raw: Any = None
+        last_at: Any = None
+        last_meta_key: tuple[Any, Any, Any] = (None, None, None)
+        last_meta = Metadata()
         for row in rows:
             position, stream_id, version, event_id, type_name, schema, at, data, corr, caus, hdr = (
                 row
             )
-            event = decode_fast(stream_id, version, type_name, schema, data)
-            if event is _SLOW:
-                slow.append((len(out), row, types.parse(stream_id, version, data)))
+            entry = fast.get(type_name)
+            if entry is not None and entry[0] == schema:
+                try:
+                    event = entry[1](data)
+                except msgspec.DecodeError as exc:
+                    raise types.undecodable(stream_id, version, type_name, exc) from None
+            else:
+                event = types.decode_fast(stream_id, version, type_name, schema, data)
+                if event is _SLOW:
+                    slow.append((len(out), row, types.parse(stream_id, version, data)))
+            if load_time is not None:
+                if at != last_at_raw:
+                    last_at_raw, last_at = at, load_time(at)
+                at = last_at
+            if corr != last_meta_key[0] or caus != last_meta_key[1] or hdr != last_meta_key[2]:
+                last_meta_key = (corr, caus, hdr)
+                last_meta = Metadata(corr, caus, None if hdr is None else _headers_decode(hdr))
             out.append(
                 RecordedEvent(
                     event_id if load_id is None else load_id(event_id),
@@ -314,9 +335,9 @@ class BaseEventStore(abc.ABC):
                     position,
                     type_name,
                     schema,
-                    at if load_time is None else load_time(at),
+                    at,
                     event,
-                    Metadata(corr, caus, None if hdr is None else _headers_decode(hdr)),
+                    last_meta,
                 )
             )
         if slow:

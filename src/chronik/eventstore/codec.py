@@ -139,6 +139,13 @@ class EventTypes:
             raise ConfigurationError(
                 f"upcasters for unregistered event types: {', '.join(sorted(chains))}"
             )
+        #: name -> (current schema version, decode) for events that need neither keys nor
+        #: upcasting at that version: the read hot path.
+        self.fast_decoders: dict[str, tuple[int, Callable[[bytes], Any]]] = {
+            name: (info.version, info.decoder.decode)
+            for name, info in self._by_name.items()
+            if not info.personal
+        }
 
     @property
     def classes(self) -> tuple[type, ...]:
@@ -209,9 +216,15 @@ class EventTypes:
         try:
             return info.decoder.decode(data)
         except msgspec.DecodeError as exc:
-            raise CorruptEventError(
-                stream_id, version, f"data of {type_name!r} does not decode: {exc}"
-            ) from None
+            raise self.undecodable(stream_id, version, type_name, exc) from None
+
+    @staticmethod
+    def undecodable(
+        stream_id: str, version: int, type_name: str, exc: Exception
+    ) -> CorruptEventError:
+        return CorruptEventError(
+            stream_id, version, f"data of {type_name!r} does not decode: {exc}"
+        )
 
     def parse(self, stream_id: str, version: int, data: bytes) -> dict[str, Any]:
         """The stored JSON object, for the slow path."""
