@@ -10,8 +10,9 @@ import pytest
 
 from chronik.domain import Aggregate, Decider, DomainError, applies, event
 from chronik.errors import ConcurrencyError
-from chronik.eventstore import EventTypes, RecordedEvent, handle_command
+from chronik.eventstore import EventTypes, handle_command
 from chronik.eventstore.memory import MemoryEventStore
+from chronik.testing.rival import RivalWriterStore
 
 
 @event("unit.added")
@@ -202,35 +203,6 @@ class TestDeciderFold:
         assert decider.fold([Added(2)]) == 2
 
 
-class SideWriter(MemoryEventStore):
-    """A memory store where another writer appends right after each of our reads.
-
-    Every read is followed, ``times`` times, by an append from the side, so the
-    reader's next append finds the stream a version further on: a real conflict.
-    """
-
-    def __init__(self, types: EventTypes, side_event: object, times: int) -> None:
-        super().__init__(types)
-        self.side_event = side_event
-        self.times = times
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        from_version: int = 1,
-        *,
-        to_version: int | None = None,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        records = await super().read_stream(
-            stream_id, from_version, to_version=to_version, limit=limit
-        )
-        if self.times > 0:
-            self.times -= 1
-            await self.append(stream_id, [self.side_event])
-        return records
-
-
 class CountingDecider:
     """COUNTER's decide, counting the calls."""
 
@@ -278,7 +250,7 @@ class TestHandleCommand:
         assert await store.stream_version("counter-1") == 1
 
     async def test_a_conflict_is_retried_on_fresh_state(self) -> None:
-        store = SideWriter(TYPES, Added(10), times=1)
+        store = RivalWriterStore(TYPES, Added(10), times=1)
         counting = CountingDecider()
         decider: Decider[Add, int, Added] = Decider(0, counting, evolve)
         state, events, result = await handle_command(store, decider, "counter-1", Add(3))
@@ -288,7 +260,7 @@ class TestHandleCommand:
         assert [r.event for r in await store.read_stream("counter-1")] == [Added(10), Added(3)]
 
     async def test_it_gives_up_after_the_retries_with_the_last_conflict(self) -> None:
-        store = SideWriter(TYPES, Added(10), times=1_000)
+        store = RivalWriterStore(TYPES, Added(10), times=1_000)
         counting = CountingDecider()
         decider: Decider[Add, int, Added] = Decider(0, counting, evolve)
         with pytest.raises(ConcurrencyError) as caught:

@@ -10,9 +10,10 @@ import pytest
 
 from chronik.domain import Aggregate, applies, event
 from chronik.errors import ConcurrencyError, InvalidInputError
-from chronik.eventstore import EventTypes, RecordedEvent, Repository, Snapshot
+from chronik.eventstore import EventTypes, Repository, Snapshot
 from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.snapshots import SnapshotCodec
+from chronik.testing.rival import RivalWriterStore
 
 
 @event("unit.tally_added")
@@ -50,34 +51,6 @@ class Sloppy(Tally):
     def _added_and_kept(self, e: Added) -> None:
         self.total += e.amount
         self.last_amount = e.amount
-
-
-class SideWriter(MemoryEventStore):
-    """A memory store where another writer appends right after each of our reads.
-
-    While ``times`` is above zero, every read_stream is followed by an append from the
-    side, so the reader's next append finds the stream a version further on.
-    """
-
-    def __init__(self, types: EventTypes, times: int = 0) -> None:
-        super().__init__(types)
-        self.times = times
-
-    async def read_stream(
-        self,
-        stream_id: str,
-        from_version: int = 1,
-        *,
-        to_version: int | None = None,
-        limit: int | None = None,
-    ) -> list[RecordedEvent]:
-        records = await super().read_stream(
-            stream_id, from_version, to_version=to_version, limit=limit
-        )
-        if self.times > 0:
-            self.times -= 1
-            await self.append(stream_id, [Added(1000)])
-        return records
 
 
 @pytest.fixture
@@ -167,7 +140,7 @@ class TestOptions:
 
 class TestExecute:
     async def test_a_conflict_is_retried_on_the_fresh_state(self) -> None:
-        store = SideWriter(TYPES)
+        store = RivalWriterStore(TYPES, Added(1000), times=0)
         repo = Repository(store, Tally)
         tally = Tally("t-1")
         tally.add(1)
@@ -184,7 +157,7 @@ class TestExecute:
         assert (result.total, result.version) == (1006, 3)
 
     async def test_execute_gives_up_after_the_retries_with_the_conflict(self) -> None:
-        store = SideWriter(TYPES)
+        store = RivalWriterStore(TYPES, Added(1000), times=0)
         repo = Repository(store, Tally)
         tally = Tally("t-1")
         tally.add(1)
