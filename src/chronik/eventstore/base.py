@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self
@@ -16,6 +16,7 @@ from chronik.errors import InvalidInputError
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
 from chronik.eventstore.ids import uuid7s
 from chronik.eventstore.port import (
+    AllPage,
     AppendResult,
     ExpectedVersion,
     Metadata,
@@ -23,6 +24,7 @@ from chronik.eventstore.port import (
     RecordedEvent,
     Snapshot,
 )
+from chronik.eventstore.signal import HeadSignal
 
 __all__ = ["AppendRequest", "BaseEventStore", "EncodedEvent", "Row", "check_stream_id"]
 
@@ -109,6 +111,7 @@ class BaseEventStore(abc.ABC):
 
     def __init__(self, types: EventTypes) -> None:
         self.types = types
+        self._signal = HeadSignal()
 
     def with_types(self, types: EventTypes) -> Self:
         """A view of the same storage that reads and writes through another registry.
@@ -131,7 +134,10 @@ class BaseEventStore(abc.ABC):
         """Rows with start <= version (<= stop), ascending, or descending from start."""
 
     @abc.abstractmethod
-    async def _all_rows(self, after: int, limit: int) -> list[Row]: ...
+    async def _all_rows(
+        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+    ) -> list[Row]:
+        """Rows above ``after`` (and at most ``upto``), of ``types`` if given, by position."""
 
     @abc.abstractmethod
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
@@ -178,7 +184,9 @@ class BaseEventStore(abc.ABC):
         for an argument the store refuses. Events may be domain events or NewEvent
         wrappers carrying their own id and metadata.
         """
-        return await self._append(await self.prepare(stream_id, events, expected, metadata))
+        result = await self._append(await self.prepare(stream_id, events, expected, metadata))
+        self._signal.advance(result.position)
+        return result
 
     async def prepare(
         self,
@@ -291,6 +299,35 @@ class BaseEventStore(abc.ABC):
         _check_version("after", after, 0)
         _check_limit(limit)
         return await self._decode(await self._all_rows(after, limit))
+
+    async def read_all_page(
+        self, after: int = 0, *, limit: int = 1000, types: Collection[str] | None = None
+    ) -> AllPage:
+        """Like ``read_all``, only events of ``types`` (stored names) if given.
+
+        With types, the head is read first and the page bounded by it: every position up
+        to a visible head is committed or never will be (guarantee 2), so a reader may
+        move past the events it did not ask for.
+        """
+        _check_version("after", after, 0)
+        _check_limit(limit)
+        if types is None:
+            rows = await self._all_rows(after, limit)
+            scanned = rows[-1][0] if rows else after
+        else:
+            names = sorted(set(types))
+            head = await self.head_position()
+            rows = await self._all_rows(after, limit, names, head) if names else []
+            scanned = rows[-1][0] if len(rows) == limit else max(head, after)
+        return AllPage(await self._decode(rows), scanned)
+
+    async def wait_for_events(self, after: int, max_wait: float) -> None:
+        """Return when events beyond ``after`` may exist, or after ``max_wait`` seconds.
+
+        Appends through this store wake waiters at once; other writers are seen when
+        ``max_wait`` runs out (PostgreSQL also listens for them: see its adapter).
+        """
+        await self._signal.wait(after, max_wait)
 
     async def _decode(self, rows: list[Row]) -> list[RecordedEvent]:
         # The hot path of every reader: events written together share their time and

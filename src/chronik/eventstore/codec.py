@@ -157,6 +157,11 @@ class EventTypes:
     def name_of(self, cls: type) -> str:
         return self._info(cls).name
 
+    def names_of(self, cls: type) -> tuple[str, ...]:
+        """Every stored name of an event class: its name and its aliases."""
+        info = self._info(cls)
+        return tuple(name for name, other in self._by_name.items() if other is info)
+
     def lookup(self, cls: type) -> _TypeInfo | None:
         """The registration of an event class, or None."""
         return self._by_class.get(cls)

@@ -70,8 +70,14 @@ class MemoryEventStore(BaseEventStore):
             rows = stream[start - 1 : end]
         return rows if limit is None else rows[:limit]
 
-    async def _all_rows(self, after: int, limit: int) -> list[Row]:
-        return self._rows[after : after + limit]
+    async def _all_rows(
+        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+    ) -> list[Row]:
+        if types is None:
+            return self._rows[after : after + limit]
+        wanted = set(types)
+        rows = self._rows[after : upto if upto is not None else None]
+        return [row for row in rows if row[4] in wanted][:limit]
 
     async def _stream_version(self, stream_id: str) -> int:
         return len(self._streams.get(stream_id, ()))

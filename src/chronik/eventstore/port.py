@@ -8,7 +8,7 @@ Roles are split so that code asks for what it uses: a projection needs an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol
@@ -18,6 +18,7 @@ import msgspec
 
 __all__ = [
     "AllEventsReader",
+    "AllPage",
     "AppendResult",
     "EventStore",
     "ExpectedVersion",
@@ -109,6 +110,18 @@ class AppendResult(msgspec.Struct, frozen=True, gc=False):
     position: int
 
 
+class AllPage(msgspec.Struct, frozen=True, gc=False):
+    """A page of "all events", possibly filtered by type.
+
+    ``scanned_to`` is the position the reader may continue after: the last event's, or,
+    when the page is not full, the head the store saw, so skipped events are not read
+    again. It never passes an event that could still commit (guarantee 2).
+    """
+
+    events: list[RecordedEvent]
+    scanned_to: int
+
+
 class Snapshot(msgspec.Struct, frozen=True, gc=False):
     """A stored copy of an aggregate's state at a version, with the schema it was taken in."""
 
@@ -176,6 +189,16 @@ class AllEventsReader(Protocol):
 
     async def head_position(self) -> int:
         """The highest position a reader can see now; 0 for an empty store."""
+        ...
+
+    async def read_all_page(
+        self, after: int = 0, *, limit: int = 1000, types: Collection[str] | None = None
+    ) -> AllPage:
+        """Like ``read_all``, only events of ``types`` (stored names) if given."""
+        ...
+
+    async def wait_for_events(self, after: int, max_wait: float) -> None:
+        """Return when events beyond ``after`` may exist, or after ``max_wait`` seconds."""
         ...
 
 

@@ -12,9 +12,12 @@ docs/adr/0002-global-order-on-postgresql.md.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +37,8 @@ from chronik.eventstore.groupcommit import GroupCommitter
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 
 __all__ = ["MIGRATIONS", "PostgresEventStore", "redact"]
+
+log = logging.getLogger("chronik.eventstore.postgres")
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -183,6 +188,14 @@ class PostgresEventStore(BaseEventStore):
         # Appends go through one connection of their own: the group committer runs one
         # commit at a time, and a pool check-out per append costs 10-20% of it.
         self._writer: psycopg.AsyncConnection[Any] | None = None
+        # Other processes learn of commits by NOTIFY, sent after commits (never inside an
+        # append: a NOTIFY takes a cluster-wide lock at commit) and at most once per
+        # notify_interval; this process's waiters are woken directly.
+        self.channel = "chronik_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+        self.notify_interval = 0.02
+        self._notify_pending = False
+        self._notifier: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._write_cursor: psycopg.AsyncCursor[Any]
         self._committer: GroupCommitter[AppendRequest, AppendResult] = GroupCommitter(
             self._commit_batch
@@ -202,6 +215,11 @@ class PostgresEventStore(BaseEventStore):
         self._sql_all = _q(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
             "ORDER BY position LIMIT %s",
+            s,
+        )
+        self._sql_all_typed = _q(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
+            "AND position <= %s AND type = ANY(%s::text[]) ORDER BY position LIMIT %s",
             s,
         )
         self._sql_stream = _q(
@@ -260,6 +278,11 @@ class PostgresEventStore(BaseEventStore):
         return store
 
     async def close(self) -> None:
+        for task in (self._notifier, self._listener):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -327,7 +350,56 @@ class PostgresEventStore(BaseEventStore):
     # -- writing -----------------------------------------------------------------------
 
     async def _append(self, request: AppendRequest) -> AppendResult:
-        return await self._committer.submit(request)
+        result = await self._committer.submit(request)
+        self._notify_soon()
+        return result
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A transaction on a pooled connection, for read models and outboxes."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _notify_soon(self) -> None:
+        self._notify_pending = True
+        if self._notifier is None or self._notifier.done():
+            self._notifier = asyncio.get_running_loop().create_task(self._notify_loop())
+
+    async def _notify_loop(self) -> None:
+        while self._notify_pending:
+            self._notify_pending = False
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+            except psycopg.Error as exc:
+                log.warning("NOTIFY on %s failed; listeners will poll: %s", self.channel, exc)
+                return
+            await asyncio.sleep(self.notify_interval)
+
+    async def wait_for_events(self, after: int, max_wait: float) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen_loop())
+        await self._signal.wait(after, max_wait)
+
+    async def _listen_loop(self) -> None:
+        """Turn other processes' NOTIFYs into wake-ups; reconnect with backoff."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f'LISTEN "{self.channel}"')
+                    self._signal.poke()  # something may have committed while we connected
+                    delay = 0.1
+                    async for _ in conn.notifies():
+                        self._signal.poke()
+            except psycopg.Error as exc:
+                log.warning("LISTEN on %s lost (%s); retrying in %.1f s", self.channel, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _commit_batch(
         self, requests: list[AppendRequest]
@@ -487,8 +559,14 @@ class PostgresEventStore(BaseEventStore):
             self._sql_stream, (stream_id, start, stop if stop is not None else 2**31 - 1, lim)
         )
 
-    async def _all_rows(self, after: int, limit: int) -> list[Row]:
-        return await self._fetch(self._sql_all, (after, limit))
+    async def _all_rows(
+        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+    ) -> list[Row]:
+        if types is None:
+            return await self._fetch(self._sql_all, (after, limit))
+        return await self._fetch(
+            self._sql_all_typed, (after, upto if upto is not None else 1 << 62, types, limit)
+        )
 
     async def _scalar(self, query: str, params: Sequence[Any]) -> int:
         rows = await self._fetch(query, params)

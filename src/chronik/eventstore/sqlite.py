@@ -12,8 +12,9 @@ See docs/adr/0003-sqlite-on-the-event-loop.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,6 +136,7 @@ class SQLiteEventStore(BaseEventStore):
         self._writer = writer
         self._reader = reader
         self._lock_timeout = lock_timeout
+        self._write_lock = asyncio.Lock()
         self._committer: GroupCommitter[AppendRequest, AppendResult] = GroupCommitter(
             self._commit_batch, gather=True
         )
@@ -196,13 +198,37 @@ class SQLiteEventStore(BaseEventStore):
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction, waiting (without blocking) for the lock."""
+        async with self.transaction() as conn:
+            return work(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
+        """A write transaction on the store's connection, for appends and read models.
+
+        Writers in this process take turns on an asyncio lock; another process holding
+        SQLite's write lock is waited for without blocking the loop, up to lock_timeout.
+        """
+        async with self._write_lock:
+            conn = self._writer
+            await self._begin(conn)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+                raise
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._lock_timeout
         delay = 0.001
-        conn = self._writer
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
@@ -213,17 +239,10 @@ class SQLiteEventStore(BaseEventStore):
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
-                continue
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
-                raise
-            return result
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read on the reader connection (read models use it too)."""
+        return self._query(sql, params)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -249,9 +268,18 @@ class SQLiteEventStore(BaseEventStore):
         sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"  # noqa: E501
         return self._query(sql, (stream_id, start, stop, lim))
 
-    async def _all_rows(self, after: int, limit: int) -> list[Row]:
-        sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? ORDER BY position LIMIT ?"
-        return self._query(sql, (after, limit))
+    async def _all_rows(
+        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+    ) -> list[Row]:
+        if types is None:
+            sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? ORDER BY position LIMIT ?"  # noqa: E501
+            return self._query(sql, (after, limit))
+        marks = ",".join("?" * len(types))
+        sql = (
+            f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? AND position <= ? "
+            f"AND type IN ({marks}) ORDER BY position LIMIT ?"
+        )
+        return self._query(sql, (after, upto if upto is not None else 1 << 62, *types, limit))
 
     async def _stream_version(self, stream_id: str) -> int:
         return int(self._query(_VERSION, (stream_id,))[0][0])
