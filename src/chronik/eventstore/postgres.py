@@ -156,7 +156,7 @@ def lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _q(template: str, schema: str) -> str:
+def in_schema(template: str, schema: str) -> str:
     """A statement with {s} bound to the quoted schema name, rendered once.
 
     The schema name matched ``_SCHEMA_NAME`` (lowercase letters, digits, '_'), so double
@@ -183,6 +183,7 @@ class PostgresEventStore(BaseEventStore):
         self.schema = schema
         self._pool = pool
         self._conninfo = url
+        self.conninfo = url
         self._connect_timeout = connect_timeout
         self._url = redact(url)
         # Appends go through one connection of their own: the group committer runs one
@@ -201,33 +202,33 @@ class PostgresEventStore(BaseEventStore):
             self._commit_batch
         )
         s = schema
-        self._sql_one = _q(
+        self._sql_one = in_schema(
             "SELECT {s}.chronik_append_one(%s, %s, %s::uuid, %s, %s, %s::bytea, %s, %s, %s::bytea)",
             s,
         )
-        self._sql_group = _q(
+        self._sql_group = in_schema(
             # Binary parameters: psycopg dumps text arrays through a regex per element.
             "SELECT o_versions, o_first, o_last FROM {s}.chronik_append_group("
             "%b::text[], %b::int[], %b::int[], %b::int[], %b::uuid[], %b::text[], %b::int[], "
             "%b::bytea[], %b::text[], %b::text[], %b::bytea[])",
             s,
         )
-        self._sql_all = _q(
+        self._sql_all = in_schema(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
             "ORDER BY position LIMIT %s",
             s,
         )
-        self._sql_all_typed = _q(
+        self._sql_all_typed = in_schema(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
             "AND position <= %s AND type = ANY(%s::text[]) ORDER BY position LIMIT %s",
             s,
         )
-        self._sql_stream = _q(
+        self._sql_stream = in_schema(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
             "AND version >= %s AND version <= %s ORDER BY version LIMIT %s",
             s,
         )
-        self._sql_stream_back = _q(
+        self._sql_stream_back = in_schema(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
             "AND version <= %s ORDER BY version DESC LIMIT %s",
             s,
@@ -271,7 +272,7 @@ class PostgresEventStore(BaseEventStore):
             ) from None
         store = cls(types, pool, schema, url, connect_timeout)
         try:
-            await store._migrate()
+            await store.migrate(MIGRATIONS)
         except BaseException:
             await pool.close()
             raise
@@ -311,32 +312,37 @@ class PostgresEventStore(BaseEventStore):
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(f"PostgreSQL at {self._url}: {exc}")
 
-    async def _migrate(self) -> None:
+    async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
+        """Apply the named migrations not yet applied, each once, under a lock.
+
+        A migration is a script template: ``{s}`` is the quoted schema, ``{lock}`` the
+        advisory lock key of its positions.
+        """
         key = lock_key(self.schema)
         try:
             async with self._pool.connection() as conn:
                 await conn.execute("SELECT pg_advisory_lock(%s)", (key - 1,))
                 try:
-                    await conn.execute(_q("CREATE SCHEMA IF NOT EXISTS {s}", self.schema))
+                    await conn.execute(in_schema("CREATE SCHEMA IF NOT EXISTS {s}", self.schema))
                     await conn.execute(
-                        _q(
+                        in_schema(
                             "CREATE TABLE IF NOT EXISTS {s}.chronik_migrations ("
                             "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
                             self.schema,
                         )
                     )
                     cur = await conn.execute(
-                        _q("SELECT name FROM {s}.chronik_migrations", self.schema)
+                        in_schema("SELECT name FROM {s}.chronik_migrations", self.schema)
                     )
                     done = {name for (name,) in await cur.fetchall()}
-                    for name, template in MIGRATIONS:
+                    for name, template in migrations:
                         if name in done:
                             continue
                         script = template.replace("{lock}", str(key))
                         async with conn.transaction():
-                            await conn.execute(_q(script, self.schema))
+                            await conn.execute(in_schema(script, self.schema))
                             await conn.execute(
-                                _q(
+                                in_schema(
                                     "INSERT INTO {s}.chronik_migrations (name) VALUES (%s)",
                                     self.schema,
                                 ),
@@ -574,7 +580,7 @@ class PostgresEventStore(BaseEventStore):
 
     async def _stream_version(self, stream_id: str) -> int:
         return await self._scalar(
-            _q(
+            in_schema(
                 "SELECT coalesce(max(version), 0) FROM {s}.chronik_events WHERE stream_id = %s",
                 self.schema,
             ),
@@ -583,7 +589,7 @@ class PostgresEventStore(BaseEventStore):
 
     async def _version_at(self, stream_id: str, when: datetime) -> int:
         return await self._scalar(
-            _q(
+            in_schema(
                 "SELECT coalesce(max(version), 0) FROM {s}.chronik_events "
                 "WHERE stream_id = %s AND recorded_at <= %s",
                 self.schema,
@@ -593,21 +599,21 @@ class PostgresEventStore(BaseEventStore):
 
     async def head_position(self) -> int:
         return await self._scalar(
-            _q("SELECT coalesce(max(position), 0) FROM {s}.chronik_events", self.schema), ()
+            in_schema("SELECT coalesce(max(position), 0) FROM {s}.chronik_events", self.schema), ()
         )
 
     # -- keys and snapshots ------------------------------------------------------------
 
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
         wanted = sorted(subjects)
-        select = _q(
+        select = in_schema(
             "SELECT subject, key FROM {s}.chronik_subject_keys WHERE subject = ANY(%s::text[])",
             self.schema,
         )
         found = {s: bytes(k) for s, k in await self._fetch(select, (wanted,))}
         missing = [s for s in wanted if s not in found]
         if create and missing:
-            insert = _q(
+            insert = in_schema(
                 "INSERT INTO {s}.chronik_subject_keys (subject, key) "
                 "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING",
                 self.schema,
@@ -624,18 +630,22 @@ class PostgresEventStore(BaseEventStore):
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 await conn.execute(
-                    _q("DELETE FROM {s}.chronik_subject_keys WHERE subject = %s", self.schema),
+                    in_schema(
+                        "DELETE FROM {s}.chronik_subject_keys WHERE subject = %s", self.schema
+                    ),
                     (subject,),
                 )
                 await conn.execute(
-                    _q("DELETE FROM {s}.chronik_snapshots WHERE %s = ANY(subjects)", self.schema),
+                    in_schema(
+                        "DELETE FROM {s}.chronik_snapshots WHERE %s = ANY(subjects)", self.schema
+                    ),
                     (subject,),
                 )
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
-        query = _q(
+        query = in_schema(
             "INSERT INTO {s}.chronik_snapshots (stream_id, version, schema, state, subjects) "
             "VALUES (%s, %s, %s, %s, %s::text[]) ON CONFLICT (stream_id, version) DO UPDATE "
             "SET schema = excluded.schema, state = excluded.state, subjects = excluded.subjects",
@@ -658,7 +668,7 @@ class PostgresEventStore(BaseEventStore):
         self, stream_id: str, *, max_version: int | None = None
     ) -> Snapshot | None:
         rows = await self._fetch(
-            _q(
+            in_schema(
                 "SELECT version, schema, state, subjects FROM {s}.chronik_snapshots "
                 "WHERE stream_id = %s AND version <= %s ORDER BY version DESC LIMIT 1",
                 self.schema,

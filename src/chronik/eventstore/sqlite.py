@@ -175,7 +175,7 @@ class SQLiteEventStore(BaseEventStore):
             ) from exc
         store = cls(types, file, writer, writer, lock_timeout)
         try:
-            await store._write(_migrate)
+            await store.migrate(MIGRATIONS)
             store._reader = _connect(file, level, busy_ms=int(lock_timeout * 1000))
         except BaseException:
             writer.close()
@@ -239,6 +239,10 @@ class SQLiteEventStore(BaseEventStore):
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
+        """Apply the named migrations not yet applied, each once, in one transaction."""
+        await self._write(lambda conn: _migrate(conn, migrations))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read on the reader connection (read models use it too)."""
@@ -374,12 +378,12 @@ def _connect(file: Path, synchronous: str, busy_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]]) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS chronik_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
     )
     done = {name for (name,) in conn.execute("SELECT name FROM chronik_migrations")}
-    for name, script in MIGRATIONS:
+    for name, script in migrations:
         if name in done:
             continue
         for statement in script.split(";"):

@@ -1,0 +1,24 @@
+"""CQRS read side: projections, their read models, and the engine that runs them."""
+
+from chronik.projections.engine import (
+    LostLeadershipError,
+    ProjectionEngine,
+    ProjectionRunner,
+    ProjectionStatus,
+    RebuildProgress,
+)
+from chronik.projections.projection import Projection, handles
+from chronik.projections.readmodel import Parked, ReadModels, ReadModelTx
+
+__all__ = [
+    "LostLeadershipError",
+    "Parked",
+    "Projection",
+    "ProjectionEngine",
+    "ProjectionRunner",
+    "ProjectionStatus",
+    "ReadModelTx",
+    "ReadModels",
+    "RebuildProgress",
+    "handles",
+]

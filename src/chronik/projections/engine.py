@@ -1,0 +1,523 @@
+"""The projection engine: runs each projection from its checkpoint, exactly once per event.
+
+One runner per projection follows "all events" (only the types it handles), applies a
+page of events to the read model and moves the checkpoint in the same transaction: a
+crash at any moment leaves every event applied exactly once. Caught up, it waits to be
+woken by new events. A handler that keeps failing on one event is retried with backoff,
+then the event is parked with its error and the others flow on (state "degraded").
+A rebuild fills the next generation of the tables from position 0 while the serving
+generation keeps up, then switches in one transaction.
+
+    catching_up -> live <-> degraded          rebuilding (beside either)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chronik.errors import ChronikError, EventStoreError
+from chronik.eventstore.base import BaseEventStore
+from chronik.eventstore.port import RecordedEvent
+from chronik.eventstore.signal import HeadSignal
+from chronik.projections.projection import Projection
+from chronik.projections.readmodel import (
+    Parked,
+    ProjectionBackend,
+    ProjectionRow,
+    ReadModels,
+    ReadModelTx,
+    physical,
+)
+
+__all__ = [
+    "LostLeadershipError",
+    "ProjectionEngine",
+    "ProjectionRunner",
+    "ProjectionStatus",
+    "RebuildProgress",
+    "backend_for",
+]
+
+log = logging.getLogger("chronik.projections")
+
+
+class LostLeadershipError(ChronikError):
+    """Another runner moved this projection's checkpoint: this one must stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildProgress:
+    done: int  # position the new generation has reached
+    total: int  # head position when measured
+    rate: float  # events per second since the rebuild began (0 until measured)
+    seconds_left: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    state: str  # starting | standby | catching_up | live | degraded | error | stopped
+    checkpoint: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    parked: int
+    generation: int
+    version: int
+    rebuild: RebuildProgress | None
+    error: str | None = None
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, index: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.index = index
+        self.cause = cause
+
+
+def backend_for(store: BaseEventStore) -> ProjectionBackend:
+    """The projection backend living in the same database as ``store``."""
+    from chronik.eventstore.memory import MemoryEventStore
+    from chronik.eventstore.sqlite import SQLiteEventStore
+
+    if isinstance(store, MemoryEventStore):
+        from chronik.projections.memory import MemoryProjectionBackend
+
+        return MemoryProjectionBackend(store)
+    if isinstance(store, SQLiteEventStore):
+        from chronik.projections.sqlite import SQLiteProjectionBackend
+
+        return SQLiteProjectionBackend(store)
+    from chronik.eventstore.postgres import PostgresEventStore
+    from chronik.projections.postgres import PostgresProjectionBackend
+
+    if isinstance(store, PostgresEventStore):
+        return PostgresProjectionBackend(store)
+    raise TypeError(f"no projection backend for {type(store).__qualname__}: pass one explicitly")
+
+
+class ProjectionRunner:
+    """Runs one projection: leadership, catch-up, live tail, poison events, rebuilds."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        store: BaseEventStore,
+        backend: ProjectionBackend,
+        *,
+        page_size: int = 500,
+        retries: int = 3,
+        retry_backoff: float = 0.1,
+        idle_wait: float = 1.0,
+        standby_wait: float = 2.0,
+        heartbeat: float = 5.0,
+    ) -> None:
+        type(projection).check()
+        self.projection = projection
+        self.name = projection.name
+        self.store = store
+        self.backend = backend
+        self.page_size = page_size
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.idle_wait = idle_wait
+        self.standby_wait = standby_wait
+        self.heartbeat = heartbeat
+        self.type_names = sorted(
+            {name for cls in projection.event_types for name in store.types.names_of(cls)}
+        )
+        self.state = "starting"
+        self.checkpoint = 0
+        self.head = 0
+        self.error: str | None = None
+        self.parked_count = 0
+        self._row: ProjectionRow | None = None
+        self._progress = HeadSignal()
+        self._last_status_write = 0.0
+        self._written_state: tuple[str, str | None] | None = None
+        self._rebuild_started: tuple[float, int] | None = None
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set: lead when possible, else stand by."""
+        backoff = self.retry_backoff
+        while not stop.is_set():
+            try:
+                async with self.backend.leadership(self.name) as leading:
+                    if not leading:
+                        self.state = "standby"
+                        await _sleep(stop, self.standby_wait)
+                        continue
+                    await self._lead(stop)
+                    backoff = self.retry_backoff
+            except (EventStoreError, LostLeadershipError) as exc:
+                self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
+                log.warning("projection %s: %s; again in %.1f s", self.name, exc, backoff)
+                await _sleep(stop, backoff)
+                backoff = min(backoff * 2, 30.0)
+        if self.state not in ("standby",):
+            self.state = "stopped"
+            await self._write_status(force=True, quiet=True)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        await self._ensure()
+        last_requests = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if now - last_requests >= min(1.0, self.idle_wait):
+                await self._handle_requests()
+                last_requests = now
+            worked = await self._live_step()
+            if self._rebuilding:
+                worked = await self._rebuild_step() or worked
+            if not worked:
+                self.state = "degraded" if self.parked_count else "live"
+                await self._write_status()
+                await self.store.wait_for_events(self.checkpoint, self.idle_wait)
+            else:
+                await self._write_status()
+
+    async def _ensure(self) -> None:
+        spec = type(self.projection)
+        row = await self.backend.load(self.name)
+        if row is None:
+            row = await self.backend.create(self.name, spec.version, spec.tables, spec.indexes)
+        elif row.version != spec.version and row.rebuild_version != spec.version:
+            log.info(
+                "projection %s: code is at version %d, tables at %d: rebuilding beside them",
+                self.name,
+                spec.version,
+                row.version,
+            )
+            row = await self.backend.begin_rebuild(
+                self.name, spec.version, spec.tables, spec.indexes
+            )
+        self._row = row
+        self.checkpoint = row.checkpoint
+        self.parked_count = len(await self.backend.parked(self.name))
+        self.state = "catching_up"
+        self.error = None
+
+    @property
+    def _rebuilding(self) -> bool:
+        return self._row is not None and self._row.rebuild_generation is not None
+
+    def _tables(self, generation: int) -> dict[str, str]:
+        return {t: physical(self.name, t, generation) for t in self.projection.tables}
+
+    async def _live_step(self) -> bool:
+        assert self._row is not None
+        page = await self.store.read_all_page(
+            self.checkpoint, limit=self.page_size, types=self.type_names
+        )
+        if page.scanned_to <= self.checkpoint:
+            return False
+        if len(page.events) == self.page_size:
+            self.state = "catching_up"
+        await self._apply(page.events, page.scanned_to, self._row.generation, rebuilding=False)
+        return True
+
+    async def _rebuild_step(self) -> bool:
+        row = self._row
+        assert row is not None and row.rebuild_generation is not None
+        done = row.rebuild_checkpoint or 0
+        if self._rebuild_started is None:
+            self._rebuild_started = (time.monotonic(), done)
+        if done < self.checkpoint:
+            page = await self.store.read_all_page(done, limit=self.page_size, types=self.type_names)
+            await self._apply(page.events, page.scanned_to, row.rebuild_generation, rebuilding=True)
+        if (row.rebuild_checkpoint or 0) >= self.checkpoint:
+            self._row = await self.backend.switch(self.name, self.projection.tables)
+            self.checkpoint = self._row.checkpoint
+            self._rebuild_started = None
+            self._progress.advance(self.checkpoint)
+            log.info(
+                "projection %s: rebuilt; now serving generation %d", self.name, self._row.generation
+            )
+        return True
+
+    # -- applying events ---------------------------------------------------------------
+
+    async def _apply(
+        self, events: Sequence[RecordedEvent], to: int, generation: int, *, rebuilding: bool
+    ) -> None:
+        expected = self._checkpoint_of(rebuilding)
+        try:
+            await self._commit(events, generation, rebuilding, expected, to)
+        except _HandlerFailed as failed:
+            index = failed.index
+            if index > 0:
+                before = events[index - 1].position
+                await self._commit(events[:index], generation, rebuilding, expected, before)
+                expected = before
+            await self._retry_or_park(events[index], failed.cause, generation, rebuilding, expected)
+
+    def _checkpoint_of(self, rebuilding: bool) -> int:
+        if rebuilding:
+            assert self._row is not None
+            return self._row.rebuild_checkpoint or 0
+        return self.checkpoint
+
+    def _moved(self, rebuilding: bool, to: int) -> None:
+        assert self._row is not None
+        if rebuilding:
+            self._row.rebuild_checkpoint = to
+        else:
+            self.checkpoint = self._row.checkpoint = to
+            self._progress.advance(to)
+
+    async def _commit(
+        self,
+        events: Sequence[RecordedEvent],
+        generation: int,
+        rebuilding: bool,
+        expected: int,
+        to: int,
+    ) -> None:
+        projection = self.projection
+        async with self.backend.transaction() as btx:
+            tx = ReadModelTx(btx, self._tables(generation))
+            for index, recorded in enumerate(events):
+                handler = projection.handler_for(type(recorded.event))
+                if handler is None:
+                    continue
+                tx.current = recorded
+                try:
+                    await handler(recorded.event, tx)
+                except Exception as exc:
+                    raise _HandlerFailed(index, exc) from exc
+            await tx.flush()
+            await btx.advance(self.name, generation, rebuilding, expected, to)
+        self._moved(rebuilding, to)
+
+    async def _retry_or_park(
+        self,
+        recorded: RecordedEvent,
+        cause: BaseException,
+        generation: int,
+        rebuilding: bool,
+        expected: int,
+    ) -> None:
+        attempts = 1
+        while attempts < self.retries:
+            await asyncio.sleep(self.retry_backoff * 2 ** (attempts - 1))
+            attempts += 1
+            try:
+                await self._commit([recorded], generation, rebuilding, expected, recorded.position)
+                return
+            except _HandlerFailed as failed:
+                cause = failed.cause
+        error = "".join(traceback.format_exception_only(cause)).strip()
+        log.error(
+            "projection %s parks %s v%d (position %d) after %d attempts: %s",
+            self.name,
+            recorded.stream_id,
+            recorded.version,
+            recorded.position,
+            attempts,
+            error,
+        )
+        async with self.backend.transaction() as btx:
+            await btx.park(self.name, recorded, error, attempts)
+            await btx.advance(self.name, generation, rebuilding, expected, recorded.position)
+        self._moved(rebuilding, recorded.position)
+        if not rebuilding:
+            self.parked_count += 1
+            self.state = "degraded"
+
+    # -- requests from the CLI or the application --------------------------------------
+
+    async def _handle_requests(self) -> None:
+        row = await self.backend.load(self.name)
+        if row is None or not row.request:
+            return
+        request = row.request
+        if request == "rebuild":
+            if not self._rebuilding:
+                spec = type(self.projection)
+                self._row = await self.backend.begin_rebuild(
+                    self.name, spec.version, spec.tables, spec.indexes
+                )
+                self._rebuild_started = None
+        elif request == "replay-parked":
+            await self._replay_parked()
+        elif request == "skip-parked":
+            for parked in await self.backend.parked(self.name):
+                await self.backend.unpark(self.name, parked.position)
+            self.parked_count = 0
+        else:
+            log.warning("projection %s: unknown request %r ignored", self.name, request)
+        await self.backend.set_status(self.name, self.state, self.error, clear_request=True)
+
+    async def _replay_parked(self) -> None:
+        """Apply each parked event again, in position order; keep those that still fail."""
+        assert self._row is not None
+        for parked in await self.backend.parked(self.name):
+            found = await self.store.read_all(parked.position - 1, limit=1)
+            if not found or found[0].position != parked.position:
+                await self.backend.unpark(self.name, parked.position)
+                continue
+            recorded = found[0]
+            try:
+                async with self.backend.transaction() as btx:
+                    tx = ReadModelTx(btx, self._tables(self._row.generation))
+                    handler = self.projection.handler_for(type(recorded.event))
+                    if handler is not None:
+                        tx.current = recorded
+                        await handler(recorded.event, tx)
+                    await tx.flush()
+                    await btx.unpark(self.name, parked.position)
+            except Exception as exc:
+                error = "".join(traceback.format_exception_only(exc)).strip()
+                async with self.backend.transaction() as btx:
+                    await btx.park(self.name, recorded, error, parked.attempts + 1)
+                log.error(
+                    "projection %s: parked position %d fails again: %s",
+                    self.name,
+                    parked.position,
+                    error,
+                )
+        self.parked_count = len(await self.backend.parked(self.name))
+
+    # -- status ------------------------------------------------------------------------
+
+    async def _write_status(self, *, force: bool = False, quiet: bool = False) -> None:
+        now = time.monotonic()
+        current = (self.state, self.error)
+        if (
+            not force
+            and current == self._written_state
+            and now - self._last_status_write < self.heartbeat
+        ):
+            return
+        try:
+            await self.backend.set_status(self.name, self.state, self.error)
+        except EventStoreError:
+            if not quiet:
+                raise
+            return
+        self._written_state, self._last_status_write = current, now
+
+    async def status(self) -> ProjectionStatus:
+        """Where this runner stands, measured now."""
+        head = await self.store.head_position()
+        lag_events = max(0, head - self.checkpoint)
+        lag_seconds = 0.0
+        if lag_events:
+            nxt = await self.store.read_all_page(self.checkpoint, limit=1, types=self.type_names)
+            if nxt.events:
+                lag_seconds = max(
+                    0.0, (datetime.now(UTC) - nxt.events[0].recorded_at).total_seconds()
+                )
+        row = self._row
+        rebuild = None
+        if row is not None and row.rebuild_generation is not None:
+            done = row.rebuild_checkpoint or 0
+            rate, left = 0.0, None
+            if self._rebuild_started is not None:
+                began, at = self._rebuild_started
+                elapsed = time.monotonic() - began
+                if elapsed > 0 and done > at:
+                    rate = (done - at) / elapsed
+                    left = max(0, head - done) / rate
+            rebuild = RebuildProgress(done, head, rate, left)
+        return ProjectionStatus(
+            name=self.name,
+            state="rebuilding" if rebuild is not None and self.state == "live" else self.state,
+            checkpoint=self.checkpoint,
+            head=head,
+            lag_events=lag_events,
+            lag_seconds=lag_seconds,
+            parked=self.parked_count,
+            generation=row.generation if row else 0,
+            version=row.version if row else type(self.projection).version,
+            rebuild=rebuild,
+            error=self.error,
+        )
+
+    async def wait_until(self, position: int, max_wait: float) -> bool:
+        """Wait until the checkpoint reaches ``position``; False if ``max_wait`` ran out."""
+        deadline = time.monotonic() + max_wait
+        while self.checkpoint < position:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await self._progress.wait(self.checkpoint, left)
+        return True
+
+
+class ProjectionEngine:
+    """Runs a service's projections and answers queries on their read models."""
+
+    def __init__(
+        self,
+        store: BaseEventStore,
+        projections: Sequence[Projection],
+        *,
+        backend: ProjectionBackend | None = None,
+        **options: Any,
+    ) -> None:
+        names = [p.name for p in projections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names must be unique, got {names}")
+        self.store = store
+        self.backend = backend or backend_for(store)
+        self.runners = {
+            p.name: ProjectionRunner(p, store, self.backend, **options) for p in projections
+        }
+        self.read_models = ReadModels(self.backend)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Create the tables it needs and start every runner in the background."""
+        await self.backend.setup()
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(r.run(self._stop), name=f"projection {name}")
+            for name, r in self.runners.items()
+        ]
+
+    async def stop(self) -> None:
+        """Let each runner finish its page and store its checkpoint, then return."""
+        self._stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def statuses(self) -> list[ProjectionStatus]:
+        return [await r.status() for r in self.runners.values()]
+
+    async def wait_until(
+        self, position: int, *, names: Sequence[str] | None = None, max_wait: float = 5.0
+    ) -> bool:
+        """Read-your-writes: wait until these projections have passed ``position``."""
+        deadline = time.monotonic() + max_wait
+        for name in names or list(self.runners):
+            left = max(0.0, deadline - time.monotonic())
+            if not await self.runners[name].wait_until(position, left):
+                return False
+        return True
+
+    async def request(self, name: str, request: str) -> None:
+        """Ask the runner of ``name`` to rebuild, replay-parked or skip-parked."""
+        if request not in ("rebuild", "replay-parked", "skip-parked"):
+            raise ValueError(f"unknown request {request!r}")
+        await self.backend.request(name, request)
+
+    async def parked(self, name: str) -> list[Parked]:
+        return await self.backend.parked(name)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
