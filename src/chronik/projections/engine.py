@@ -185,6 +185,9 @@ class ProjectionRunner:
                 await self.store.wait_for_events(self.checkpoint, self.idle_wait)
             else:
                 await self._write_status()
+                # SQLite and memory pages may not suspend at all: let the rest of the
+                # process (HTTP requests, other runners) in between pages.
+                await asyncio.sleep(0)
 
     async def _ensure(self) -> None:
         spec = type(self.projection)
