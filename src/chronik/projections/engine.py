@@ -113,7 +113,7 @@ class ProjectionRunner:
         store: BaseEventStore,
         backend: ProjectionBackend,
         *,
-        page_size: int = 500,
+        page_size: int = 1000,
         retries: int = 3,
         retry_backoff: float = 0.1,
         idle_wait: float = 1.0,

@@ -78,7 +78,7 @@ class _Tx:
 
     async def fetch(self, table: str, keys: Sequence[str]) -> dict[str, Doc]:
         cur = await self.conn.execute(
-            self._q(f"SELECT key, doc::text FROM {{s}}.{table} WHERE key = ANY(%s::text[])"),
+            self._q(f"SELECT key, doc::text FROM {{s}}.{table} WHERE key = ANY(%b::text[])"),
             (list(keys),),
         )
         return {key: _decode(doc) for key, doc in await cur.fetchall()}
@@ -87,14 +87,15 @@ class _Tx:
         async with self.conn.cursor() as cur:
             if writes.deletes:
                 await cur.execute(
-                    self._q(f"DELETE FROM {{s}}.{table} WHERE key = ANY(%s::text[])"),
+                    self._q(f"DELETE FROM {{s}}.{table} WHERE key = ANY(%b::text[])"),
                     (writes.deletes,),
                 )
             if writes.puts:
                 await cur.execute(
                     self._q(
                         f"INSERT INTO {{s}}.{table} (key, doc) "
-                        "SELECT k, d::jsonb FROM unnest(%s::text[], %s::text[]) AS u(k, d) "
+                        # Binary: psycopg dumps text arrays through a regex per element.
+                        "SELECT k, d::jsonb FROM unnest(%b::text[], %b::text[]) AS u(k, d) "
                         "ON CONFLICT (key) DO UPDATE SET doc = excluded.doc"
                     ),
                     ([k for k, _ in writes.puts], [_json(d) for _, d in writes.puts]),

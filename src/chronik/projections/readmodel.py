@@ -225,15 +225,19 @@ class ReadModelTx:
         return copy.deepcopy(change.doc)
 
     def put(self, table: str, key: str, doc: Mapping[str, Any]) -> None:
-        """Replace (or create) the document."""
+        """Replace (or create) the document.
+
+        The transaction keeps ``doc`` (a shallow copy) until the page is written: build a
+        new dict for each call rather than changing one already given.
+        """
         change = self._change(table, key)
-        change.known, change.doc = True, copy.deepcopy(dict(doc))
+        change.known, change.doc = True, dict(doc)
         change.patch, change.increments = {}, {}
 
     def patch(self, table: str, key: str, fields: Mapping[str, Any]) -> None:
         """Set these top-level fields, keeping the others (creates the document if absent)."""
         change = self._change(table, key)
-        values = copy.deepcopy(dict(fields))
+        values = dict(fields)
         for name in values:
             check_field(name)
         if change.known:
