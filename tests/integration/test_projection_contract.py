@@ -9,10 +9,10 @@ import pytest
 
 from chronik.eventstore import BaseEventStore, open_event_store
 from chronik.testing.eventstore_contract import CONTRACT_TYPES
-from chronik.testing.projection_contract import ProjectionContract
+from chronik.testing.projection_contract import InlineProjectionContract, ProjectionContract
 
 
-class TestMemoryProjections(ProjectionContract):
+class TestMemoryProjections(ProjectionContract, InlineProjectionContract):
     @pytest.fixture
     async def store(self) -> AsyncIterator[BaseEventStore]:
         store = await open_event_store("memory://", CONTRACT_TYPES)
@@ -20,7 +20,7 @@ class TestMemoryProjections(ProjectionContract):
         await store.close()
 
 
-class TestSQLiteProjections(ProjectionContract):
+class TestSQLiteProjections(ProjectionContract, InlineProjectionContract):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[BaseEventStore]:
         store = await open_event_store(f"sqlite:///{tmp_path}/events.db", CONTRACT_TYPES)
@@ -28,7 +28,7 @@ class TestSQLiteProjections(ProjectionContract):
         await store.close()
 
 
-class TestPostgresProjections(ProjectionContract):
+class TestPostgresProjections(ProjectionContract, InlineProjectionContract):
     @pytest.fixture
     async def store(self, postgres_url: str, pg_schema: str) -> AsyncIterator[BaseEventStore]:
         store = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self
 from uuid import UUID
@@ -26,7 +26,15 @@ from chronik.eventstore.port import (
 )
 from chronik.eventstore.signal import HeadSignal
 
-__all__ = ["AppendRequest", "BaseEventStore", "EncodedEvent", "Row", "check_stream_id"]
+__all__ = [
+    "AppendHook",
+    "AppendRequest",
+    "BaseEventStore",
+    "EncodedEvent",
+    "Row",
+    "check_stream_id",
+    "recorded_events",
+]
 
 MAX_STREAM_ID_BYTES = 1000
 MAX_PAGE = 100_000
@@ -59,6 +67,39 @@ class AppendRequest:
     stream_id: str
     expected: int  # -1 any, 0 no stream, n exactly n
     events: list[EncodedEvent]
+    originals: list[object] = field(default_factory=list)  # the domain events, in order
+
+
+#: Runs inside an append's transaction, on the adapter's own connection (a
+#: sqlite3.Connection, a psycopg AsyncConnection, or None in memory), with the
+#: events as recorded. Raising fails the append: nothing of it is written. It may
+#: return a callable that the memory store calls once the append is applied.
+AppendHook = Callable[[Any, list[RecordedEvent]], Awaitable[Callable[[], None] | None]]
+
+
+def recorded_events(
+    request: AppendRequest, result: AppendResult, at: datetime
+) -> list[RecordedEvent]:
+    """The events of an append as they were recorded, for hooks in its transaction."""
+    first_version = result.version - len(request.events) + 1
+    return [
+        RecordedEvent(
+            e.id,
+            request.stream_id,
+            first_version + i,
+            result.first_position + i,
+            e.type,
+            e.schema_version,
+            at,
+            original,
+            Metadata(
+                e.correlation_id,
+                e.causation_id,
+                None if e.headers is None else _headers_decode(e.headers),
+            ),
+        )
+        for i, (e, original) in enumerate(zip(request.events, request.originals, strict=True))
+    ]
 
 
 def check_stream_id(stream_id: object) -> str:
@@ -112,6 +153,22 @@ class BaseEventStore(abc.ABC):
     def __init__(self, types: EventTypes) -> None:
         self.types = types
         self._signal = HeadSignal()
+        self._hooks: list[AppendHook] = []
+
+    def add_append_hook(self, hook: AppendHook) -> None:
+        """Run ``hook`` in the transaction of every append (inline projections, outboxes)."""
+        self._hooks.append(hook)
+
+    async def _run_hooks(
+        self, conn: Any, request: AppendRequest, result: AppendResult, at: datetime
+    ) -> list[Callable[[], None]]:
+        records = recorded_events(request, result, at)
+        after: list[Callable[[], None]] = []
+        for hook in self._hooks:
+            done = await hook(conn, records)
+            if done is not None:
+                after.append(done)
+        return after
 
     def with_types(self, types: EventTypes) -> Self:
         """A view of the same storage that reads and writes through another registry.
@@ -246,7 +303,8 @@ class BaseEventStore(abc.ABC):
             keys = await self._keys(subjects, create=True)
             for index, info, event, _ in personal:
                 encoded[index].data = encode(info, event, stream_id, keys)
-        return AppendRequest(stream_id, expected_value, encoded)
+        originals = [e.event if type(e) is NewEvent else e for e in events]
+        return AppendRequest(stream_id, expected_value, encoded, originals)
 
     async def forget(self, subject: str) -> None:
         """Delete the data subject's key: their personal fields read as placeholders from now on."""

@@ -53,10 +53,15 @@ class MemoryEventStore(BaseEventStore):
             )
             for i, e in enumerate(request.events)
         ]
+        result = AppendResult(stream_id, current + len(rows), first, first + len(rows) - 1)
+        # Hooks run before anything is applied: one that raises leaves nothing behind.
+        after = await self._run_hooks(None, request, result, now) if self._hooks else []
         self._rows.extend(rows)
         self._streams.setdefault(stream_id, stream).extend(rows)
         self._ids |= seen
-        return AppendResult(stream_id, current + len(rows), first, first + len(rows) - 1)
+        for done in after:
+            done()
+        return result
 
     async def _stream_rows(
         self, stream_id: str, start: int, stop: int | None, limit: int | None, backwards: bool

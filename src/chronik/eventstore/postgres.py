@@ -18,7 +18,7 @@ import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -289,17 +289,22 @@ class PostgresEventStore(BaseEventStore):
             self._writer = None
         await self._pool.close()
 
+    async def _writer_connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._writer
+        if conn is None or conn.closed:
+            conn = self._writer = await psycopg.AsyncConnection.connect(
+                self._conninfo,
+                autocommit=True,
+                connect_timeout=max(1, round(self._connect_timeout)),
+            )
+            self._write_cursor = conn.cursor(binary=True)
+        return conn
+
     async def _execute_write(self, query: str, params: Sequence[Any]) -> Any:
         """Run one append statement on the writer connection; reconnect after a failure."""
         conn = self._writer
         try:
-            if conn is None or conn.closed:
-                conn = self._writer = await psycopg.AsyncConnection.connect(
-                    self._conninfo,
-                    autocommit=True,
-                    connect_timeout=max(1, round(self._connect_timeout)),
-                )
-                self._write_cursor = conn.cursor(binary=True)
+            conn = await self._writer_connection()
             cur = self._write_cursor
             await cur.execute(query, params)
             return await cur.fetchone()
@@ -410,6 +415,8 @@ class PostgresEventStore(BaseEventStore):
     async def _commit_batch(
         self, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
+        if self._hooks:
+            return await self._commit_with_hooks(requests)
         if len(requests) == 1:
             request = requests[0]
             try:
@@ -448,6 +455,36 @@ class PostgresEventStore(BaseEventStore):
                 results[index] = outcome
             todo = later
         return [results[i] for i in range(len(requests))]
+
+    async def _commit_with_hooks(
+        self, requests: list[AppendRequest]
+    ) -> list[AppendResult | BaseException]:
+        """Appends and their hooks in one transaction, each append in its own savepoint."""
+        at = datetime.now(UTC)
+        results: list[AppendResult | BaseException] = []
+        try:
+            conn = await self._writer_connection()
+            async with conn.transaction():
+                for request in requests:
+                    try:
+                        async with conn.transaction():
+                            if len(request.events) == 1:
+                                result = await self._append_one(request)
+                            else:
+                                [outcome] = await self._append_group([request])
+                                if isinstance(outcome, BaseException):
+                                    raise outcome
+                                result = outcome
+                            await self._run_hooks(conn, request, result, at)
+                    except Exception as exc:
+                        if len(requests) == 1:
+                            raise
+                        results.append(exc)
+                    else:
+                        results.append(result)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        return results
 
     async def _append_one(self, request: AppendRequest) -> AppendResult:
         e = request.events[0]

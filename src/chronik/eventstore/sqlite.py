@@ -194,7 +194,30 @@ class SQLiteEventStore(BaseEventStore):
     async def _commit_batch(
         self, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
-        return await self._write(lambda conn: _append_batch(conn, requests))
+        if not self._hooks:
+            return await self._write(lambda conn: _append_batch(conn, requests))
+        # With hooks (inline projections, outbox) each append and its hooks share a
+        # savepoint: a hook that raises undoes its append and only its append.
+        async with self.transaction() as conn:
+            now = _now()
+            at = datetime.fromisoformat(now)
+            if len(requests) == 1:
+                result = _append_one(conn, requests[0], now)
+                await self._run_hooks(conn, requests[0], result, at)
+                return [result]
+            results: list[AppendResult | BaseException] = []
+            for request in requests:
+                conn.execute("SAVEPOINT chronik_append")
+                try:
+                    result = _append_one(conn, request, now)
+                    await self._run_hooks(conn, request, result, at)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO chronik_append")
+                    results.append(exc)
+                else:
+                    results.append(result)
+                conn.execute("RELEASE chronik_append")
+            return results
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction, waiting (without blocking) for the lock."""

@@ -7,10 +7,12 @@ from chronik.projections.engine import (
     ProjectionStatus,
     RebuildProgress,
 )
+from chronik.projections.inline import InlineProjections
 from chronik.projections.projection import Projection, handles
 from chronik.projections.readmodel import Parked, ReadModels, ReadModelTx
 
 __all__ = [
+    "InlineProjections",
     "LostLeadershipError",
     "Parked",
     "Projection",

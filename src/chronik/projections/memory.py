@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +63,12 @@ class _Tx:
     async def unpark(self, name: str, position: int) -> None:
         self.staged.append(("unpark", (name, position)))
 
+    async def generation(self, name: str) -> int:
+        return self.state.rows[name].generation
+
+    async def switch(self, name: str, tables: Sequence[str]) -> None:
+        self.staged.append(("switch", (name, tuple(tables))))
+
     def commit(self) -> None:
         state = self.state
         for kind, item in self.staged:
@@ -86,6 +92,16 @@ class _Tx:
                     state.rows[name].checkpoint = to
             elif kind == "park":
                 state.parked.setdefault(item.projection, {})[item.position] = item
+            elif kind == "switch":
+                name, tables = item
+                row = state.rows[name]
+                old = row.generation
+                assert row.rebuild_generation is not None and row.rebuild_version is not None
+                row.generation, row.checkpoint = row.rebuild_generation, row.rebuild_checkpoint or 0
+                row.version = row.rebuild_version
+                row.rebuild_generation = row.rebuild_checkpoint = row.rebuild_version = None
+                for table in tables:
+                    state.tables.pop(physical(name, table, old), None)
             else:
                 name, position = item
                 state.parked.get(name, {}).pop(position, None)
@@ -110,6 +126,16 @@ class MemoryProjectionBackend:
         tx = _Tx(self.state)
         yield tx
         tx.commit()
+
+    def tx_on(self, conn: Any) -> tuple[_Tx, Callable[[], None]]:
+        tx = _Tx(self.state)
+        return tx, tx.commit
+
+    @contextlib.asynccontextmanager
+    async def appends_paused(self) -> AsyncIterator[_Tx]:
+        # Memory appends never suspend: nothing interleaves with an unsuspending switch.
+        async with self.transaction() as tx:
+            yield tx
 
     @contextlib.asynccontextmanager
     async def leadership(self, name: str) -> AsyncIterator[bool]:
@@ -144,15 +170,9 @@ class MemoryProjectionBackend:
         return copy.copy(row)
 
     async def switch(self, name: str, tables: Sequence[str]) -> ProjectionRow:
-        row = self.state.rows[name]
-        old = row.generation
-        assert row.rebuild_generation is not None and row.rebuild_version is not None
-        row.generation, row.checkpoint = row.rebuild_generation, row.rebuild_checkpoint or 0
-        row.version = row.rebuild_version
-        row.rebuild_generation = row.rebuild_checkpoint = row.rebuild_version = None
-        for table in tables:
-            self.state.tables.pop(physical(name, table, old), None)
-        return copy.copy(row)
+        async with self.transaction() as tx:
+            await tx.switch(name, tables)
+        return copy.copy(self.state.rows[name])
 
     async def set_status(
         self, name: str, state: str, detail: str | None, clear_request: bool = False

@@ -159,6 +159,45 @@ class _Tx:
             (name, position),
         )
 
+    async def switch(self, name: str, tables: Sequence[str]) -> None:
+        conn = self.conn
+        cur = await conn.execute(
+            self._q(
+                "SELECT generation, rebuild_generation FROM {s}.chronik_projections "
+                "WHERE name = %s FOR UPDATE"
+            ),
+            (name,),
+        )
+        row = await cur.fetchone()
+        assert row is not None and row[1] is not None
+        old, new = row
+        await conn.execute(
+            self._q(
+                "UPDATE {s}.chronik_projections SET generation = rebuild_generation, "
+                "checkpoint = rebuild_checkpoint, version = rebuild_version, "
+                "rebuild_generation = NULL, rebuild_checkpoint = NULL, "
+                "rebuild_version = NULL WHERE name = %s"
+            ),
+            (name,),
+        )
+        for table in tables:
+            await conn.execute(
+                self._q(
+                    f"CREATE OR REPLACE VIEW {{s}}.{view(name, table)} AS SELECT key, doc "
+                    f"FROM {{s}}.{physical(name, table, new)}"
+                )
+            )
+            await conn.execute(self._q(f"DROP TABLE IF EXISTS {{s}}.{physical(name, table, old)}"))
+
+    async def generation(self, name: str) -> int:
+        cur = await self.conn.execute(
+            self._q("SELECT generation FROM {s}.chronik_projections WHERE name = %s"), (name,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise KeyError(f"no projection named {name!r} in this store")
+        return int(row[0])
+
 
 class PostgresProjectionBackend:
     """Projections in the same PostgreSQL schema as the events."""
@@ -176,6 +215,16 @@ class PostgresProjectionBackend:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
         async with self.store.transaction() as conn:
+            yield _Tx(conn, self.schema)
+
+    def tx_on(self, conn: Any) -> tuple[_Tx, None]:
+        return _Tx(conn, self.schema), None
+
+    @contextlib.asynccontextmanager
+    async def appends_paused(self) -> AsyncIterator[_Tx]:
+        # Every append takes this lock to draw positions, until its commit.
+        async with self.store.transaction() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.schema),))
             yield _Tx(conn, self.schema)
 
     @contextlib.asynccontextmanager
@@ -286,31 +335,8 @@ class PostgresProjectionBackend:
         return loaded
 
     async def switch(self, name: str, tables: Sequence[str]) -> ProjectionRow:
-        async with self.store.transaction() as conn:
-            cur = await conn.execute(
-                self._q(
-                    "SELECT generation, rebuild_generation FROM {s}.chronik_projections "
-                    "WHERE name = %s FOR UPDATE"
-                ),
-                (name,),
-            )
-            row = await cur.fetchone()
-            assert row is not None and row[1] is not None
-            old, new = row
-            await conn.execute(
-                self._q(
-                    "UPDATE {s}.chronik_projections SET generation = rebuild_generation, "
-                    "checkpoint = rebuild_checkpoint, version = rebuild_version, "
-                    "rebuild_generation = NULL, rebuild_checkpoint = NULL, "
-                    "rebuild_version = NULL WHERE name = %s"
-                ),
-                (name,),
-            )
-            await self._point_views(conn, name, new, tables)
-            for table in tables:
-                await conn.execute(
-                    self._q(f"DROP TABLE IF EXISTS {{s}}.{physical(name, table, old)}")
-                )
+        async with self.transaction() as tx:
+            await tx.switch(name, tables)
         loaded = await self.load(name)
         assert loaded is not None
         return loaded

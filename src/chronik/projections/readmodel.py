@@ -12,7 +12,7 @@ The port below (``ProjectionBackend`` and ``BackendTx``) is what each adapter pr
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,6 +105,14 @@ class BackendTx(Protocol):
 
     async def unpark(self, name: str, position: int) -> None: ...
 
+    async def generation(self, name: str) -> int:
+        """The serving generation, as this transaction sees it."""
+        ...
+
+    async def switch(self, name: str, tables: Sequence[str]) -> None:
+        """Serve the rebuilt generation from this transaction on, and drop the old one."""
+        ...
+
 
 class ProjectionBackend(Protocol):
     """Where projections keep their tables, checkpoints and parked events."""
@@ -112,6 +120,15 @@ class ProjectionBackend(Protocol):
     async def setup(self) -> None: ...
 
     def transaction(self) -> AbstractAsyncContextManager[BackendTx]: ...
+
+    def tx_on(self, conn: Any) -> tuple[BackendTx, Callable[[], None] | None]:
+        """A projection transaction on the connection of an append already under way,
+        and what to call once that append is applied (memory only; else None)."""
+        ...
+
+    def appends_paused(self) -> AbstractAsyncContextManager[BackendTx]:
+        """A transaction during which no append can commit (for switching inline models)."""
+        ...
 
     def leadership(self, name: str) -> AbstractAsyncContextManager[bool]:
         """Hold the right to run projection ``name``; yields False if another holds it."""

@@ -179,6 +179,31 @@ class _Tx:
             "DELETE FROM chronik_parked WHERE projection = ? AND position = ?", (name, position)
         )
 
+    async def switch(self, name: str, tables: Sequence[str]) -> None:
+        conn = self.conn
+        old, new = conn.execute(
+            "SELECT generation, rebuild_generation FROM chronik_projections WHERE name = ?",
+            (name,),
+        ).fetchone()
+        conn.execute(
+            "UPDATE chronik_projections SET generation = rebuild_generation, "
+            "checkpoint = rebuild_checkpoint, version = rebuild_version, "
+            "rebuild_generation = NULL, rebuild_checkpoint = NULL, rebuild_version = NULL "
+            "WHERE name = ?",
+            (name,),
+        )
+        _point_views(conn, name, new, tables)
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {physical(name, table, old)}")
+
+    async def generation(self, name: str) -> int:
+        row = self.conn.execute(
+            "SELECT generation FROM chronik_projections WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no projection named {name!r} in this store")
+        return int(row[0])
+
 
 def _create_generation(
     conn: sqlite3.Connection,
@@ -221,6 +246,15 @@ class SQLiteProjectionBackend:
     async def transaction(self) -> AsyncIterator[_Tx]:
         async with self.store.transaction() as conn:
             yield _Tx(conn)
+
+    def tx_on(self, conn: Any) -> tuple[_Tx, None]:
+        return _Tx(conn), None
+
+    @contextlib.asynccontextmanager
+    async def appends_paused(self) -> AsyncIterator[_Tx]:
+        # Appends take the same write lock: none commits while this transaction runs.
+        async with self.transaction() as tx:
+            yield tx
 
     @contextlib.asynccontextmanager
     async def leadership(self, name: str) -> AsyncIterator[bool]:
@@ -270,21 +304,8 @@ class SQLiteProjectionBackend:
         return row
 
     async def switch(self, name: str, tables: Sequence[str]) -> ProjectionRow:
-        async with self.store.transaction() as conn:
-            old, new = conn.execute(
-                "SELECT generation, rebuild_generation FROM chronik_projections WHERE name = ?",
-                (name,),
-            ).fetchone()
-            conn.execute(
-                "UPDATE chronik_projections SET generation = rebuild_generation, "
-                "checkpoint = rebuild_checkpoint, version = rebuild_version, "
-                "rebuild_generation = NULL, rebuild_checkpoint = NULL, rebuild_version = NULL "
-                "WHERE name = ?",
-                (name,),
-            )
-            _point_views(conn, name, new, tables)
-            for table in tables:
-                conn.execute(f"DROP TABLE IF EXISTS {physical(name, table, old)}")
+        async with self.transaction() as tx:
+            await tx.switch(name, tables)
         row = await self.load(name)
         assert row is not None
         return row

@@ -17,10 +17,16 @@ import pytest
 
 from chronik.domain import event
 from chronik.eventstore import BaseEventStore, EventTypes
-from chronik.projections import Projection, ProjectionEngine, ReadModelTx, handles
+from chronik.projections import (
+    InlineProjections,
+    Projection,
+    ProjectionEngine,
+    ReadModelTx,
+    handles,
+)
 from chronik.testing.eventstore_contract import NOW, Deposited, Opened, Renamed, Withdrawn
 
-__all__ = ["Balances", "ProjectionContract", "wait_for"]
+__all__ = ["Balances", "InlineProjectionContract", "ProjectionContract", "wait_for"]
 
 
 class Balances(Projection):
@@ -399,3 +405,94 @@ class ProjectionContract:
             assert not await engine.wait_until(10**9, max_wait=0.05)
         finally:
             await engine.stop()
+
+
+class InlineProjectionContract:
+    """Inline projections: updated in the append's transaction. Subclass it per adapter."""
+
+    @pytest.fixture
+    async def store(self) -> BaseEventStore:
+        """An empty event store; each adapter's subclass overrides this fixture."""
+        raise NotImplementedError
+
+    @pytest.fixture(autouse=True)
+    def _no_poison(self) -> None:
+        Balances.poison = set()
+
+    async def test_an_inline_read_model_is_current_when_the_append_returns(
+        self, store: BaseEventStore
+    ) -> None:
+        inline = InlineProjections(store, [Balances()])
+        await inline.setup()
+        sid = _sid()
+        await store.append(sid, [Opened("h", "Ada", NOW), Deposited(10, "EUR")])
+        doc = await inline.read_models.get("balances", "accounts", sid)
+        assert doc == {"holder": "Ada", "balance": 10, "open": True, "currency": "EUR"}
+        await store.append(sid, [Withdrawn(3)])
+        assert (await inline.read_models.get("balances", "accounts", sid) or {})["balance"] == 7
+
+    async def test_a_failing_inline_handler_fails_the_append_and_writes_nothing(
+        self, store: BaseEventStore
+    ) -> None:
+        Balances.poison = {99}
+        inline = InlineProjections(store, [Balances()])
+        await inline.setup()
+        sid = _sid()
+        await store.append(sid, [Opened("h", "Ada", NOW), Deposited(10, "EUR")])
+        head = await store.head_position()
+        with pytest.raises(ValueError, match="cannot withdraw 99"):
+            await store.append(sid, [Deposited(1, "EUR"), Withdrawn(99)])
+        assert await store.stream_version(sid) == 2
+        assert await store.head_position() == head
+        assert (await inline.read_models.get("balances", "accounts", sid) or {})["balance"] == 10
+        assert await inline.read_models.get("balances", "totals", "all") == {
+            "accounts": 1,
+            "deposited": 10,
+        }
+
+    async def test_in_a_shared_commit_only_the_failing_append_is_undone(
+        self, store: BaseEventStore
+    ) -> None:
+        Balances.poison = {99}
+        inline = InlineProjections(store, [Balances()])
+        await inline.setup()
+        sids = [_sid() for _ in range(6)]
+        outcomes = await asyncio.gather(
+            *(
+                store.append(sid, [Opened("h", "Ada", NOW), Withdrawn(99 if i == 2 else 1)])
+                for i, sid in enumerate(sids)
+            ),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[2], ValueError)
+        assert [await store.stream_version(s) for s in sids] == [2, 2, 0, 2, 2, 2]
+        assert await inline.read_models.get("balances", "accounts", sids[2]) is None
+        assert (await inline.read_models.get("balances", "totals", "all") or {})["accounts"] == 5
+
+    async def test_an_inline_rebuild_while_appending_ends_equal_to_the_history(
+        self, store: BaseEventStore
+    ) -> None:
+        sids = [_sid() for _ in range(30)]
+        for sid in sids:
+            await store.append(sid, [Opened("h", "Ada", NOW), Deposited(2, "EUR")])
+        inline = InlineProjections(store, [Balances()], page_size=7)
+        await inline.setup()  # created after the history: a rebuild fills it
+        await inline.rebuild("balances")
+        writing = True
+
+        async def writer() -> None:
+            while writing:
+                await store.append(sids[0], [Deposited(1, "EUR")])
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.01)
+        await inline.rebuild("balances")
+        writing = False
+        await task
+        deposits = await store.read_stream(sids[0])
+        expected = sum(e.event.amount for e in deposits if isinstance(e.event, Deposited))
+        doc = await inline.read_models.get("balances", "accounts", sids[0])
+        assert doc is not None and doc["balance"] == expected
+        totals = await inline.read_models.get("balances", "totals", "all")
+        assert totals == {"accounts": 30, "deposited": 2 * 29 + expected}
