@@ -379,6 +379,18 @@ class BaseEventStore(abc.ABC):
             scanned = rows[-1][0] if len(rows) == limit else max(head, after)
         return AllPage(await self._decode(rows), scanned)
 
+    async def recorded_at_after(self, after: int) -> datetime | None:
+        """When the first event above ``after`` was recorded (None if there is none).
+
+        Reads no event data: it works whatever types the store was opened with.
+        """
+        _check_version("after", after, 0)
+        rows = await self._all_rows(after, 1)
+        if not rows:
+            return None
+        at = rows[0][6]
+        return at if self._load_time is None else self._load_time(at)
+
     async def wait_for_events(self, after: int, max_wait: float) -> None:
         """Return when events beyond ``after`` may exist, or after ``max_wait`` seconds.
 

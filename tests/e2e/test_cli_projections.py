@@ -1,0 +1,126 @@
+"""``chronik projections ...`` against real stores, with an engine running beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chronik.cli import embedded_url
+from chronik.eventstore import BaseEventStore, open_event_store
+from chronik.projections import ProjectionEngine
+from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Deposited, Opened, Withdrawn
+from chronik.testing.projection_contract import Balances, wait_for
+
+CHRONIK = str(Path(sys.executable).with_name("chronik"))
+
+
+@dataclass
+class Done:
+    code: int
+    out: str
+    err: str
+
+
+async def chronik(*args: str) -> Done:
+    process = await asyncio.create_subprocess_exec(
+        CHRONIK,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Done(process.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def target(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[BaseEventStore, list[str]]]:
+    if request.param == "sqlite":
+        url = embedded_url(tmp_path)
+        where = ["--data-dir", str(tmp_path)]
+    else:
+        postgres_url = request.getfixturevalue("postgres_url")
+        schema = request.getfixturevalue("pg_schema")
+        url = f"{postgres_url}?schema={schema}"
+        where = ["--store-url", url]
+    store = await open_event_store(url, CONTRACT_TYPES)
+    yield store, where
+    await store.close()
+
+
+@pytest.fixture(autouse=True)
+def _poison() -> None:
+    Balances.poison = {13}
+
+
+async def test_status_lists_each_projection_with_its_state_and_lag(
+    target: tuple[BaseEventStore, list[str]],
+) -> None:
+    store, where = target
+    empty = await chronik("projections", "status", *where)
+    assert empty.code == 0, empty.err
+    assert "No projection has run" in empty.out
+    await store.append("s1", [Opened("h", "Ada", NOW), Deposited(3, "EUR"), Withdrawn(13)])
+    engine = ProjectionEngine(store, [Balances()], retries=1, idle_wait=0.2)
+    await engine.start()
+    try:
+        assert await engine.wait_until(await store.head_position(), max_wait=10)
+
+        async def reported() -> bool:
+            row = await engine.backend.load("balances")
+            return row is not None and row.state == "degraded"
+
+        await wait_for(reported)
+        done = await chronik("projections", "status", *where)
+        assert done.code == 0, done.err
+        line = next(x for x in done.out.splitlines() if "balances" in x)
+        assert "degraded" in line
+        parked = await chronik("projections", "parked", "balances", *where)
+        assert "cannot withdraw 13" in parked.out and "s1 v3" in parked.out
+        skipped = await chronik("projections", "skip-parked", "balances", *where)
+        assert skipped.code == 0, skipped.err
+        assert "Skipped 1 of 1 parked events" in skipped.out
+        assert await engine.parked("balances") == []
+    finally:
+        await engine.stop()
+
+
+async def test_rebuild_follows_the_runner_until_the_new_generation_serves(
+    target: tuple[BaseEventStore, list[str]],
+) -> None:
+    store, where = target
+    for i in range(50):
+        await store.append(f"r{i}", [Opened("h", "Ada", NOW), Deposited(i, "EUR")])
+    engine = ProjectionEngine(store, [Balances()], page_size=10, idle_wait=0.2)
+    await engine.start()
+    try:
+        assert await engine.wait_until(await store.head_position(), max_wait=10)
+        done = await chronik("projections", "rebuild", "balances", *where)
+        assert done.code == 0, done.err
+        assert "Rebuilt: 'balances' now serves generation 2" in done.out
+        totals = await engine.read_models.get("balances", "totals", "all")
+        assert totals == {"accounts": 50, "deposited": sum(range(50))}
+    finally:
+        await engine.stop()
+
+
+async def test_a_bad_command_line_says_what_is_wrong(
+    target: tuple[BaseEventStore, list[str]],
+) -> None:
+    _, where = target
+    nowhere = await chronik("projections", "status")
+    assert nowhere.code == 2 and "--store-url URL or --data-dir DIR" in nowhere.err
+    unknown = await chronik("projections", "rebuild", "nosuch", *where)
+    assert unknown.code == 1
+    assert "no projection named 'nosuch'" in unknown.err
+    assert "Traceback" not in unknown.err
+    bad_url = await chronik("projections", "status", "--store-url", "mysql://x")
+    assert bad_url.code == 1 and "scheme 'mysql' is not supported" in bad_url.err
