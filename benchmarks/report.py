@@ -18,10 +18,24 @@ def _rate(value: float | None) -> str:
     return f"{value:.1f}"
 
 
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> str:
     if numerator is None or denominator is None or denominator <= 0:
         return "n/a"
     return f"{numerator / denominator:.2f}x"
+
+
+def _latency_ratio(numerator: float | None, denominator: float | None) -> str:
+    """chronik p99 / other p99: below 1 means chronik is faster (lower is better)."""
+    ratio = _ratio(numerator, denominator)
+    return ratio if ratio == "n/a" else f"{ratio} (p99, < 1 better)"
 
 
 def _mib(value: float | None) -> str:
@@ -53,11 +67,33 @@ def sort_key(result: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+_FIGURE = {"events": "events_per_s", "loads": "ops_per_s", "ms": "p99_ms"}
+_UNIT_LABEL = {"events": "events/s", "loads": "loads/s", "ms": "ms (p99)"}
+
+
 def _rate_of(result: dict[str, Any] | None, unit: str) -> float | None:
+    """The row's figure: events/s, loads/s, or for a latency workload the p99 in ms."""
     if result is None or result.get("error"):
         return None
-    value = result.get("ops_per_s" if unit == "loads" else "events_per_s")
+    value = result.get(_FIGURE.get(unit, "events_per_s"))
     return None if value is None else float(value)
+
+
+def _p50_of(result: dict[str, Any] | None) -> float | None:
+    if result is None or result.get("error"):
+        return None
+    value = result.get("p50_ms")
+    return None if value is None else float(value)
+
+
+def _figure_cell(result: dict[str, Any] | None, unit: str) -> str:
+    value = _rate_of(result, unit)
+    if unit != "ms":
+        return _rate(value)
+    if value is None:
+        return "n/a"
+    p50 = _p50_of(result)
+    return _ms(value) if p50 is None else f"{_ms(value)} (p50 {_ms(p50)})"
 
 
 def _mem_of(result: dict[str, Any] | None) -> float | None:
@@ -126,6 +162,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
         " machine read single numbers as +-30% and trust ratios more than absolutes.",
         "- Rates are events/s, except `d_load` and `d_load_snapshot`, which are loads/s."
         " Peak MiB is the worker process's peak RSS (set-up included).",
+        "- `g_tail_p99_ms` is a latency, lower is better: each cell is the p99 in ms with"
+        " the p50 in brackets, from the append's commit to the projection's commit of the"
+        " same event; its ratio columns are chronik p99 / other p99, so **below 1 means"
+        " chronik is faster** (in every other row, above 1 means chronik is faster).",
+        "- `g_catchup` and `g_tail_p99_ms`: one upsert into `items` per event, committed"
+        " with the projection's checkpoint. eventsourcing runs its `ProjectionRunner` on"
+        " PostgreSQL; on SQLite, where it has no subscriptions, a follower pages through"
+        " its notification log into the same kind of view (so it has no live tail there)."
+        " `raw` projects pages of 1,000 events, one transaction per page, and tails with"
+        " LISTEN/NOTIFY on PostgreSQL.",
         "- How each system does the work: `raw` is the plain driver with random UUIDv4"
         " ids, one transaction per insert, and OS threads for `f_concurrent` (on SQLite"
         " they contend for the write lock). chronik's writers in `f_concurrent` are 8"
@@ -152,29 +198,44 @@ def render_markdown(doc: dict[str, Any]) -> str:
         key = (str(result["workload"]), str(result["backend"]))
         rows.setdefault(key, {})[str(result["system"])] = result
     failures: list[str] = []
+    not_applicable: list[str] = []
+    notes: list[str] = []
     for (workload, backend), by_system in rows.items():
         known = WORKLOADS.get(workload)
         unit = known.unit if known is not None else "events"
         rates = {s: _rate_of(by_system.get(s), unit) for s in systems}
         mems = {s: _mem_of(by_system.get(s)) for s in systems}
+        ratio = _latency_ratio if unit == "ms" else _ratio
         cells = [
             f"`{workload}`",
             backend,
-            f"{unit}/s",
-            *(_rate(rates[s]) for s in systems),
-            _ratio(rates[COMPARED], rates["eventsourcing"]),
-            _ratio(rates[COMPARED], rates["raw"]),
+            _UNIT_LABEL.get(unit, f"{unit}/s"),
+            *(_figure_cell(by_system.get(s), unit) for s in systems),
+            ratio(rates[COMPARED], rates["eventsourcing"]),
+            ratio(rates[COMPARED], rates["raw"]),
             *(_mib(mems[s]) for s in systems),
             _ratio(mems[COMPARED], mems["eventsourcing"]),
         ]
         out.append("| " + " | ".join(cells) + " |")
         for system in systems:
-            failed = by_system.get(system)
-            if failed is not None and failed.get("error"):
-                failures.append(
-                    f"- `{workload}` / {backend} / {system}: {_one_line(str(failed['error']))}"
-                )
+            entry = by_system.get(system)
+            if entry is None:
+                continue
+            where = f"- `{workload}` / {backend} / {system}:"
+            if entry.get("error"):
+                error = str(entry["error"])
+                if entry.get("not_applicable"):
+                    reason = error.removeprefix("not applicable: ")
+                    not_applicable.append(f"{where} {_one_line(reason)}")
+                else:
+                    failures.append(f"{where} {_one_line(error)}")
+            elif entry.get("note"):
+                notes.append(f"{where} {_one_line(str(entry['note']))}")
 
+    if notes:
+        out += ["", "Notes:", "", *notes]
+    if not_applicable:
+        out += ["", "Not applicable (shown as n/a above):", "", *not_applicable]
     if failures:
         out += ["", "Failures (shown as n/a above):", "", *failures]
     return "\n".join(out) + "\n"

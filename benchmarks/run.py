@@ -273,11 +273,13 @@ def _result(
     }
     if output.get("ops_per_s") is not None:
         result["ops_per_s"] = output["ops_per_s"]
-    for key in ("peak_rss_mib", "seconds", "events", "ops"):
+    for key in ("p50_ms", "p99_ms", "peak_rss_mib", "seconds", "events", "ops", "note"):
         if output.get(key) is not None:
             result[key] = output[key]
     if output.get("error"):
         result["error"] = output["error"]
+        if output.get("not_applicable"):
+            result["not_applicable"] = True
     result["size"] = size
     result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["machine"] = machine
@@ -290,11 +292,16 @@ def _progress(index: int, total: int, result: dict[str, Any], wall: float) -> st
         f"{result['system']:<13}"
     )
     if result.get("error"):
-        return f"{head} ERROR {result['error']}"
+        label = "N/A" if result.get("not_applicable") else "ERROR"
+        return f"{head} {label} {result['error']}"
     unit = WORKLOADS[result["workload"]].unit
-    rate = result["ops_per_s"] if unit == "loads" else result["events_per_s"]
+    if unit == "ms":
+        figure = f"p99 {result['p99_ms']:>8,.2f} ms, p50 {result['p50_ms']:,.2f} ms"
+    else:
+        rate = result["ops_per_s"] if unit == "loads" else result["events_per_s"]
+        figure = f"{rate:>12,.1f} {unit}/s"
     return (
-        f"{head} {rate:>12,.1f} {unit}/s  {result['seconds']:7.2f} s timed"
+        f"{head} {figure}  {result['seconds']:7.2f} s timed"
         f"  {result.get('peak_rss_mib', 0):5.0f} MiB  ({wall:.1f} s wall)"
     )
 
@@ -386,8 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown)
     note = f" (kept {kept} earlier entries)" if kept else ""
     print(f"wrote {args.out}{note} and {args.markdown}")
-    failed = sum(1 for r in results if r.get("error"))
-    print(f"{len(results)} measurements, {failed} failed, {time.perf_counter() - started:.1f} s")
+    failed = sum(1 for r in results if r.get("error") and not r.get("not_applicable"))
+    not_applicable = sum(1 for r in results if r.get("not_applicable"))
+    print(
+        f"{len(results)} measurements, {failed} failed, {not_applicable} not applicable,"
+        f" {time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 

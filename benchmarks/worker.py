@@ -2,7 +2,9 @@
 
 Run as ``python -m benchmarks.worker SYSTEM WORKLOAD BACKEND --size quick|full``. Prints one
 JSON line on stdout: the measurement (``events_per_s``, ``ops_per_s``, ``seconds``,
-``events``, ``peak_rss_mib``) or, if anything failed, an ``error`` (exit status 1).
+``events``, ``peak_rss_mib``; for a latency workload ``p50_ms`` and ``p99_ms``, with
+``events_per_s`` null; an optional ``note``) or, if anything failed, an ``error`` (exit
+status 1), marked ``not_applicable`` when the system cannot do the workload on the backend.
 
 The SQLite target is a fresh temporary directory named ``bench_<system>_<workload>_<pid>_*``
 and the PostgreSQL target a fresh schema ``bench_<system>_<workload>_<pid>``, so that the
@@ -33,7 +35,9 @@ from benchmarks.common import (
     DEFAULT_POSTGRES_URL,
     SIZES,
     SYSTEMS,
+    WORKLOADS,
     Measurement,
+    NotApplicable,
     System,
     Target,
 )
@@ -92,15 +96,26 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def result_fields(measurement: Measurement) -> dict[str, Any]:
+def result_fields(measurement: Measurement, workload: str | None = None) -> dict[str, Any]:
+    known = WORKLOADS.get(workload) if workload is not None else None
+    latency = known.lower_is_better if known is not None else measurement.p99_ms is not None
+    if latency and (measurement.p50_ms is None or measurement.p99_ms is None):
+        raise RuntimeError(f"latency workload {workload!r} without p50_ms/p99_ms: {measurement}")
     fields: dict[str, Any] = {
         "events": measurement.events,
         "seconds": measurement.seconds,
-        "events_per_s": measurement.events / measurement.seconds,
+        # A rate means nothing for a latency workload, whose loop is paced.
+        "events_per_s": None if latency else measurement.events / measurement.seconds,
     }
     if measurement.ops is not None:
         fields["ops"] = measurement.ops
         fields["ops_per_s"] = measurement.ops / measurement.seconds
+    if measurement.p50_ms is not None:
+        fields["p50_ms"] = measurement.p50_ms
+    if measurement.p99_ms is not None:
+        fields["p99_ms"] = measurement.p99_ms
+    if measurement.note:
+        fields["note"] = measurement.note
     return fields
 
 
@@ -126,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             measurement = system.run(args.workload, target, SIZES[args.size])
         if measurement.seconds <= 0 or measurement.events <= 0:
             raise RuntimeError(f"implausible measurement: {measurement}")
-        out.update(result_fields(measurement))
+        out.update(result_fields(measurement, args.workload))
+    except NotApplicable as exc:
+        out["error"] = f"not applicable: {exc}"
+        out["not_applicable"] = True
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         out["error"] = f"{type(exc).__name__}: {exc}"

@@ -26,6 +26,7 @@ from benchmarks.common import (
 )
 from chronik import Aggregate, EventTypes, ExpectedVersion, Repository, applies, event
 from chronik.eventstore import BaseEventStore, open_event_store
+from chronik.projections import Projection, ProjectionEngine, ReadModelTx, handles
 
 
 @event("bench.item_added")
@@ -175,6 +176,54 @@ async def _f_concurrent(store: BaseEventStore, size: Size) -> Measurement:
     return Measurement(size.writers * size.per_writer, seconds)
 
 
+class Items(Projection):
+    """One row upsert per event, keyed by stream and version."""
+
+    name = "bench_items"
+    tables = ("items",)
+
+    @handles(ItemAdded)
+    async def _added(self, e: ItemAdded, tx: ReadModelTx) -> None:
+        assert tx.current is not None
+        key = f"{tx.current.stream_id}:{tx.current.version}"
+        tx.put("items", key, {"label": e.label, "amount": e.amount})
+
+
+async def _g_catchup(store: BaseEventStore, size: Size) -> Measurement:
+    for start in range(0, size.catchup, BATCH_EVENTS):
+        n = min(BATCH_EVENTS, size.catchup - start)
+        await store.append(new_stream_id(), [_event(start + i) for i in range(n)])
+    head = await store.head_position()
+    engine = ProjectionEngine(store, [Items()])
+    started = time.perf_counter()
+    await engine.start()
+    assert await engine.wait_until(head, max_wait=3600)
+    seconds = time.perf_counter() - started
+    rows = await engine.read_models.count("bench_items", "items")
+    await engine.stop()
+    assert rows == size.catchup, rows
+    return Measurement(size.catchup, seconds)
+
+
+async def _g_tail(store: BaseEventStore, size: Size) -> Measurement:
+    engine = ProjectionEngine(store, [Items()])
+    await engine.start()
+    latencies: list[float] = []
+    try:
+        for i in range(size.tail_events):
+            result = await store.append(new_stream_id(), [_event(i)])
+            committed = time.perf_counter()
+            assert await engine.wait_until(result.position, max_wait=10)
+            latencies.append((time.perf_counter() - committed) * 1000)
+            await asyncio.sleep(0.005)
+    finally:
+        await engine.stop()
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return Measurement(size.tail_events, sum(latencies) / 1000, p50_ms=p50, p99_ms=p99)
+
+
 _WORKLOADS: dict[str, Callable[[BaseEventStore, Size], Awaitable[Measurement]]] = {
     "a_create": _a_create,
     "b_append": _b_append,
@@ -183,6 +232,8 @@ _WORKLOADS: dict[str, Callable[[BaseEventStore, Size], Awaitable[Measurement]]] 
     "d_load_snapshot": _d_load_snapshot,
     "e_read_all": _e_read_all,
     "f_concurrent": _f_concurrent,
+    "g_catchup": _g_catchup,
+    "g_tail_p99_ms": _g_tail,
 }
 
 
