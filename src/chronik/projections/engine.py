@@ -155,6 +155,7 @@ class ProjectionRunner:
                 async with self.backend.leadership(self.name) as leading:
                     if not leading:
                         self.state = "standby"
+                        await self._follow_leader()
                         await _sleep(stop, self.standby_wait)
                         continue
                     await self._lead(stop)
@@ -189,6 +190,14 @@ class ProjectionRunner:
                 # process (HTTP requests, other runners) in between pages.
                 await asyncio.sleep(0)
 
+    async def _follow_leader(self) -> None:
+        """In standby, take the leader's progress from the store: for status and waiters."""
+        row = await self.backend.load(self.name)
+        if row is not None:
+            self._row = row
+            self.checkpoint = row.checkpoint
+            self._progress.advance(row.checkpoint)
+
     async def _ensure(self) -> None:
         spec = type(self.projection)
         row = await self.backend.load(self.name)
@@ -206,6 +215,7 @@ class ProjectionRunner:
             )
         self._row = row
         self.checkpoint = row.checkpoint
+        self._progress.advance(row.checkpoint)
         self.parked_count = len(await self.backend.parked(self.name))
         self.state = "catching_up"
         self.error = None
@@ -454,7 +464,13 @@ class ProjectionRunner:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            await self._progress.wait(self.checkpoint, left)
+            if self.state == "standby":
+                # Another process leads: its progress is only in the store.
+                await self._follow_leader()
+                if self.checkpoint < position:
+                    await asyncio.sleep(min(0.02, left))
+            else:
+                await self._progress.wait(self.checkpoint, left)
         return True
 
 
