@@ -14,6 +14,7 @@ import msgspec
 
 from chronik.errors import InvalidInputError
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
+from chronik.eventstore.context import current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
 from chronik.eventstore.port import (
     AllPage,
@@ -260,6 +261,7 @@ class BaseEventStore(abc.ABC):
             raise InvalidInputError(str(exc)) from None
         if isinstance(events, str | bytes) or not isinstance(events, Sequence) or not events:
             raise InvalidInputError("append needs a non-empty sequence of events")
+        metadata = merge_metadata(metadata, current_metadata())
         lookup = self.types.lookup
         encode = self.types.encode_data
         ids = uuid7s(len(events))
@@ -271,7 +273,8 @@ class BaseEventStore(abc.ABC):
         subjects: set[str] = set()
         for item, new_id in zip(events, ids, strict=True):
             if type(item) is NewEvent:
-                event, event_id, meta = item.event, item.id or new_id, item.metadata or metadata
+                event, event_id = item.event, item.id or new_id
+                meta = merge_metadata(item.metadata, metadata)
             else:
                 event, event_id, meta = item, new_id, metadata
             info = lookup(type(event))

@@ -36,6 +36,7 @@ from chronik.eventstore import (
     Snapshot,
     Upcaster,
 )
+from chronik.eventstore.context import ambient_metadata
 
 __all__ = [
     "CONTRACT_TYPES",
@@ -134,6 +135,11 @@ class Account(Aggregate):
 
 def _sid() -> str:
     return f"acc-{uuid.uuid4()}"
+
+
+async def _elsewhere(store: BaseEventStore, sid: str) -> None:
+    with ambient_metadata(Metadata("other-request"), replace=True):
+        await store.append(sid + "-b", [Withdrawn(3)])
 
 
 class EventStoreContract:
@@ -323,6 +329,22 @@ class EventStoreContract:
         assert await store.stream_version(other) == 0
         assert await store.head_position() == head
 
+    async def test_ambient_metadata_reaches_appends_made_inside_it(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        with ambient_metadata(Metadata("request-1", "command-9", {"traceparent": "00-t-s-01"})):
+            await store.append(sid, [Withdrawn(1)], metadata=Metadata(causation_id="mine"))
+            # Concurrent appends share a commit; each keeps the metadata of its own task.
+            await asyncio.gather(store.append(sid + "-a", [Withdrawn(2)]), _elsewhere(store, sid))
+        [first] = await store.read_stream(sid)
+        assert first.metadata == Metadata("request-1", "mine", {"traceparent": "00-t-s-01"})
+        [joined] = await store.read_stream(sid + "-a")
+        assert joined.metadata.correlation_id == "request-1"
+        [other] = await store.read_stream(sid + "-b")
+        assert other.metadata.correlation_id == "other-request"
+        assert other.metadata.headers is None
+
     async def test_metadata_defaults_to_the_first_event_and_round_trips(
         self, store: BaseEventStore
     ) -> None:
@@ -337,9 +359,10 @@ class EventStoreContract:
         await store.append(sid, [Withdrawn(3), NewEvent(Withdrawn(4), metadata=own)], metadata=meta)
         third, fourth = await store.read_stream(sid, 3)
         assert third.metadata == meta
+        # An event's own metadata refines the append's, field by field.
         assert fourth.metadata.correlation_id == "corr-2"
-        assert fourth.metadata.causation_id == str(third.id)
-        assert fourth.metadata.headers is None
+        assert fourth.metadata.causation_id == "cause-1"
+        assert fourth.metadata.headers == meta.headers
 
     # -- reading -----------------------------------------------------------------------
 

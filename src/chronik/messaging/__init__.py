@@ -1,0 +1,32 @@
+"""Between bounded contexts: published language, outbox, relay, brokers, consumers."""
+
+from chronik.messaging.broker import Broker, Delivery, OutgoingMessage
+from chronik.messaging.consumer import Consumer, MessageContext
+from chronik.messaging.contracts import PublicSpec, PublishedLanguage, public, public_spec
+from chronik.messaging.envelope import Envelope
+from chronik.messaging.memory import MemoryBroker
+from chronik.messaging.outbox import Outbox, Translate
+from chronik.messaging.relay import Relay, RelayStatus
+from chronik.messaging.storage import DeadLetter, MessageStorage, OutboxStatus, storage_for
+
+__all__ = [
+    "Broker",
+    "Consumer",
+    "DeadLetter",
+    "Delivery",
+    "Envelope",
+    "MemoryBroker",
+    "MessageContext",
+    "MessageStorage",
+    "Outbox",
+    "OutboxStatus",
+    "OutgoingMessage",
+    "PublicSpec",
+    "PublishedLanguage",
+    "Relay",
+    "RelayStatus",
+    "Translate",
+    "public",
+    "public_spec",
+    "storage_for",
+]

@@ -1,0 +1,231 @@
+"""Consumers: handle another context's public events, each message's effect exactly once.
+
+A consumer subscribes to public event types and hands each message to a handler, the
+consuming context's anti-corruption layer turned into commands. While the handler
+runs, its appends carry an inbox tag (ambient metadata, read when an append is
+prepared); an append hook records the message as handled in the append's own
+transaction, under a unique key. A redelivered message is therefore either skipped
+(already recorded) or its effect was never committed. One message, one append: a
+handler that must change several aggregates starts a process instead.
+
+A handler that keeps failing is retried with backoff, then its message goes to the
+dead letters with the error and is counted as handled; the others flow on.
+``redeliver`` runs a dead letter again once the handler is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chronik.errors import ChronikError, ConfigurationError, StoreUnavailableError
+from chronik.eventstore.base import BaseEventStore
+from chronik.eventstore.context import ambient_metadata
+from chronik.eventstore.port import Metadata, RecordedEvent
+from chronik.messaging.broker import Broker, Delivery, Subscription
+from chronik.messaging.contracts import PublishedLanguage, public_spec
+from chronik.messaging.envelope import Envelope, decode_envelope
+from chronik.messaging.storage import (
+    DeadLetter,
+    DuplicateMessageError,
+    MessageStorage,
+    storage_for,
+)
+
+__all__ = ["Consumer", "MessageContext"]
+
+log = logging.getLogger("chronik.consumer")
+
+INBOX_HEADER = "chronik-inbox"
+_NAME = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """Where a message came from, for the handler (and the metadata of what it causes)."""
+
+    message_id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    correlation_id: str | None
+    traceparent: str | None
+    attempt: int
+
+
+Handler = Callable[[Any, MessageContext], Awaitable[None]]
+
+
+class _Dead(Exception):
+    pass
+
+
+class Consumer:
+    """Subscribes ``handlers`` (public event class -> async handler) under a durable name."""
+
+    def __init__(
+        self,
+        name: str,
+        store: BaseEventStore,
+        language: PublishedLanguage,
+        handlers: Mapping[type, Handler],
+        *,
+        storage: MessageStorage | None = None,
+        retries: int = 5,
+        retry_backoff: float = 0.1,
+    ) -> None:
+        if not _NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"consumer name {name!r}: use 1-63 lowercase letters, digits, '_' or '-'"
+            )
+        self.name = name
+        self.store = store
+        self.language = language
+        self.storage = storage or storage_for(store)
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self._handlers: dict[str, Handler] = {}
+        for cls, handler in handlers.items():
+            spec = public_spec(cls)
+            if language.class_of(spec.type) is not cls:
+                raise ConfigurationError(f"{spec.type!r} is not in the language given")
+            self._handlers[spec.type] = handler
+        self.types = tuple(sorted(self._handlers))
+        self._marked: set[str] = set()
+        self._installed = False
+        self._subscription: Subscription | None = None
+        self.handled = 0
+        self.dead = 0
+
+    async def setup(self) -> None:
+        await self.storage.setup()
+        if not self._installed:
+            self.store.add_append_hook(self._hook)
+            self._installed = True
+
+    async def start(self, broker: Broker) -> None:
+        """Set up and subscribe: messages flow from here on."""
+        await self.setup()
+        self._subscription = await broker.subscribe(self.name, self.types, self.deliver)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            await self._subscription.stop()
+            self._subscription = None
+
+    async def _hook(self, conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
+        headers = events[0].metadata.headers or {}
+        tag = headers.get(INBOX_HEADER)
+        if tag is None:
+            return None
+        consumer, _, message_id = tag.partition(":")
+        if consumer != self.name:
+            return None
+        if message_id in self._marked:
+            raise ConfigurationError(
+                f"consumer {self.name!r} appended twice while handling {message_id}: a message "
+                "changes one aggregate; start a process for more"
+            )
+        done = await self.storage.mark_handled(conn, self.name, message_id)
+        self._marked.add(message_id)
+        return done
+
+    async def deliver(self, delivery: Delivery) -> None:
+        """Handle one delivery; raising makes the broker deliver it again later."""
+        if await self.storage.handled(self.name, delivery.id):
+            return
+        try:
+            envelope = decode_envelope(delivery.body)
+            event = self.language.decode(envelope.type, envelope.data)
+        except ValueError as exc:
+            await self._bury(delivery, f"undecodable message: {exc}", 1)
+            return
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            await self.storage.record_handled(self.name, delivery.id)
+            return
+        try:
+            await self._handle(handler, event, envelope, delivery)
+        except _Dead:
+            return
+        self.handled += 1
+
+    async def _handle(
+        self, handler: Handler, event: Any, envelope: Envelope, delivery: Delivery
+    ) -> None:
+        context = MessageContext(
+            delivery.id,
+            envelope.type,
+            envelope.source,
+            envelope.subject,
+            envelope.time,
+            envelope.correlationid,
+            envelope.traceparent,
+            delivery.attempt,
+        )
+        headers = {INBOX_HEADER: f"{self.name}:{delivery.id}"}
+        if envelope.traceparent:
+            headers["traceparent"] = envelope.traceparent
+        # What the handler appends is caused by this message, in its conversation.
+        metadata = Metadata(envelope.correlationid or delivery.id, delivery.id, headers)
+        attempt = 0
+        while True:
+            attempt += 1
+            self._marked.discard(delivery.id)
+            try:
+                with ambient_metadata(metadata, replace=True):
+                    await handler(event, context)
+            except DuplicateMessageError:
+                return  # another delivery of it committed first
+            except StoreUnavailableError:
+                raise  # our database, not the message: let the broker redeliver
+            except Exception as exc:
+                if attempt >= self.retries:
+                    error = "".join(traceback.format_exception_only(exc)).strip()
+                    await self._bury(delivery, error, attempt)
+                    raise _Dead from exc
+                await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+                continue
+            if delivery.id not in self._marked:
+                await self.storage.record_handled(self.name, delivery.id)
+            self._marked.discard(delivery.id)
+            return
+
+    async def _bury(self, delivery: Delivery, error: str, attempts: int) -> None:
+        log.error(
+            "consumer %s: message %s goes to the dead letters: %s", self.name, delivery.id, error
+        )
+        await self.storage.add_dead_letter(
+            DeadLetter(
+                self.name,
+                delivery.id,
+                delivery.type,
+                delivery.body,
+                error,
+                attempts,
+                datetime.now(UTC),
+            )
+        )
+        self.dead += 1
+
+    async def redeliver(self, message_id: str) -> bool:
+        """Run a dead letter through the handler again; True if it was handled this time."""
+        letters = [
+            d for d in await self.storage.dead_letters(self.name) if d.message_id == message_id
+        ]
+        if not letters:
+            raise ChronikError(f"consumer {self.name!r} has no dead letter {message_id}")
+        letter = letters[0]
+        await self.storage.remove_dead_letter(self.name, message_id)
+        dead_before = self.dead
+        await self.deliver(
+            Delivery(letter.message_id, letter.type, letter.body, letter.attempts + 1)
+        )
+        return self.dead == dead_before

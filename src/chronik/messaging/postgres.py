@@ -1,0 +1,206 @@
+"""Outbox, inbox and dead letters in the PostgreSQL schema of the event store.
+
+One relay per database: it holds an advisory lock on a connection of its own, so
+two replicas never interleave a stream's messages; a standby takes over when the
+holder's connection goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+import psycopg.errors
+
+from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key
+from chronik.messaging.storage import DeadLetter, DuplicateMessageError, OutboxRow, OutboxStatus
+
+__all__ = ["PostgresMessageStorage"]
+
+MIGRATIONS = [
+    (
+        "messaging_0001",
+        """
+        CREATE TABLE {s}.chronik_outbox (
+            position bigint PRIMARY KEY,
+            message_id text NOT NULL,
+            stream_id text NOT NULL,
+            type text NOT NULL,
+            body bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            published_at timestamptz
+        );
+        CREATE INDEX chronik_outbox_pending ON {s}.chronik_outbox (position)
+            WHERE published_at IS NULL;
+        CREATE TABLE {s}.chronik_inbox (
+            consumer text NOT NULL,
+            message_id text NOT NULL,
+            handled_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, message_id)
+        );
+        CREATE TABLE {s}.chronik_dead_letters (
+            consumer text NOT NULL,
+            message_id text NOT NULL,
+            type text NOT NULL,
+            body bytea NOT NULL,
+            error text NOT NULL,
+            attempts integer NOT NULL,
+            dead_at timestamptz NOT NULL,
+            PRIMARY KEY (consumer, message_id)
+        );
+        """,
+    )
+]
+
+
+class PostgresMessageStorage:
+    def __init__(self, store: PostgresEventStore) -> None:
+        self.store = store
+        self.schema = store.schema
+
+    def _q(self, template: str) -> str:
+        return in_schema(template, self.schema)
+
+    async def setup(self) -> None:
+        await self.store.migrate(MIGRATIONS)
+
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self.store.transaction() as conn:
+            cur = await conn.execute(self._q(sql), params)
+            return await cur.fetchall() if cur.description else []
+
+    async def add_outbox(self, conn: Any, rows: Sequence[OutboxRow]) -> None:
+        await conn.execute(
+            self._q(
+                "INSERT INTO {s}.chronik_outbox (position, message_id, stream_id, type, body) "
+                "SELECT * FROM unnest("
+                "%b::bigint[], %b::text[], %b::text[], %b::text[], %b::bytea[])"
+            ),
+            (
+                [r.position for r in rows],
+                [r.message_id for r in rows],
+                [r.stream_id for r in rows],
+                [r.type for r in rows],
+                [r.body for r in rows],
+            ),
+        )
+
+    async def pending(self, limit: int) -> list[OutboxRow]:
+        async with self.store.transaction() as conn:
+            cur = conn.cursor(binary=True)
+            await cur.execute(
+                self._q(
+                    "SELECT position, message_id, stream_id, type, body FROM {s}.chronik_outbox "
+                    "WHERE published_at IS NULL ORDER BY position LIMIT %s"
+                ),
+                (limit,),
+            )
+            rows = await cur.fetchall()
+        return [OutboxRow(p, m, s, t, bytes(b)) for p, m, s, t, b in rows]
+
+    async def mark_published(self, positions: Sequence[int]) -> None:
+        await self._rows(
+            "UPDATE {s}.chronik_outbox SET published_at = now() WHERE position = ANY(%b::bigint[])",
+            (list(positions),),
+        )
+
+    async def outbox_status(self) -> OutboxStatus:
+        [(pending, oldest, published)] = await self._rows(
+            "SELECT count(*) FILTER (WHERE published_at IS NULL), "
+            "min(created_at) FILTER (WHERE published_at IS NULL), "
+            "count(*) FILTER (WHERE published_at IS NOT NULL) FROM {s}.chronik_outbox"
+        )
+        return OutboxStatus(pending, oldest, published)
+
+    async def purge_published(self, older_than_seconds: float) -> int:
+        async with self.store.transaction() as conn:
+            cur = await conn.execute(
+                self._q(
+                    "DELETE FROM {s}.chronik_outbox WHERE published_at IS NOT NULL "
+                    "AND published_at < now() - make_interval(secs => %s)"
+                ),
+                (older_than_seconds,),
+            )
+            return cur.rowcount
+
+    @contextlib.asynccontextmanager
+    async def relay_leadership(self) -> AsyncIterator[bool]:
+        key = lock_key(f"{self.schema}:relay")
+        conn = await psycopg.AsyncConnection.connect(self.store.conninfo, autocommit=True)
+        try:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = await cur.fetchone()
+            yield bool(row and row[0])
+        finally:
+            await conn.close()
+
+    async def mark_handled(self, conn: Any, consumer: str, message_id: str) -> None:
+        cur = await conn.execute(
+            self._q(
+                "INSERT INTO {s}.chronik_inbox (consumer, message_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            (consumer, message_id),
+        )
+        if cur.rowcount != 1:
+            raise DuplicateMessageError(f"{consumer} already handled {message_id}")
+
+    async def handled(self, consumer: str, message_id: str) -> bool:
+        rows = await self._rows(
+            "SELECT 1 FROM {s}.chronik_inbox WHERE consumer = %s AND message_id = %s",
+            (consumer, message_id),
+        )
+        return bool(rows)
+
+    async def record_handled(self, consumer: str, message_id: str) -> bool:
+        rows = await self._rows(
+            "INSERT INTO {s}.chronik_inbox (consumer, message_id) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            (consumer, message_id),
+        )
+        return bool(rows)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                self._q(
+                    "INSERT INTO {s}.chronik_dead_letters VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (consumer, message_id) DO UPDATE SET error = excluded.error, "
+                    "attempts = excluded.attempts, dead_at = excluded.dead_at"
+                ),
+                (
+                    letter.consumer,
+                    letter.message_id,
+                    letter.type,
+                    letter.body,
+                    letter.error,
+                    letter.attempts,
+                    letter.dead_at,
+                ),
+            )
+            await conn.execute(
+                self._q(
+                    "INSERT INTO {s}.chronik_inbox (consumer, message_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                (letter.consumer, letter.message_id),
+            )
+
+    async def dead_letters(self, consumer: str | None = None) -> list[DeadLetter]:
+        where, params = ("WHERE consumer = %s", (consumer,)) if consumer else ("", ())
+        rows = await self._rows(
+            "SELECT consumer, message_id, type, body, error, attempts, dead_at "
+            f"FROM {{s}}.chronik_dead_letters {where} ORDER BY dead_at",
+            params,
+        )
+        return [DeadLetter(c, m, t, bytes(b), e, a, d) for c, m, t, b, e, a, d in rows]
+
+    async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
+        async with self.store.transaction() as conn:
+            for table in ("chronik_dead_letters", "chronik_inbox"):
+                await conn.execute(
+                    self._q(f"DELETE FROM {{s}}.{table} WHERE consumer = %s AND message_id = %s"),
+                    (consumer, message_id),
+                )

@@ -1,0 +1,147 @@
+"""The relay: publishes the outbox to the broker, in order, at least once.
+
+It reads unpublished outbox rows in position order, publishes them as one pipelined
+batch, and marks rows published only once the broker acked them. Within a batch, a
+stream's messages after one that failed are not marked either, so they go again after
+it and a stream's order holds (the broker drops the ones it already has, by id). While
+the broker is down the backlog stays in the outbox; the relay backs off and drains it
+when the broker returns. One relay per database (see the storage's leadership).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from chronik.errors import EventStoreError
+from chronik.eventstore.base import BaseEventStore
+from chronik.messaging.broker import Broker, OutgoingMessage
+from chronik.messaging.storage import MessageStorage, OutboxRow, storage_for
+
+__all__ = ["Relay", "RelayStatus"]
+
+log = logging.getLogger("chronik.relay")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStatus:
+    state: str  # starting | standby | relaying | idle | broker_down | stopped
+    relayed: int  # messages this relay published since it started
+    rate: float  # messages per second over the last measured interval
+    error: str | None
+
+
+class Relay:
+    def __init__(
+        self,
+        store: BaseEventStore,
+        broker: Broker,
+        *,
+        storage: MessageStorage | None = None,
+        batch: int = 256,
+        idle_wait: float = 1.0,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+        standby_wait: float = 2.0,
+        retention: float = 3600.0,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.storage = storage or storage_for(store)
+        self.batch = batch
+        self.idle_wait = idle_wait
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.standby_wait = standby_wait
+        self.retention = retention
+        self.state = "starting"
+        self.relayed = 0
+        self.error: str | None = None
+        self._rate = 0.0
+        self._rate_mark = (time.monotonic(), 0)
+        self._last_purge = 0.0
+
+    def status(self) -> RelayStatus:
+        return RelayStatus(self.state, self.relayed, self._rate, self.error)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = self.backoff
+        while not stop.is_set():
+            try:
+                async with self.storage.relay_leadership() as leading:
+                    if not leading:
+                        self.state = "standby"
+                        await _sleep(stop, self.standby_wait)
+                        continue
+                    await self._relay(stop)
+                    delay = self.backoff
+            except EventStoreError as exc:
+                self.state, self.error = "error", str(exc)
+                log.warning("relay: %s; again in %.1f s", exc, delay)
+                await _sleep(stop, delay)
+                delay = min(delay * 2, self.max_backoff)
+        self.state = "stopped"
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        delay = self.backoff
+        while not stop.is_set():
+            head = await self.store.head_position()
+            rows = await self.storage.pending(self.batch)
+            if not rows:
+                self.state = "idle"
+                self._measure()
+                await self._purge()
+                await self.store.wait_for_events(head, self.idle_wait)
+                continue
+            self.state = "relaying"
+            published, failure = await self._publish(rows)
+            if published:
+                await self.storage.mark_published(published)
+                self.relayed += len(published)
+                self._measure()
+            if failure is not None:
+                self.state, self.error = "broker_down", f"{type(failure).__name__}: {failure}"
+                log.warning("relay: broker refused (%s); again in %.1f s", failure, delay)
+                await _sleep(stop, delay)
+                delay = min(delay * 2, self.max_backoff)
+            else:
+                delay = self.backoff
+                self.error = None
+
+    async def _publish(self, rows: list[OutboxRow]) -> tuple[list[int], BaseException | None]:
+        messages = [OutgoingMessage(r.message_id, r.type, r.stream_id, r.body) for r in rows]
+        try:
+            outcomes = await self.broker.publish(messages)
+        except Exception as exc:  # the broker's client gave up on the whole batch
+            return [], exc
+        blocked: set[str] = set()
+        published: list[int] = []
+        failure: BaseException | None = None
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if outcome is not None:
+                blocked.add(row.stream_id)
+                failure = failure or outcome
+            elif row.stream_id not in blocked:
+                published.append(row.position)
+        return published, failure
+
+    def _measure(self) -> None:
+        now = time.monotonic()
+        since, count = self._rate_mark
+        if now - since >= 1.0:
+            self._rate = (self.relayed - count) / (now - since)
+            self._rate_mark = (now, self.relayed)
+
+    async def _purge(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge > 60:
+            self._last_purge = now
+            await self.storage.purge_published(self.retention)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,173 @@
+"""Outbox, inbox and dead letters in the SQLite file of the event store."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chronik.eventstore.sqlite import SQLiteEventStore
+from chronik.messaging.storage import DeadLetter, DuplicateMessageError, OutboxRow, OutboxStatus
+
+__all__ = ["SQLiteMessageStorage"]
+
+MIGRATIONS = [
+    (
+        "messaging_0001",
+        """
+        CREATE TABLE chronik_outbox (
+            position INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            stream_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created_at TEXT NOT NULL,
+            published_at TEXT
+        );
+        CREATE INDEX chronik_outbox_pending ON chronik_outbox (position)
+            WHERE published_at IS NULL;
+        CREATE TABLE chronik_inbox (
+            consumer TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            handled_at TEXT NOT NULL,
+            PRIMARY KEY (consumer, message_id)
+        );
+        CREATE TABLE chronik_dead_letters (
+            consumer TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body BLOB NOT NULL,
+            error TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            dead_at TEXT NOT NULL,
+            PRIMARY KEY (consumer, message_id)
+        )
+        """,
+    )
+]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class SQLiteMessageStorage:
+    def __init__(self, store: SQLiteEventStore) -> None:
+        self.store = store
+
+    async def setup(self) -> None:
+        await self.store.migrate(MIGRATIONS)
+
+    async def add_outbox(self, conn: Any, rows: Sequence[OutboxRow]) -> None:
+        now = _now()
+        conn.executemany(
+            "INSERT INTO chronik_outbox (position, message_id, stream_id, type, body, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(r.position, r.message_id, r.stream_id, r.type, r.body, now) for r in rows],
+        )
+
+    async def pending(self, limit: int) -> list[OutboxRow]:
+        rows = self.store.query(
+            "SELECT position, message_id, stream_id, type, body FROM chronik_outbox "
+            "WHERE published_at IS NULL ORDER BY position LIMIT ?",
+            (limit,),
+        )
+        return [OutboxRow(p, m, s, t, bytes(b)) for p, m, s, t, b in rows]
+
+    async def mark_published(self, positions: Sequence[int]) -> None:
+        now = _now()
+        async with self.store.transaction() as conn:
+            conn.executemany(
+                "UPDATE chronik_outbox SET published_at = ? WHERE position = ?",
+                [(now, p) for p in positions],
+            )
+
+    async def outbox_status(self) -> OutboxStatus:
+        [(pending, oldest, published)] = self.store.query(
+            "SELECT count(*) FILTER (WHERE published_at IS NULL), "
+            "min(created_at) FILTER (WHERE published_at IS NULL), "
+            "count(*) FILTER (WHERE published_at IS NOT NULL) FROM chronik_outbox"
+        )
+        return OutboxStatus(pending, datetime.fromisoformat(oldest) if oldest else None, published)
+
+    async def purge_published(self, older_than_seconds: float) -> int:
+        cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_seconds)).isoformat(
+            timespec="microseconds"
+        )
+        async with self.store.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM chronik_outbox WHERE published_at IS NOT NULL AND published_at < ?",
+                (cutoff,),
+            )
+            return cur.rowcount
+
+    @contextlib.asynccontextmanager
+    async def relay_leadership(self) -> AsyncIterator[bool]:
+        yield True  # embedded mode: one process
+
+    async def mark_handled(self, conn: Any, consumer: str, message_id: str) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO chronik_inbox (consumer, message_id, handled_at) VALUES (?, ?, ?)",
+                (consumer, message_id, _now()),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateMessageError(f"{consumer} already handled {message_id}") from None
+
+    async def handled(self, consumer: str, message_id: str) -> bool:
+        rows = self.store.query(
+            "SELECT 1 FROM chronik_inbox WHERE consumer = ? AND message_id = ?",
+            (consumer, message_id),
+        )
+        return bool(rows)
+
+    async def record_handled(self, consumer: str, message_id: str) -> bool:
+        async with self.store.transaction() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO chronik_inbox (consumer, message_id, handled_at) "
+                "VALUES (?, ?, ?)",
+                (consumer, message_id, _now()),
+            )
+            return cur.rowcount == 1
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        async with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO chronik_dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    letter.consumer,
+                    letter.message_id,
+                    letter.type,
+                    letter.body,
+                    letter.error,
+                    letter.attempts,
+                    letter.dead_at.isoformat(),
+                ),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO chronik_inbox (consumer, message_id, handled_at) "
+                "VALUES (?, ?, ?)",
+                (letter.consumer, letter.message_id, _now()),
+            )
+
+    async def dead_letters(self, consumer: str | None = None) -> list[DeadLetter]:
+        where, params = ("WHERE consumer = ?", (consumer,)) if consumer else ("", ())
+        rows = self.store.query(
+            f"SELECT consumer, message_id, type, body, error, attempts, dead_at "
+            f"FROM chronik_dead_letters {where} ORDER BY dead_at",
+            params,
+        )
+        return [
+            DeadLetter(c, m, t, bytes(b), e, a, datetime.fromisoformat(d))
+            for c, m, t, b, e, a, d in rows
+        ]
+
+    async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
+        async with self.store.transaction() as conn:
+            for table in ("chronik_dead_letters", "chronik_inbox"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE consumer = ? AND message_id = ?",
+                    (consumer, message_id),
+                )
