@@ -1,0 +1,199 @@
+"""The NATS JetStream broker (nats-py).
+
+One JetStream stream, ``CHRONIK``, holds the subjects ``chronik.>``: a public type
+``sales.order_submitted.v1`` is published on ``chronik.sales.order_submitted.v1`` with
+the event id as ``Nats-Msg-Id``, so JetStream drops a duplicate inside its window.
+Publishes are pipelined (``publish_async``) and each is acked by the server.
+
+A consumer gets one durable pull consumer per source context (``<name>-<context>``
+filtered on ``chronik.<context>.>``: nats-server 2.9 takes one filter per consumer), so a
+context's messages arrive in the order they were stored; types it did not ask for are
+acked and passed over. Messages are handled one at a time; when a handler raises,
+that message and the rest of the fetched batch are nak'd in order, to come again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+
+from chronik.errors import ConfigurationError
+from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage, subject_of
+
+__all__ = ["NatsBroker"]
+
+log = logging.getLogger("chronik.messaging.nats")
+
+PREFIX = "chronik."
+
+
+class _Subscription:
+    def __init__(self, tasks: list[asyncio.Task[None]]) -> None:
+        self.tasks = tasks
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class NatsBroker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        stream: str = "CHRONIK",
+        duplicate_window: float = 120.0,
+        ack_timeout: float = 10.0,
+        fetch_batch: int = 64,
+        redeliver_delay: float = 0.5,
+    ) -> None:
+        self.url = url
+        self.stream = stream
+        self.duplicate_window = duplicate_window
+        self.ack_timeout = ack_timeout
+        self.fetch_batch = fetch_batch
+        self.redeliver_delay = redeliver_delay
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self) -> None:
+        self._nc = await nats.connect(
+            servers=[self.url],
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+            allow_reconnect=True,
+        )
+        self._js = self._nc.jetstream(timeout=self.ack_timeout)
+        try:
+            await self._js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            await self._js.add_stream(
+                StreamConfig(
+                    name=self.stream,
+                    subjects=[f"{PREFIX}>"],
+                    storage=StorageType.FILE,
+                    duplicate_window=self.duplicate_window,
+                )
+            )
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+            self._nc = None
+            self._js = None
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise ConfigurationError("the NATS broker is not connected: call connect() first")
+        return self._js
+
+    async def publish(self, messages: Sequence[OutgoingMessage]) -> list[BaseException | None]:
+        js = self._jetstream()
+        futures: list[asyncio.Future[Any] | BaseException] = []
+        for message in messages:
+            try:
+                future: asyncio.Future[Any] = await js.publish_async(
+                    subject_of(message.type),
+                    message.body,
+                    headers={"Nats-Msg-Id": message.id},
+                    wait_stall=self.ack_timeout,
+                )
+                futures.append(future)
+            except Exception as exc:
+                futures.append(exc)
+        results: list[BaseException | None] = []
+        for pending in futures:
+            if isinstance(pending, BaseException):
+                results.append(pending)
+                continue
+            try:
+                await asyncio.wait_for(pending, self.ack_timeout)
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def subscribe(
+        self, consumer: str, types: Sequence[str], handler: MessageHandler
+    ) -> _Subscription:
+        js = self._jetstream()
+        wanted = frozenset(types)
+        tasks = []
+        for source in sorted({t.split(".", 1)[0] for t in types}):
+            durable = f"{consumer}-{source}"
+            subscription = await js.pull_subscribe(
+                f"{PREFIX}{source}.>",
+                durable=durable,
+                stream=self.stream,
+                config=ConsumerConfig(
+                    durable_name=durable,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=60,
+                    max_ack_pending=self.fetch_batch * 4,
+                ),
+            )
+            tasks.append(
+                asyncio.create_task(self._consume(subscription, wanted, handler), name=durable)
+            )
+        return _Subscription(tasks)
+
+    async def _consume(
+        self,
+        subscription: JetStreamContext.PullSubscription,
+        wanted: frozenset[str],
+        handler: MessageHandler,
+    ) -> None:
+        while True:
+            try:
+                batch = await subscription.fetch(self.fetch_batch, timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.warning("NATS fetch failed (%s); retrying", exc)
+                await asyncio.sleep(self.redeliver_delay)
+                continue
+            await self._handle_batch(batch, wanted, handler)
+
+    async def _handle_batch(
+        self, batch: list[Msg], wanted: frozenset[str], handler: MessageHandler
+    ) -> None:
+        for index, msg in enumerate(batch):
+            type_name = msg.subject[len(PREFIX) :]
+            if type_name not in wanted:
+                await msg.ack()
+                continue
+            headers = msg.headers or {}
+            delivery = Delivery(
+                headers.get("Nats-Msg-Id", ""), type_name, msg.data, msg.metadata.num_delivered
+            )
+            try:
+                await handler(delivery)
+            except Exception as exc:
+                log.warning("handler failed on %s (%s); it comes again", delivery.id, exc)
+                for rest in batch[index:]:
+                    with contextlib.suppress(Exception):
+                        await rest.nak(delay=self.redeliver_delay)
+                await asyncio.sleep(self.redeliver_delay)
+                return
+            await msg.ack()
