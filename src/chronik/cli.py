@@ -36,6 +36,10 @@ projections_app = typer.Typer(
     help="Read models: their status, rebuilds and parked events.", no_args_is_help=True
 )
 app.add_typer(projections_app, name="projections")
+outbox_app = typer.Typer(help="The transactional outbox.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+dead_app = typer.Typer(help="Messages consumers gave up on.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
 
 console = Console()
 errors = Console(stderr=True)
@@ -290,6 +294,187 @@ def projections_parked(name: str, store_url: StoreUrl = None, data_dir: DataDir 
             await store.close()
 
     _run(work)
+
+
+# -- messaging -----------------------------------------------------------------------
+
+BrokerUrl = Annotated[
+    str, typer.Option("--broker-url", help="memory://, nats://HOST:4222 or amqp://USER:PW@HOST/")
+]
+
+
+@app.command()
+def relay(
+    broker_url: BrokerUrl,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+    batch: Annotated[int, typer.Option(help="Messages per pipelined batch.")] = 256,
+) -> None:
+    """Relay the outbox to the broker until SIGTERM or Ctrl-C (for its own Deployment)."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        import signal
+
+        from chronik.messaging.relay import Relay
+        from chronik.messaging.url import open_broker
+
+        store = await open_event_store(url, EventTypes([]))
+        broker = await open_broker(broker_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = Relay(store, broker, batch=batch)
+        await worker.storage.setup()
+        errors.print(
+            f"relaying the outbox of {escape(_redact(url))} to {escape(_redact(broker_url))}"
+        )
+        try:
+            await worker.run(stop)
+        finally:
+            await broker.close()
+            await store.close()
+        errors.print(f"relay stopped after {worker.relayed} messages")
+
+    _run(work)
+
+
+def _redact(url: str) -> str:
+    from chronik.eventstore.postgres import redact
+
+    return redact(url)
+
+
+@outbox_app.command("status")
+def outbox_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
+    """Messages waiting in the outbox, the oldest one's age, messages published."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        from chronik.messaging.storage import storage_for
+
+        store = await open_event_store(url, EventTypes([]))
+        try:
+            storage = storage_for(store)
+            await storage.setup()
+            status = await storage.outbox_status()
+            console.print(f"pending    {status.pending}")
+            console.print(f"oldest     {_age(status.oldest_pending)}")
+            console.print(f"published  {status.published} (kept for an hour)")
+        finally:
+            await store.close()
+
+    _run(work)
+
+
+@dead_app.command("list")
+def dead_letters_list(
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer's.")] = None,
+) -> None:
+    """Dead letters with their errors."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        from chronik.messaging.storage import storage_for
+
+        store = await open_event_store(url, EventTypes([]))
+        try:
+            storage = storage_for(store)
+            await storage.setup()
+            letters = await storage.dead_letters(consumer)
+            if not letters:
+                console.print("No dead letters.")
+            for d in letters:
+                console.print(
+                    f"{escape(d.consumer)}  {d.message_id}  {d.type}  attempts {d.attempts}  "
+                    f"{d.dead_at:%Y-%m-%d %H:%M:%S}\n  {escape(d.error)}"
+                )
+        finally:
+            await store.close()
+
+    _run(work)
+
+
+@dead_app.command("redeliver")
+def dead_letters_redeliver(
+    consumer: str,
+    message_id: str,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+    timeout: Annotated[float, typer.Option(help="Wait this long for the consumer.")] = 30,
+) -> None:
+    """Ask the running consumer to handle a dead letter again (after fixing its handler)."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        from chronik.messaging.storage import storage_for
+
+        store = await open_event_store(url, EventTypes([]))
+        try:
+            storage = storage_for(store)
+            await storage.setup()
+            if not await storage.request_redelivery(consumer, message_id):
+                raise ChronikError(f"consumer {consumer!r} has no dead letter {message_id}")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if message_id not in await storage.requested_redeliveries(consumer):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                console.print(
+                    f"[yellow]Requested; {consumer!r} did not take it within {timeout:g} s.[/]"
+                )
+                return
+            again = [d for d in await storage.dead_letters(consumer) if d.message_id == message_id]
+            if again:
+                console.print(f"Redelivered; it failed again: {escape(again[0].error)}")
+                raise typer.Exit(1)
+            console.print(f"Redelivered: {consumer!r} handled {message_id}.")
+        finally:
+            await store.close()
+
+    _run(work)
+
+
+@app.command()
+def asyncapi(
+    language: Annotated[
+        list[str],
+        typer.Option(help="A PublishedLanguage to describe, as module:attribute (repeatable)."),
+    ],
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    server: Annotated[
+        list[str] | None, typer.Option(help="A server as name=url (repeatable).")
+    ] = None,
+) -> None:
+    """Write the AsyncAPI 3 document of the public events, as JSON."""
+    import importlib
+    import json
+
+    from chronik.messaging.asyncapi import asyncapi_document, languages
+    from chronik.messaging.contracts import PublishedLanguage
+
+    found = []
+    for spec in language:
+        module_name, _, attribute = spec.partition(":")
+        try:
+            value = getattr(importlib.import_module(module_name), attribute or "LANGUAGE")
+        except (ImportError, AttributeError) as exc:
+            raise typer.BadParameter(f"{spec}: {exc}") from None
+        if not isinstance(value, PublishedLanguage):
+            raise typer.BadParameter(f"{spec} is not a PublishedLanguage")
+        found.append(value)
+    servers = dict(item.split("=", 1) for item in server or [])
+    document = asyncapi_document(languages(*found), servers=servers)
+    text = json.dumps(document, indent=2, sort_keys=False)
+    if output is None:
+        console.print_json(text)
+    else:
+        output.write_text(text + "\n")
+        errors.print(f"wrote {output} ({len(document['channels'])} channels)")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ dead letters with the error and is counted as handled; the others flow on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import traceback
@@ -101,6 +102,7 @@ class Consumer:
         self._marked: set[str] = set()
         self._installed = False
         self._subscription: Subscription | None = None
+        self._poller: asyncio.Task[None] | None = None
         self.handled = 0
         self.dead = 0
 
@@ -110,15 +112,34 @@ class Consumer:
             self.store.add_append_hook(self._hook)
             self._installed = True
 
-    async def start(self, broker: Broker) -> None:
-        """Set up and subscribe: messages flow from here on."""
+    async def start(self, broker: Broker, *, poll_requests: float = 2.0) -> None:
+        """Set up and subscribe: messages flow from here on.
+
+        Every ``poll_requests`` seconds it also runs the dead letters someone asked to
+        redeliver (``chronik dead-letters redeliver``).
+        """
         await self.setup()
         self._subscription = await broker.subscribe(self.name, self.types, self.deliver)
+        self._poller = asyncio.create_task(self._poll(poll_requests), name=f"{self.name} requests")
 
     async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         if self._subscription is not None:
             await self._subscription.stop()
             self._subscription = None
+
+    async def _poll(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                for message_id in await self.storage.requested_redeliveries(self.name):
+                    await self.redeliver(message_id)
+            except ChronikError as exc:
+                log.warning("consumer %s: redelivery requests failed: %s", self.name, exc)
 
     async def _hook(self, conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
         headers = events[0].metadata.headers or {}

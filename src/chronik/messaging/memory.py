@@ -174,7 +174,17 @@ class MemoryMessageStorage:
         letters = [d for d in self.state.dead.values() if consumer in (None, d.consumer)]
         return sorted(letters, key=lambda d: d.dead_at)
 
+    async def request_redelivery(self, consumer: str, message_id: str) -> bool:
+        if (consumer, message_id) not in self.state.dead:
+            return False
+        self.state.requested.add((consumer, message_id))
+        return True
+
+    async def requested_redeliveries(self, consumer: str) -> list[str]:
+        return [m for c, m in self.state.requested if c == consumer]
+
     async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
+        self.state.requested.discard((consumer, message_id))
         self.state.dead.pop((consumer, message_id), None)
         self.state.inbox.discard((consumer, message_id))
 
@@ -184,3 +194,4 @@ class _State:
         self.outbox: dict[int, list[Any]] = {}  # position -> [row, created, published]
         self.inbox: set[tuple[str, str]] = set()
         self.dead: dict[tuple[str, str], DeadLetter] = {}
+        self.requested: set[tuple[str, str]] = set()

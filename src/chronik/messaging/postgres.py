@@ -48,6 +48,7 @@ MIGRATIONS = [
             error text NOT NULL,
             attempts integer NOT NULL,
             dead_at timestamptz NOT NULL,
+            requested_at timestamptz,
             PRIMARY KEY (consumer, message_id)
         );
         """,
@@ -166,7 +167,9 @@ class PostgresMessageStorage:
         async with self.store.transaction() as conn:
             await conn.execute(
                 self._q(
-                    "INSERT INTO {s}.chronik_dead_letters VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "INSERT INTO {s}.chronik_dead_letters "
+                    "(consumer, message_id, type, body, error, attempts, dead_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (consumer, message_id) DO UPDATE SET error = excluded.error, "
                     "attempts = excluded.attempts, dead_at = excluded.dead_at"
                 ),
@@ -196,6 +199,22 @@ class PostgresMessageStorage:
             params,
         )
         return [DeadLetter(c, m, t, bytes(b), e, a, d) for c, m, t, b, e, a, d in rows]
+
+    async def request_redelivery(self, consumer: str, message_id: str) -> bool:
+        rows = await self._rows(
+            "UPDATE {s}.chronik_dead_letters SET requested_at = now() "
+            "WHERE consumer = %s AND message_id = %s RETURNING 1",
+            (consumer, message_id),
+        )
+        return bool(rows)
+
+    async def requested_redeliveries(self, consumer: str) -> list[str]:
+        rows = await self._rows(
+            "SELECT message_id FROM {s}.chronik_dead_letters WHERE consumer = %s "
+            "AND requested_at IS NOT NULL ORDER BY dead_at",
+            (consumer,),
+        )
+        return [r[0] for r in rows]
 
     async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
         async with self.store.transaction() as conn:

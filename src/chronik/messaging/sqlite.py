@@ -42,6 +42,7 @@ MIGRATIONS = [
             error TEXT NOT NULL,
             attempts INTEGER NOT NULL,
             dead_at TEXT NOT NULL,
+            requested_at TEXT,
             PRIMARY KEY (consumer, message_id)
         )
         """,
@@ -135,7 +136,9 @@ class SQLiteMessageStorage:
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         async with self.store.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO chronik_dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO chronik_dead_letters "
+                "(consumer, message_id, type, body, error, attempts, dead_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     letter.consumer,
                     letter.message_id,
@@ -163,6 +166,23 @@ class SQLiteMessageStorage:
             DeadLetter(c, m, t, bytes(b), e, a, datetime.fromisoformat(d))
             for c, m, t, b, e, a, d in rows
         ]
+
+    async def request_redelivery(self, consumer: str, message_id: str) -> bool:
+        async with self.store.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE chronik_dead_letters SET requested_at = ? "
+                "WHERE consumer = ? AND message_id = ?",
+                (_now(), consumer, message_id),
+            )
+            return cur.rowcount == 1
+
+    async def requested_redeliveries(self, consumer: str) -> list[str]:
+        rows = self.store.query(
+            "SELECT message_id FROM chronik_dead_letters WHERE consumer = ? "
+            "AND requested_at IS NOT NULL ORDER BY dead_at",
+            (consumer,),
+        )
+        return [r[0] for r in rows]
 
     async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
         async with self.store.transaction() as conn:
