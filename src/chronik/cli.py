@@ -23,6 +23,7 @@ from chronik.errors import ChronikError
 from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
 from chronik.projections.engine import backend_for
 from chronik.projections.readmodel import ProjectionBackend
+from chronik.runtime.settings import Settings, load_settings
 
 T = TypeVar("T")
 
@@ -59,14 +60,24 @@ def embedded_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir.resolve()}/{EMBEDDED_FILE}"
 
 
+def _settings(**flags: Any) -> Settings:
+    """The settings (flags > env > secrets > file > defaults); one line and exit 2 if wrong."""
+    try:
+        return load_settings(flags).settings
+    except ChronikError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
 def _store_url(store_url: str | None, data_dir: Path | None) -> str:
+    """The store a command reads: --store-url, --data-dir, or the settings."""
     if store_url and data_dir:
         raise typer.BadParameter("give --store-url or --data-dir, not both")
     if store_url:
         return store_url
     if data_dir:
         return embedded_url(data_dir)
-    raise typer.BadParameter("say which store: --store-url URL or --data-dir DIR")
+    return _settings().store_url
 
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -475,6 +486,180 @@ def asyncapi(
     else:
         output.write_text(text + "\n")
         errors.print(f"wrote {output} ({len(document['channels'])} channels)")
+
+
+# -- serving, configuration, streams -----------------------------------------------------
+
+AppRef = Annotated[
+    str | None, typer.Option("--app", help="The contexts to run, as module:attribute.")
+]
+
+
+def _specs(settings: Settings) -> list[Any]:
+    from chronik.runtime.specs import load_specs
+
+    if not settings.app:
+        errors.print("[red]configuration:[/] CHRONIK_APP (or --app module:attribute) is not set")
+        raise typer.Exit(2)
+    try:
+        return load_specs(settings.app)
+    except ChronikError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    app_ref: AppRef = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port (CHRONIK_HTTP_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP address (CHRONIK_HTTP_HOST).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="CHRONIK_DATA_DIR")] = None,
+    store_url: Annotated[str | None, typer.Option(help="CHRONIK_EVENT_STORE_URL")] = None,
+    broker_url: Annotated[str | None, typer.Option(help="CHRONIK_BROKER_URL")] = None,
+    run: Annotated[
+        str | None, typer.Option(help="CHRONIK_RUN: all, or http,projections,...")
+    ] = None,
+) -> None:
+    """Run a service: HTTP API, projections, relay, consumers and processes."""
+    settings = _settings(
+        app=app_ref,
+        http_port=port,
+        http_host=host,
+        data_dir=data_dir,
+        event_store_url=store_url,
+        broker_url=broker_url,
+        run=run,
+    )
+    specs = _specs(settings)
+    from chronik.http.serve import serve as serve_http
+    from chronik.runtime.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    _run(lambda: serve_http(settings, specs))
+
+
+config_app = typer.Typer(help="The effective settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Every setting, its value (secrets masked) and where it came from."""
+    try:
+        loaded = load_settings({})
+    except ChronikError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    table = Table("variable", "value", "from")
+    for variable, value, source in loaded.rows():
+        table.add_row(variable, escape(value), source)
+    console.print(table)
+
+
+streams_app = typer.Typer(help="Streams of the event store.", no_args_is_help=True)
+app.add_typer(streams_app, name="streams")
+
+
+@streams_app.command("list")
+def streams_list(
+    prefix: Annotated[str, typer.Option(help="Only streams whose id starts with this.")] = "",
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Stream ids and their versions."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        store = await open_event_store(url, EventTypes([]))
+        try:
+            rows = await store.list_streams(prefix, limit)
+            for stream_id, version in rows:
+                console.print(f"{escape(stream_id)}  v{version}", markup=False)
+            if not rows:
+                console.print("No streams.")
+        finally:
+            await store.close()
+
+    _run(work)
+
+
+@streams_app.command("show")
+def streams_show(
+    stream_id: str,
+    at: Annotated[int | None, typer.Option("--at", help="The state as of this version.")] = None,
+    app_ref: AppRef = None,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """A stream's events; with the app known, its aggregate's state as of a version."""
+    url = _store_url(store_url, data_dir)
+    settings = _settings(app=app_ref)
+    specs = _specs(settings) if settings.app else []
+
+    async def work() -> None:
+        import msgspec
+
+        types = EventTypes([t for spec in specs for t in spec.event_types])
+        store = await open_event_store(url, types)
+        try:
+            if not specs:
+                events = await store.read_stream_raw(stream_id)
+                if not events:
+                    raise ChronikError(f"stream {stream_id!r} has no events")
+                for e in events:
+                    if at is not None and e["version"] > at:
+                        break
+                    console.print_json(msgspec.json.encode(e).decode())
+                return
+            records = await store.read_stream(stream_id, to_version=at)
+            if not records:
+                raise ChronikError(f"stream {stream_id!r} has no events")
+            for r in records:
+                data = msgspec.json.encode(msgspec.to_builtins(r.event)).decode()
+                console.print(
+                    f"v{r.version}  @{r.position}  {r.recorded_at:%Y-%m-%d %H:%M:%S}  {r.type}"
+                )
+                console.print_json(data)
+            for spec in specs:
+                for stream_prefix, cls in spec.aggregates.items():
+                    if stream_id.startswith(stream_prefix):
+                        from chronik.eventstore import Repository
+
+                        repo = Repository(store, cls, prefix=stream_prefix)
+                        state = await repo.load(stream_id.removeprefix(stream_prefix), version=at)
+                        shown = {k: v for k, v in vars(state).items() if not k.startswith("_")}
+                        console.print(f"state of {cls.__name__} at version {state.version}:")
+                        console.print_json(msgspec.json.encode(shown).decode())
+                        return
+        finally:
+            await store.close()
+
+    _run(work)
+
+
+@app.command()
+def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
+    """Create or migrate the store's tables (events, read models, outbox, inbox)."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        from chronik.messaging.storage import storage_for
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
+            task = progress.add_task("migrating", total=3)
+            store = await open_event_store(url, EventTypes([]))
+            progress.advance(task)
+            try:
+                await backend_for(store).setup()
+                progress.advance(task)
+                await storage_for(store).setup()
+                progress.advance(task)
+            finally:
+                await store.close()
+        console.print(f"Migrated {escape(_redact(url))}: events, read models, outbox and inbox.")
+
+    _run(work)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import msgspec
 
 from chronik.errors import InvalidInputError
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
-from chronik.eventstore.context import current_metadata, merge_metadata
+from chronik.eventstore.context import current_idempotency, current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
 from chronik.eventstore.port import (
     AllPage,
@@ -155,6 +155,8 @@ class BaseEventStore(abc.ABC):
         self.types = types
         self._signal = HeadSignal()
         self._hooks: list[AppendHook] = []
+        #: events appended through this store object (for metrics)
+        self.appended_events = 0
 
     def add_append_hook(self, hook: AppendHook) -> None:
         """Run ``hook`` in the transaction of every append (inline projections, outboxes)."""
@@ -196,6 +198,47 @@ class BaseEventStore(abc.ABC):
         self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
     ) -> list[Row]:
         """Rows above ``after`` (and at most ``upto``), of ``types`` if given, by position."""
+
+    @abc.abstractmethod
+    async def _event_row(self, event_id: UUID) -> Row | None:
+        """The stored row of the event with this id, if any."""
+
+    @abc.abstractmethod
+    async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """(stream id, version) of streams whose id starts with ``prefix``, by id."""
+
+    async def list_streams(self, prefix: str = "", limit: int = 100) -> list[tuple[str, int]]:
+        """Stream ids starting with ``prefix`` and their versions, in id order."""
+        _check_limit(limit)
+        return await self._stream_list(prefix, limit)
+
+    async def read_stream_raw(self, stream_id: str) -> list[dict[str, Any]]:
+        """A stream's events as stored (JSON data not decoded into classes): for tools."""
+        check_stream_id(stream_id)
+        rows = await self._stream_rows(stream_id, 1, None, None, False)
+        load_id, load_time = self._load_id, self._load_time
+        out = []
+        for position, _, version, event_id, type_name, schema, at, data, corr, caus, hdr in rows:
+            out.append(
+                {
+                    "version": version,
+                    "position": position,
+                    "id": str(event_id if load_id is None else load_id(event_id)),
+                    "type": type_name,
+                    "schema_version": schema,
+                    "recorded_at": (at if load_time is None else load_time(at)).isoformat(),
+                    "data": msgspec.json.decode(data),
+                    "correlation_id": corr,
+                    "causation_id": caus,
+                    "headers": None if hdr is None else _headers_decode(hdr),
+                }
+            )
+        return out
+
+    async def find_event(self, event_id: UUID) -> RecordedEvent | None:
+        """The event with this id, or None."""
+        row = await self._event_row(event_id)
+        return None if row is None else (await self._decode([row]))[0]
 
     @abc.abstractmethod
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
@@ -244,6 +287,7 @@ class BaseEventStore(abc.ABC):
         """
         result = await self._append(await self.prepare(stream_id, events, expected, metadata))
         self._signal.advance(result.position)
+        self.appended_events += len(events)
         return result
 
     async def prepare(
@@ -264,7 +308,8 @@ class BaseEventStore(abc.ABC):
         metadata = merge_metadata(metadata, current_metadata())
         lookup = self.types.lookup
         encode = self.types.encode_data
-        ids = uuid7s(len(events))
+        scope = current_idempotency()
+        ids = uuid7s(len(events)) if scope is None else scope.next_ids(len(events))
         head = events[0]
         first_id = str(head.id if type(head) is NewEvent and head.id is not None else ids[0])
         default = (first_id, first_id, None)

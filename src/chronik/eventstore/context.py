@@ -9,14 +9,65 @@ caller's task, so it travels with the append even when another task commits it.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 
 from chronik.eventstore.port import Metadata
 
-__all__ = ["ambient_metadata", "current_metadata", "merge_metadata"]
+__all__ = [
+    "IdempotencyScope",
+    "ambient_metadata",
+    "current_idempotency",
+    "current_metadata",
+    "idempotency_scope",
+    "merge_metadata",
+]
 
 _ambient: ContextVar[Metadata | None] = ContextVar("chronik_ambient_metadata", default=None)
+
+
+class IdempotencyScope:
+    """Event ids derived from a request's idempotency key: a retry reproduces them.
+
+    The n-th event appended in the scope gets ``uuid5(namespace, f"{key}/{n}")``: a
+    retried request appends the same ids, which the store refuses as duplicates, so
+    its effect happens once and its outcome can be read back from the stored events.
+    """
+
+    NAMESPACE = uuid.UUID("5b0c1f36-7a52-4c9e-9a0b-3d1f0e0c6c11")
+
+    def __init__(self, key: str, fingerprint: str) -> None:
+        self.key = key
+        self.fingerprint = fingerprint
+        self.count = 0
+
+    def next_ids(self, n: int) -> list[uuid.UUID]:
+        ids = [self.event_id(self.count + i) for i in range(n)]
+        self.count += n
+        return ids
+
+    def event_id(self, index: int) -> uuid.UUID:
+        return uuid.uuid5(self.NAMESPACE, f"{self.key}/{index}")
+
+
+_idempotency: ContextVar[IdempotencyScope | None] = ContextVar("chronik_idempotency", default=None)
+
+
+@contextlib.contextmanager
+def idempotency_scope(key: str, fingerprint: str) -> Iterator[IdempotencyScope]:
+    """Appends in this block get ids derived from ``key``; see IdempotencyScope."""
+    scope = IdempotencyScope(key, fingerprint)
+    token = _idempotency.set(scope)
+    try:
+        with ambient_metadata(Metadata(headers={"chronik-idempotency": fingerprint})):
+            yield scope
+    finally:
+        _idempotency.reset(token)
+
+
+def current_idempotency() -> IdempotencyScope | None:
+    return _idempotency.get()
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from datetime import UTC, datetime
+from uuid import UUID
 
 from chronik.errors import ConcurrencyError, DuplicateEventError
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
@@ -83,6 +84,13 @@ class MemoryEventStore(BaseEventStore):
         wanted = set(types)
         rows = self._rows[after : upto if upto is not None else None]
         return [row for row in rows if row[4] in wanted][:limit]
+
+    async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        ids = sorted(s for s in self._streams if s.startswith(prefix))[:limit]
+        return [(s, len(self._streams[s])) for s in ids]
+
+    async def _event_row(self, event_id: UUID) -> Row | None:
+        return next((row for row in self._rows if row[3] == event_id), None)
 
     async def _stream_version(self, stream_id: str) -> int:
         return len(self._streams.get(stream_id, ()))

@@ -20,6 +20,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import psycopg.errors
@@ -614,6 +615,24 @@ class PostgresEventStore(BaseEventStore):
     async def _scalar(self, query: str, params: Sequence[Any]) -> int:
         rows = await self._fetch(query, params)
         return int(rows[0][0])
+
+    async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        rows = await self._fetch(
+            in_schema(
+                "SELECT stream_id, max(version) FROM {s}.chronik_events WHERE stream_id >= %s "
+                "AND left(stream_id, %s) = %s GROUP BY stream_id ORDER BY stream_id LIMIT %s",
+                self.schema,
+            ),
+            (prefix, len(prefix), prefix, limit),
+        )
+        return [(s, v) for s, v in rows]
+
+    async def _event_row(self, event_id: UUID) -> Row | None:
+        rows = await self._fetch(
+            in_schema(f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE id = %s", self.schema),
+            (event_id,),
+        )
+        return rows[0] if rows else None
 
     async def _stream_version(self, stream_id: str) -> int:
         return await self._scalar(

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from uuid import UUID
 
 import msgspec
 
@@ -307,6 +308,21 @@ class SQLiteEventStore(BaseEventStore):
             f"AND type IN ({marks}) ORDER BY position LIMIT ?"
         )
         return self._query(sql, (after, upto if upto is not None else 1 << 62, *types, limit))
+
+    async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        # A range on the (stream_id, version) index: no LIKE, so '%' and '_' are data.
+        return [
+            (s, v)
+            for s, v in self._query(
+                "SELECT stream_id, max(version) FROM chronik_events WHERE stream_id >= ? "
+                "AND substr(stream_id, 1, ?) = ? GROUP BY stream_id ORDER BY stream_id LIMIT ?",
+                (prefix, len(prefix), prefix, limit),
+            )
+        ]
+
+    async def _event_row(self, event_id: UUID) -> Row | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM chronik_events WHERE id = ?", (event_id.bytes,))
+        return rows[0] if rows else None
 
     async def _stream_version(self, stream_id: str) -> int:
         return int(self._query(_VERSION, (stream_id,))[0][0])

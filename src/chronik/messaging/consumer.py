@@ -39,7 +39,7 @@ from chronik.messaging.storage import (
     storage_for,
 )
 
-__all__ = ["Consumer", "MessageContext"]
+__all__ = ["Consumer", "Handler", "MessageContext"]
 
 log = logging.getLogger("chronik.consumer")
 

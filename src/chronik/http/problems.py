@@ -1,0 +1,150 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), never a traceback.
+
+ValidationError of a request   -> 422 (malformed JSON: 400)
+InvalidInputError              -> 400
+InvalidValueError              -> 422   a value object refused a field
+DomainError                    -> 409   a business rule forbids it in this state
+ConcurrencyError               -> 409   with the stream's current version
+DuplicateEventError            -> 409
+StreamNotFoundError            -> 404
+StoreUnavailableError          -> 503   with Retry-After
+anything else                  -> 500   logged, with no detail that leaks internals
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from chronik.errors import (
+    ConcurrencyError,
+    DomainError,
+    DuplicateEventError,
+    InvalidInputError,
+    InvalidValueError,
+    StoreUnavailableError,
+    StreamNotFoundError,
+)
+
+__all__ = ["PROBLEM", "Problem", "ProblemResponse", "install_problem_handlers", "problem"]
+
+PROBLEM = "application/problem+json"
+log = logging.getLogger("chronik.http")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with chronik's extra members where they apply."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    stream_id: str | None = None
+    current_version: int | None = None
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    body = Problem(
+        title=title,
+        status=status,
+        detail=detail,
+        instance=str(request.url.path) if request is not None else None,
+        **extra,
+    )
+    return ProblemResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error a route can raise becomes a problem response."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> ProblemResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return problem(
+                400, "Malformed JSON", "the body is not valid JSON", request=request, errors=errors
+            )
+        return problem(
+            422, "Invalid request", "the request does not fit", request=request, errors=errors
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> ProblemResponse:
+        headers = dict(exc.headers) if exc.headers else None
+        return problem(exc.status_code, str(exc.detail), request=request, headers=headers)
+
+    @app.exception_handler(ConcurrencyError)
+    async def _conflict(request: Request, exc: ConcurrencyError) -> ProblemResponse:
+        return problem(
+            409,
+            "Concurrent change",
+            str(exc),
+            request=request,
+            stream_id=exc.stream_id,
+            current_version=exc.actual,
+        )
+
+    @app.exception_handler(InvalidValueError)
+    async def _invalid_value(request: Request, exc: InvalidValueError) -> ProblemResponse:
+        return problem(
+            422,
+            "Invalid value",
+            str(exc),
+            request=request,
+            errors=[{"loc": [exc.field], "msg": exc.reason}],
+        )
+
+    @app.exception_handler(DomainError)
+    async def _rule(request: Request, exc: DomainError) -> ProblemResponse:
+        return problem(409, "Not allowed now", str(exc), request=request)
+
+    @app.exception_handler(StreamNotFoundError)
+    async def _missing(request: Request, exc: StreamNotFoundError) -> ProblemResponse:
+        return problem(404, "Not found", str(exc), request=request)
+
+    @app.exception_handler(DuplicateEventError)
+    async def _duplicate(request: Request, exc: DuplicateEventError) -> ProblemResponse:
+        return problem(409, "Already done", str(exc), request=request)
+
+    @app.exception_handler(InvalidInputError)
+    async def _bad_input(request: Request, exc: InvalidInputError) -> ProblemResponse:
+        return problem(400, "Bad input", str(exc), request=request)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _unavailable(request: Request, exc: StoreUnavailableError) -> ProblemResponse:
+        log.warning("store unavailable during %s: %s", request.url.path, exc)
+        return problem(
+            503,
+            "Unavailable",
+            "the event store cannot be reached",
+            request=request,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
+        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error happened", request=request)

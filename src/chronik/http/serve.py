@@ -1,0 +1,79 @@
+"""Serving a runtime over HTTP, with the shutdown Kubernetes expects.
+
+SIGTERM: readiness turns 503 at once and the server keeps serving for
+``shutdown_drain_delay`` (so endpoints stop routing here), then stops accepting; in-flight
+requests finish; workers finish their current batch and store their checkpoints; the
+process exits within ``shutdown_grace``. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+import uvicorn
+
+from chronik.http.app import create_app
+from chronik.runtime.service import Runtime, ServiceSpec
+from chronik.runtime.settings import Settings
+
+__all__ = ["serve"]
+
+log = logging.getLogger("chronik.serve")
+
+
+async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
+    runtime = Runtime(settings, specs)
+    await runtime.start()
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    exit_by: list[float] = []
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if runtime.shutting_down:  # a second signal: stop now
+                super().handle_exit(sig, frame)
+                return
+            runtime.shutting_down = True
+            exit_by.append(time.monotonic() + settings.shutdown_grace)
+            log.info(
+                "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
+            )
+            loop.call_soon_threadsafe(
+                loop.call_later, settings.shutdown_drain_delay, self._stop_accepting
+            )
+
+        def _stop_accepting(self) -> None:
+            self.should_exit = True
+
+    drain_budget = max(1.0, settings.shutdown_grace - settings.shutdown_drain_delay - 3.0)
+    config = uvicorn.Config(
+        create_app(runtime),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        lifespan="off",
+        timeout_graceful_shutdown=int(drain_budget),
+        access_log=False,
+    )
+    server = Server(config)
+    log.info(
+        "serving %s on http://%s:%d%s (%s)",
+        ", ".join(s.name for s in specs),
+        settings.http_host,
+        settings.http_port,
+        settings.http_root_path,
+        settings.run,
+    )
+    try:
+        await server.serve()
+    finally:
+        left = (exit_by[0] - time.monotonic()) if exit_by else settings.shutdown_grace
+        try:
+            await asyncio.wait_for(runtime.stop(), max(0.5, left))
+        except TimeoutError:
+            log.warning("workers did not stop within the grace period")
+        log.info("stopped after %.1f s", time.monotonic() - started)

@@ -1,0 +1,1 @@
+"""The service runtime: settings, assembly, health, shutdown, observability."""

@@ -1,0 +1,238 @@
+"""The composition root: a service assembled from its settings and its contexts' parts.
+
+A bounded context declares a ``ServiceSpec``: its event types, projections, published
+language and translation, consumers and HTTP routes. ``Runtime`` builds the event
+store, the broker, the projection engine, the outbox and relay, the consumers and the
+processes from the settings, and runs the roles ``CHRONIK_RUN`` names. Embedded mode
+runs every context in one process on one store; the split mode runs one context per
+process, and HTTP, relay and projection runners in separate processes if wanted.
+Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chronik.domain import Aggregate
+from chronik.errors import ChronikError, ConfigurationError
+from chronik.eventstore import BaseEventStore, EventTypes, Upcaster, open_event_store
+from chronik.messaging.broker import Broker
+from chronik.messaging.consumer import Consumer, Handler
+from chronik.messaging.contracts import PublishedLanguage
+from chronik.messaging.outbox import Outbox, Translate
+from chronik.messaging.relay import Relay
+from chronik.messaging.url import open_broker
+from chronik.projections import InlineProjections, Projection, ProjectionEngine
+from chronik.projections.engine import ProjectionStatus
+from chronik.runtime.settings import Settings
+
+__all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
+
+log = logging.getLogger("chronik.runtime")
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer of another context's public events; handlers are built from the runtime."""
+
+    name: str
+    language: PublishedLanguage
+    handlers: Callable[[Runtime], Mapping[type, Handler]]
+
+
+class Worker:
+    """A long-running part of a service (a process manager, a timer) the runtime starts."""
+
+    name: str = "worker"
+
+    async def setup(self) -> None:
+        """Create what it needs before anything runs."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set."""
+        await stop.wait()
+
+    async def readiness(self) -> list[str]:
+        """Reasons it is not ready (empty when ready)."""
+        return []
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What one bounded context brings to a service."""
+
+    name: str
+    event_types: Sequence[type]
+    upcasters: Sequence[Upcaster] = ()
+    projections: Sequence[Projection] = ()
+    inline_projections: Sequence[Projection] = ()
+    language: PublishedLanguage | None = None
+    translate: Translate | None = None
+    consumers: Sequence[ConsumerSpec] = ()
+    workers: Callable[[Runtime], Sequence[Worker]] | None = None
+    #: builds the context's FastAPI APIRouter (kept untyped here: the runtime is not HTTP)
+    routes: Callable[[Runtime], Any] | None = None
+    #: aggregate classes by stream prefix, for tools (``chronik streams show --at``)
+    aggregates: Mapping[str, type[Aggregate]] = field(default_factory=dict)
+    #: runs once the store is open, before anything else (seed data, checks)
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Runtime:
+    """A running service: one store, one broker, the engine, outboxes, consumers, workers."""
+
+    def __init__(self, settings: Settings, specs: Sequence[ServiceSpec]) -> None:
+        names = [s.name for s in specs]
+        if not specs or len(set(names)) != len(names):
+            raise ConfigurationError(f"a service needs contexts with distinct names, got {names}")
+        self.settings = settings
+        self.specs = list(specs)
+        self.roles = settings.roles
+        self.store: BaseEventStore
+        self.broker: Broker | None = None
+        self.engine: ProjectionEngine
+        self.inline: InlineProjections
+        self.outboxes: list[Outbox] = []
+        self.relay: Relay | None = None
+        self.consumers: list[Consumer] = []
+        self.workers: list[Worker] = []
+        self.started_at = time.monotonic()
+        self.ready_once = False
+        self.shutting_down = False
+        self.migrated = False
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def types(self) -> EventTypes:
+        return self.store.types
+
+    async def start(self) -> None:
+        """Open everything, migrate, and start the roles this process runs."""
+        settings = self.settings
+        types = EventTypes(
+            [t for s in self.specs for t in s.event_types],
+            upcasters=[u for s in self.specs for u in s.upcasters],
+        )
+        self.store = await open_event_store(settings.store_url, types)
+        projections = [p for s in self.specs for p in s.projections]
+        self.engine = ProjectionEngine(self.store, projections)
+        self.inline = InlineProjections(
+            self.store, [p for s in self.specs for p in s.inline_projections]
+        )
+        await self.engine.backend.setup()
+        await self.inline.setup()
+        for spec in self.specs:
+            if spec.language is not None and spec.translate is not None:
+                outbox = Outbox(self.store, spec.translate, spec.language, source=spec.name)
+                await outbox.setup()
+                self.outboxes.append(outbox)
+        for spec in self.specs:
+            for consumer_spec in spec.consumers:
+                consumer = Consumer(
+                    consumer_spec.name,
+                    self.store,
+                    consumer_spec.language,
+                    consumer_spec.handlers(self),
+                )
+                await consumer.setup()
+                self.consumers.append(consumer)
+            if spec.workers is not None:
+                self.workers.extend(spec.workers(self))
+        for worker in self.workers:
+            await worker.setup()
+        self.migrated = True
+        for spec in self.specs:
+            if spec.on_start is not None:
+                await spec.on_start(self)
+        needs_broker = bool(self.roles & {"relay", "consumers"}) and (
+            self.outboxes or self.consumers
+        )
+        if needs_broker:
+            self.broker = await open_broker(settings.broker_url)
+        # Consumers subscribe before the relay publishes: the memory broker delivers
+        # only to subscribers present.
+        if "consumers" in self.roles and self.broker is not None:
+            for consumer in self.consumers:
+                await consumer.start(self.broker)
+        if "projections" in self.roles:
+            await self.engine.start()
+        if "relay" in self.roles and self.broker is not None and self.outboxes:
+            self.relay = Relay(self.store, self.broker)
+            self._spawn(self.relay.run(self._stop), "relay")
+        if "processes" in self.roles:
+            for worker in self.workers:
+                self._spawn(worker.run(self._stop), worker.name)
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("%s stopped with an error", name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def stop(self) -> None:
+        """Let workers finish their batch and store their checkpoints; close everything."""
+        self._stop.set()
+        await self.engine.stop()
+        for consumer in self.consumers:
+            await consumer.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.broker is not None:
+            await self.broker.close()
+        await self.store.close()
+
+    def spec(self, name: str) -> ServiceSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    async def projection_statuses(self) -> list[ProjectionStatus]:
+        statuses = await self.inline.statuses()
+        if "projections" in self.roles:
+            statuses += await self.engine.statuses()
+        return statuses
+
+    async def readiness(self) -> list[str]:
+        """Why this process must not get traffic; empty when it is ready."""
+        reasons: list[str] = []
+        if self.shutting_down:
+            return ["shutting down"]
+        if not self.migrated:
+            reasons.append("migrations not applied yet")
+        try:
+            await asyncio.wait_for(self.store.head_position(), 2.0)
+        except (TimeoutError, ChronikError, OSError) as exc:
+            reasons.append(f"event store unreachable: {type(exc).__name__}: {exc}")
+            return reasons
+        if self.broker is not None and not self.broker.connected:
+            reasons.append("broker not connected")
+        if "projections" in self.roles:
+            for status in await self.engine.statuses():
+                if status.state == "standby":
+                    continue
+                if status.state in ("starting", "error", "stopped"):
+                    reasons.append(f"projection {status.name} is {status.state}")
+                elif (
+                    status.lag_events > self.settings.ready_max_lag
+                    or status.lag_seconds > self.settings.ready_max_lag_seconds
+                ):
+                    reasons.append(
+                        f"projection {status.name} lags {status.lag_events} events "
+                        f"({status.lag_seconds:.1f} s)"
+                    )
+        for worker in self.workers:
+            reasons.extend(await worker.readiness())
+        if not reasons:
+            self.ready_once = True
+        return reasons

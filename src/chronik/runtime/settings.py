@@ -1,0 +1,216 @@
+"""Settings: read once at start into one frozen object, from flags, env, a file, secrets.
+
+Precedence, highest first: command-line flag > ``CHRONIK_*`` environment variable >
+a file in the secrets directory (``CHRONIK_SECRETS_DIR``, one file per setting, as a
+mounted Secret provides) > the config file (``CHRONIK_CONFIG_FILE``, TOML or YAML, as a
+mounted ConfigMap provides) > default. Each value remembers where it came from
+(``chronik config show``). Secrets are ``SecretStr``: masked in ``repr``, logs and
+errors. This module is the only one that reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from chronik.errors import ConfigurationError
+
+__all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings"]
+
+ROLES = ("http", "projections", "relay", "consumers", "processes")
+PREFIX = "CHRONIK_"
+
+
+class Settings(BaseSettings):
+    """Every setting of a chronik service; ``CHRONIK_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    service: str = Field("chronik", description="The service's name, for logs.")
+    app: str | None = Field(
+        None, description="The service's contexts, as module:attribute (ServiceSpec or a list)."
+    )
+    data_dir: Path = Field(Path(".chronik"), description="Where the embedded mode keeps its files.")
+    event_store_url: str | None = Field(
+        None,
+        description="memory://, sqlite:///PATH or postgresql://...; default: SQLite in data_dir.",
+    )
+    broker_url: str = Field("memory://", description="memory://, nats://HOST:4222 or amqp://...")
+    run: str = Field(
+        "all", description=f"What this process runs: 'all' or a comma list of {', '.join(ROLES)}."
+    )
+    http_host: str = Field("127.0.0.1", description="The address the HTTP server binds.")
+    http_port: int = Field(8000, ge=1, le=65535, description="The HTTP port.")
+    http_root_path: str = Field(
+        "", description="The path prefix an Ingress routes to this service."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="When set, write requests need it as a Bearer token."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+    log_format: Literal["json", "console"] = Field("json", description="JSON lines, or for people.")
+    ready_max_lag: int = Field(
+        1000, ge=0, description="Readiness: most events a projection may lag."
+    )
+    ready_max_lag_seconds: float = Field(30.0, ge=0, description="Readiness: most seconds of lag.")
+    consistency_wait: float = Field(
+        5.0, ge=0, description="Longest a read waits for its consistency token."
+    )
+    shutdown_grace: float = Field(25.0, gt=0, description="Seconds from SIGTERM to exit.")
+    shutdown_drain_delay: float = Field(
+        2.0, ge=0, description="Seconds /readyz answers 503 before the server stops accepting."
+    )
+    config_file: Path | None = Field(None, description="A TOML or YAML file of settings.")
+    secrets_dir: Path | None = Field(None, description="A directory of secrets, one file each.")
+
+    @field_validator("run")
+    @classmethod
+    def _roles(cls, value: str) -> str:
+        roles = [r.strip() for r in value.split(",") if r.strip()]
+        unknown = [r for r in roles if r not in (*ROLES, "all")]
+        if not roles or unknown:
+            raise ValueError(f"roles must be 'all' or some of {', '.join(ROLES)}; got {value!r}")
+        return ",".join(roles)
+
+    @field_validator("http_root_path")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and (not value.startswith("/") or value.endswith("/")):
+            raise ValueError("a path prefix starts with '/' and does not end with one, like /sales")
+        return value
+
+    @property
+    def roles(self) -> frozenset[str]:
+        parts = set(self.run.split(","))
+        return frozenset(ROLES) if "all" in parts else frozenset(parts)
+
+    @property
+    def store_url(self) -> str:
+        """The event store URL, defaulting to the embedded SQLite file in ``data_dir``."""
+        if self.event_store_url:
+            return self.event_store_url
+        return f"sqlite:///{self.data_dir.resolve()}/chronik.db"
+
+
+class LoadedSettings:
+    """Settings plus where each value came from."""
+
+    def __init__(self, settings: Settings, sources: dict[str, str]) -> None:
+        self.settings = settings
+        self.sources = sources
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(variable, shown value, source) for every setting; secrets masked."""
+        out = []
+        for name, field in Settings.model_fields.items():
+            value = getattr(self.settings, name)
+            if isinstance(value, SecretStr):
+                shown = "********"
+            elif value is None:
+                shown = "-"
+            else:
+                shown = str(value)
+            if (
+                field.annotation is not None
+                and "SecretStr" in str(field.annotation)
+                and value is None
+            ):
+                shown = "-"
+            out.append((PREFIX + name.upper(), shown, self.sources.get(name, "default")))
+        return out
+
+
+def _secret_fields() -> set[str]:
+    return {n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)}
+
+
+def load_settings(flags: dict[str, Any] | None = None) -> LoadedSettings:
+    """Read the settings once; ConfigurationError with one line naming what is wrong."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = EnvSettingsSource(Settings, case_sensitive=False, env_prefix=PREFIX)()
+    located = {**env, **flags}
+    file_values: dict[str, Any] = {}
+    file_name = located.get("config_file")
+    if file_name:
+        file_values = _read_file(Path(str(file_name)))
+    secret_values: dict[str, Any] = {}
+    secrets_dir = located.get("secrets_dir") or file_values.get("secrets_dir")
+    if secrets_dir:
+        path = Path(str(secrets_dir))
+        if not path.is_dir():
+            raise ConfigurationError(f"{PREFIX}SECRETS_DIR: {path} is not a directory")
+        secret_values = _read_secrets(path)
+    layers = [("file", file_values), ("secrets", secret_values), ("env", env), ("flag", flags)]
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            name = key.lower()
+            if name not in Settings.model_fields:
+                origin = (
+                    f"{PREFIX}{name.upper()}" if source == "env" else f"{name!r} in the {source}"
+                )
+                raise ConfigurationError(f"{origin}: not a chronik setting")
+            merged[name] = value
+            sources[name] = source
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, sources)) from None
+    return LoadedSettings(settings, sources)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigurationError(f"{PREFIX}CONFIG_FILE: {path} is not a file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            values = TomlConfigSettingsSource(Settings, toml_file=path)()
+        elif suffix in (".yaml", ".yml"):
+            values = YamlConfigSettingsSource(Settings, yaml_file=path)()
+        else:
+            raise ConfigurationError(
+                f"{PREFIX}CONFIG_FILE: {path} must end in .toml, .yaml or .yml"
+            )
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"{PREFIX}CONFIG_FILE: {path} does not parse: {exc}") from None
+    return {str(k).lower().removeprefix(PREFIX.lower()): v for k, v in values.items()}
+
+
+def _read_secrets(path: Path) -> dict[str, Any]:
+    """Files named like the setting (``api_token`` or ``CHRONIK_API_TOKEN``)."""
+    values = SecretsSettingsSource(Settings, secrets_dir=path, case_sensitive=False)()
+    found = {k.lower(): v for k, v in values.items()}
+    for entry in path.iterdir():
+        name = entry.name.lower().removeprefix(PREFIX.lower())
+        if entry.is_file() and name in Settings.model_fields and name not in found:
+            found[name] = entry.read_text().strip()
+    return {k: (v.strip() if isinstance(v, str) else v) for k, v in found.items()}
+
+
+def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
+    secrets = _secret_fields()
+    parts = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        where = sources.get(name, "default")
+        message = error["msg"]
+        if name not in secrets and "input" in error and where != "default":
+            message += f" (got {error['input']!r})"
+        parts.append(f"{PREFIX}{name.upper()} (from {where}): {message}")
+    return "; ".join(parts)
