@@ -26,13 +26,13 @@ class Done:
     err: str
 
 
-async def chronik(*args: str) -> Done:
+async def chronik(*args: str, env: dict[str, str] | None = None) -> Done:
     process = await asyncio.create_subprocess_exec(
         CHRONIK,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", **(env or {})},
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
@@ -59,6 +59,12 @@ async def target(
 @pytest.fixture(autouse=True)
 def _poison() -> None:
     Balances.poison = {13}
+
+
+async def test_without_store_options_the_settings_name_the_store(tmp_path: Path) -> None:
+    done = await chronik("projections", "status", env={"CHRONIK_DATA_DIR": str(tmp_path)})
+    assert done.code == 0, done.err
+    assert (tmp_path / "chronik.db").exists()
 
 
 async def test_status_lists_each_projection_with_its_state_and_lag(
@@ -116,8 +122,9 @@ async def test_a_bad_command_line_says_what_is_wrong(
     target: tuple[BaseEventStore, list[str]],
 ) -> None:
     _, where = target
-    nowhere = await chronik("projections", "status")
-    assert nowhere.code == 2 and "--store-url URL or --data-dir DIR" in nowhere.err
+    bad_setting = await chronik("projections", "status", env={"CHRONIK_HTTP_PORT": "eighty"})
+    assert bad_setting.code == 2
+    assert "CHRONIK_HTTP_PORT (from env)" in bad_setting.err and "eighty" in bad_setting.err
     unknown = await chronik("projections", "rebuild", "nosuch", *where)
     assert unknown.code == 1
     assert "no projection named 'nosuch'" in unknown.err
