@@ -5,6 +5,7 @@ database, no clock, no id generator. Time and ids are passed in by the caller.
 """
 
 from chronik.domain.aggregate import Aggregate, applies
+from chronik.domain.commands import command, command_name
 from chronik.domain.decider import Decider
 from chronik.domain.events import EventSpec, Personal, event, event_spec
 from chronik.domain.values import ValueObject
@@ -19,6 +20,8 @@ __all__ = [
     "Personal",
     "ValueObject",
     "applies",
+    "command",
+    "command_name",
     "event",
     "event_spec",
 ]

@@ -147,6 +147,21 @@ class EventTypes:
             if not info.personal
         }
 
+    def include(self, *classes: type) -> None:
+        """Register more event classes (the framework's own, like ``ProcessStepped``)."""
+        for cls in classes:
+            if cls in self._by_class:
+                continue
+            info = _TypeInfo(cls, {})
+            for name in (info.name, *event_spec(cls).aliases):
+                if name in self._by_name:
+                    raise ConfigurationError(f"event type name {name!r} is already registered")
+            self._by_class[cls] = info
+            for name in (info.name, *event_spec(cls).aliases):
+                self._by_name[name] = info
+                if not info.personal:
+                    self.fast_decoders[name] = (info.version, info.decoder.decode)
+
     @property
     def classes(self) -> tuple[type, ...]:
         return tuple(self._by_class)

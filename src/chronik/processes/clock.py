@@ -1,0 +1,45 @@
+"""Clocks for durable timeouts: the system's, or a virtual one tests move by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["Clock", "FileClock", "SystemClock", "VirtualClock"]
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class VirtualClock:
+    """Time that moves only when told: timeouts are tested without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self._now += delta
+        return self._now
+
+
+class FileClock:
+    """Virtual time kept in a file (one ISO timestamp): shared with another process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def now(self) -> datetime:
+        return datetime.fromisoformat(self.path.read_text().strip())
+
+    def set(self, when: datetime) -> None:
+        self.path.write_text(when.isoformat())

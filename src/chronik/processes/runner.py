@@ -1,0 +1,420 @@
+"""Running processes: steps from events, durable timeouts, the command outbox.
+
+``Processes`` runs a context's process managers as three loops, each from a
+checkpoint and under one leader per database:
+
+- the **follower** reads the events the processes are interested in and takes a step
+  for each (loading the instance, deciding, appending one ``ProcessStepped``); a
+  trigger already handled is skipped, and a conflict on the instance's stream (two
+  triggers at once) is retried on fresh state: no trigger is lost or applied twice;
+- the **timer** fires due timeouts from an index kept in the same transaction as the
+  steps (an inline projection), through the same step: one fires at most once, and
+  never after the awaited event cancelled it;
+- the **dispatcher** reads stored steps and sends their commands to the registered
+  handlers at least once, each inside an idempotency scope keyed by the command id, so
+  a handler that appends does its work once even when a command goes twice.
+
+Messages from other contexts reach processes through a consumer calling ``handle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from chronik.domain.commands import command_name
+from chronik.errors import ConcurrencyError, DuplicateEventError, EventStoreError
+from chronik.eventstore.base import BaseEventStore
+from chronik.eventstore.context import ambient_metadata, idempotency_scope
+from chronik.eventstore.port import ExpectedVersion, Metadata, RecordedEvent
+from chronik.processes.clock import Clock, SystemClock
+from chronik.processes.process import (
+    FailurePolicy,
+    ProcessManager,
+    ProcessState,
+    ProcessStepped,
+    Step,
+    decode_commands,
+    rebuild,
+    stepped,
+)
+from chronik.projections import InlineProjections, Projection, ReadModelTx, handles
+from chronik.projections.engine import backend_for
+from chronik.runtime.service import Worker
+
+__all__ = ["CommandHandler", "InstanceView", "ProcessIndex", "Processes"]
+
+log = logging.getLogger("chronik.processes")
+
+CommandHandler = Callable[[Any], Awaitable[None]]
+
+
+class ProcessIndex(Projection):
+    """Instances and pending timeouts of every process, updated with each step."""
+
+    name = "process_index"
+    tables = ("instances", "timeouts")
+    indexes: ClassVar[dict[str, tuple[str, ...]]] = {"instances": ("process", "status")}
+
+    @handles(ProcessStepped)
+    async def _stepped(self, e: ProcessStepped, tx: ReadModelTx) -> None:
+        key = f"{e.process}/{e.instance}"
+        doc = await tx.get("instances", key) or {"steps": 0, "timeouts": {}}
+        timeouts: dict[str, Any] = doc["timeouts"]
+        for timeout_id in [e.trigger, *e.cancelled]:
+            if timeout_id in timeouts:
+                del timeouts[timeout_id]
+                tx.delete("timeouts", timeout_id)
+        if e.finished:
+            for timeout_id in timeouts:
+                tx.delete("timeouts", timeout_id)
+            timeouts = {}
+        for t in e.scheduled:
+            timeouts[t["id"]] = {"name": t["name"], "due": t["due"]}
+            tx.put(
+                "timeouts",
+                t["id"],
+                {
+                    "id": t["id"],
+                    "process": e.process,
+                    "instance": e.instance,
+                    "name": t["name"],
+                    "due": t["due"],
+                },
+            )
+        tx.put(
+            "instances",
+            key,
+            {
+                "process": e.process,
+                "instance": e.instance,
+                "status": e.status,
+                "finished": e.finished,
+                "steps": doc["steps"] + 1,
+                "last_trigger": e.trigger_type,
+                "last_step": e.at.isoformat() if e.at else None,
+                "timeouts": timeouts,
+                "data": {k: v for k, v in e.data.items() if not k.startswith("_")},
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    process: str
+    instance: str
+    status: str
+    finished: bool
+    steps: int
+    last_trigger: str
+    last_step: str | None
+    timeouts: dict[str, Any]
+    data: dict[str, Any]
+
+
+class _Stop(Exception):
+    """A handler's policy says: stop this loop."""
+
+
+class Processes(Worker):
+    """A context's process managers, their timeouts and their commands."""
+
+    def __init__(
+        self,
+        store: BaseEventStore,
+        managers: Sequence[ProcessManager],
+        commands: Mapping[type, CommandHandler | tuple[CommandHandler, FailurePolicy]],
+        *,
+        name: str = "processes",
+        clock: Clock | None = None,
+        page_size: int = 200,
+        idle_wait: float = 1.0,
+        timer_wait: float = 1.0,
+        retries_on_conflict: int = 50,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.managers = list(managers)
+        self.clock = clock or SystemClock()
+        self.page_size = page_size
+        self.idle_wait = idle_wait
+        self.timer_wait = timer_wait
+        self.retries_on_conflict = retries_on_conflict
+        self.backend = backend_for(store)
+        self.index = InlineProjections(store, [ProcessIndex()], backend=self.backend)
+        self._handlers: dict[str, tuple[CommandHandler, FailurePolicy, type]] = {}
+        for cls, entry in commands.items():
+            handler, policy = entry if isinstance(entry, tuple) else (entry, FailurePolicy())
+            self._handlers[command_name(cls)] = (handler, policy, cls)
+        self.fired = 0
+        self.dispatched = 0
+
+    @property
+    def _followed(self) -> list[str]:
+        names = {
+            n
+            for m in self.managers
+            for cls in m.event_types
+            for n in self.store.types.names_of(cls)
+        }
+        return sorted(names)
+
+    async def setup(self) -> None:
+        self.store.types.include(ProcessStepped)
+        await self.backend.setup()
+        await self.index.setup()
+        for loop in ("events", "commands"):
+            if await self.backend.load(f"{self.name}_{loop}") is None:
+                await self.backend.create(f"{self.name}_{loop}", 1, [], {})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async with self.backend.leadership(self.name) as leading:
+                    if not leading:
+                        await _sleep(stop, 2.0)
+                        continue
+                    await asyncio.gather(
+                        self._follow(stop, f"{self.name}_events", self._followed, self._on_event),
+                        self._follow(
+                            stop,
+                            f"{self.name}_commands",
+                            ["chronik.process_stepped"],
+                            self._on_step,
+                        ),
+                        self._timers(stop),
+                    )
+            except (EventStoreError, _Stop) as exc:
+                log.error("processes %s stopped: %s; again in 5 s", self.name, exc)
+                await _sleep(stop, 5.0)
+
+    async def readiness(self) -> list[str]:
+        return []
+
+    # -- the follower and the dispatcher share one loop shape --------------------------
+
+    async def _follow(
+        self,
+        stop: asyncio.Event,
+        name: str,
+        types: list[str],
+        on_event: Callable[[RecordedEvent], Awaitable[None]],
+    ) -> None:
+        row = await self.backend.load(name)
+        assert row is not None
+        checkpoint = row.checkpoint
+        while not stop.is_set():
+            page = await self.store.read_all_page(checkpoint, limit=self.page_size, types=types)
+            if page.scanned_to <= checkpoint:
+                await self.store.wait_for_events(checkpoint, self.idle_wait)
+                continue
+            for recorded in page.events:
+                await on_event(recorded)
+            async with self.backend.transaction() as btx:
+                await btx.advance(name, 1, False, checkpoint, page.scanned_to)
+            checkpoint = page.scanned_to
+            await asyncio.sleep(0)
+
+    async def _on_event(self, recorded: RecordedEvent) -> None:
+        await self.handle(recorded.event, trigger=str(recorded.id), recorded=recorded)
+
+    async def handle(
+        self, event: object, *, trigger: str, recorded: RecordedEvent | None = None
+    ) -> None:
+        """Take the step every interested process takes for ``event`` (once per trigger).
+
+        ``trigger`` identifies the event (its id, or a message id): a trigger already
+        handled by an instance is skipped.
+        """
+        for manager in self.managers:
+            instance = manager.correlate(event)
+            if instance is None:
+                continue
+
+            def find(
+                state: ProcessState, m: ProcessManager = manager
+            ) -> Callable[..., None] | None:
+                return m.handler_for(state, event)
+
+            await self._step(
+                manager, instance, trigger, type(event).__qualname__, find, event, recorded
+            )
+
+    async def _step(
+        self,
+        manager: ProcessManager,
+        instance: str,
+        trigger: str,
+        trigger_type: str,
+        find: Callable[[ProcessState], Callable[..., None] | None],
+        event: object | None,
+        recorded: RecordedEvent | None = None,
+    ) -> bool:
+        """Load, decide, append; on a conflict do it again. False if nothing was done."""
+        policy = manager.policy
+        attempts = 0
+        for _ in range(self.retries_on_conflict):
+            state = await self.load(manager, instance)
+            if trigger in state.handled:
+                return False
+            handler = find(state)
+            if handler is None:
+                return False
+            step = Step(state, trigger, self.clock.now())
+            try:
+                if event is None:
+                    handler(step)
+                else:
+                    handler(event, step)
+            except Exception as exc:
+                attempts += 1
+                if attempts <= policy.retries:
+                    await asyncio.sleep(policy.backoff * 2 ** (attempts - 1))
+                    continue
+                what = f"process {manager.name} {instance}"
+                await self._give_up(what, trigger, exc, policy, recorded)
+                if event is None and policy.then != "stop":
+                    # A timeout whose handler keeps failing is dropped, on the record, so
+                    # that it does not fire again and again.
+                    dropped = Step(state, trigger, self.clock.now())
+                    record = stepped(manager, state, dropped, trigger, f"{trigger_type}:dropped")
+                    with contextlib.suppress(ConcurrencyError):
+                        await self.store.append(
+                            manager.stream_id(instance),
+                            [record],
+                            expected=ExpectedVersion.exactly(state.version),
+                        )
+                return False
+            record = stepped(manager, state, step, trigger, trigger_type)
+            expected = ExpectedVersion.exactly(state.version)
+            try:
+                await self.store.append(manager.stream_id(instance), [record], expected=expected)
+            except ConcurrencyError:
+                continue  # another trigger of this instance got there first: decide again
+            return True
+        raise ConcurrencyError(manager.stream_id(instance), "retried", -1)
+
+    async def load(self, manager: ProcessManager, instance: str) -> ProcessState:
+        records = await self.store.read_stream(manager.stream_id(instance))
+        return rebuild(manager, instance, [r.event for r in records])
+
+    async def _give_up(
+        self,
+        what: str,
+        trigger: str,
+        exc: BaseException,
+        policy: FailurePolicy,
+        recorded: RecordedEvent | None,
+        loop: str = "events",
+    ) -> None:
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        if policy.then == "stop":
+            raise _Stop(f"{what}: {error} (policy: stop)") from exc
+        log.error("%s gives up on %s after retries (%s): %s", what, trigger, policy.then, error)
+        if policy.then == "park" and recorded is not None:
+            # Kept with the projections' parked events: `chronik projections parked NAME`.
+            async with self.backend.transaction() as btx:
+                await btx.park(
+                    f"{self.name}_{loop}", recorded, f"{what}: {error}", policy.retries + 1
+                )
+
+    # -- timeouts ----------------------------------------------------------------------
+
+    async def _timers(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.fire_due()
+            await _sleep(stop, self.timer_wait)
+
+    async def fire_due(self) -> int:
+        """Fire every timeout due by the clock's now; how many fired."""
+        now = self.clock.now().isoformat(timespec="microseconds")
+        due = await self.index.read_models.find(
+            "process_index", "timeouts", order_by="due", limit=1000
+        )
+        fired = 0
+        by_name = {m.name: m for m in self.managers}
+        for timeout in due:
+            if timeout["due"] > now:
+                break
+            manager = by_name.get(timeout["process"])
+            if manager is None:
+                continue
+            fired += await self._fire(manager, timeout["instance"], timeout["name"], timeout)
+        self.fired += fired
+        return fired
+
+    async def _fire(
+        self, manager: ProcessManager, instance: str, name: str, doc: dict[str, Any]
+    ) -> int:
+        tid = str(doc["id"])
+        handler = manager.timeout_handler(name)
+        if handler is None:
+            log.warning("process %s has no on_timeout(%r)", manager.name, name)
+            return 0
+
+        def find(current: ProcessState) -> Callable[..., None] | None:
+            return handler if tid in current.timeouts else None
+
+        done = await self._step(manager, instance, tid, f"timeout:{name}", find, None)
+        return 1 if done else 0
+
+    # -- commands ----------------------------------------------------------------------
+
+    async def _on_step(self, recorded: RecordedEvent) -> None:
+        step = recorded.event
+        if not isinstance(step, ProcessStepped) or not step.commands:
+            return
+        types = {name: cls for name, (_, _, cls) in self._handlers.items()}
+        for command_id, command in decode_commands(step, types):
+            await self._dispatch(command_id, command, recorded)
+
+    async def _dispatch(self, command_id: str, command: object, cause: RecordedEvent) -> None:
+        handler, policy, _ = self._handlers[command_name(type(command))]
+        metadata = Metadata(cause.metadata.correlation_id, str(cause.id), cause.metadata.headers)
+        attempts = 0
+        while True:
+            try:
+                with (
+                    ambient_metadata(metadata, replace=True),
+                    idempotency_scope(command_id, command_name(type(command))),
+                ):
+                    await handler(command)
+                self.dispatched += 1
+                return
+            except DuplicateEventError:
+                return  # it was done before (a command sent twice)
+            except Exception as exc:
+                attempts += 1
+                if attempts <= policy.retries:
+                    await asyncio.sleep(policy.backoff * 2 ** (attempts - 1))
+                    continue
+                what = f"command {command_name(type(command))} {command_id}"
+                await self._give_up(what, command_id, exc, policy, cause, "commands")
+                return
+
+    # -- introspection -----------------------------------------------------------------
+
+    async def instances(
+        self, *, process: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[InstanceView]:
+        where = {k: v for k, v in (("process", process), ("status", status)) if v is not None}
+        docs = await self.index.read_models.find(
+            "process_index", "instances", where=where, limit=limit
+        )
+        return [InstanceView(**doc) for doc in docs]
+
+    async def instance(self, process: str, instance: str) -> InstanceView | None:
+        doc = await self.index.read_models.get(
+            "process_index", "instances", f"{process}/{instance}"
+        )
+        return None if doc is None else InstanceView(**doc)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
