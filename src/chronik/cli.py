@@ -488,6 +488,90 @@ def asyncapi(
         errors.print(f"wrote {output} ({len(document['channels'])} channels)")
 
 
+# -- processes -------------------------------------------------------------------------
+
+processes_app = typer.Typer(help="Sagas and process managers.", no_args_is_help=True)
+app.add_typer(processes_app, name="processes")
+
+
+@processes_app.command("list")
+def processes_list(
+    process: Annotated[str | None, typer.Option(help="Only instances of this process.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only instances in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Running and finished instances with their status, last step and pending timeouts."""
+    url = _store_url(store_url, data_dir)
+
+    async def work() -> None:
+        store = await open_event_store(url, EventTypes([]))
+        try:
+            backend = backend_for(store)
+            await backend.setup()
+            if await backend.load("process_index") is None:
+                console.print("No process has run in this store yet.")
+                return
+            where = {k: v for k, v in (("process", process), ("status", status)) if v is not None}
+            docs = await backend.find("process_index", "instances", where, None, False, limit, 0)
+            table = Table("process", "instance", "status", "steps", "last step", "timeouts")
+            for d in docs:
+                timeouts = ", ".join(
+                    f"{t['name']} @ {t['due'][:19]}" for t in d["timeouts"].values()
+                )
+                table.add_row(
+                    d["process"],
+                    escape(d["instance"]),
+                    d["status"] + (" (finished)" if d["finished"] else ""),
+                    str(d["steps"]),
+                    f"{d['last_trigger']} {str(d['last_step'] or '')[:19]}",
+                    timeouts or "-",
+                )
+            console.print(table)
+        finally:
+            await store.close()
+
+    _run(work)
+
+
+@processes_app.command("show")
+def processes_show(
+    reference: Annotated[str, typer.Argument(help="PROCESS/INSTANCE, as `processes list` shows")],
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """One instance: its state, data, pending timeouts and every step it took."""
+    url = _store_url(store_url, data_dir)
+    process, _, instance = reference.partition("/")
+    if not instance:
+        raise typer.BadParameter("give PROCESS/INSTANCE, like trip_booking/t-42")
+
+    async def work() -> None:
+        import msgspec
+
+        store = await open_event_store(url, EventTypes([]))
+        try:
+            backend = backend_for(store)
+            await backend.setup()
+            doc = await backend.get("process_index", "instances", reference)
+            if doc is None:
+                raise ChronikError(f"no instance {reference!r}")
+            console.print_json(msgspec.json.encode(doc).decode())
+            for step in await store.read_stream_raw(f"process-{process}-{instance}"):
+                data = step["data"]
+                commands = ", ".join(c["type"] for c in data.get("commands", [])) or "-"
+                console.print(
+                    f"v{step['version']}  {step['recorded_at'][:19]}  {data['trigger_type']} -> "
+                    f"{data['status']}  commands: {commands}",
+                    markup=False,
+                )
+        finally:
+            await store.close()
+
+    _run(work)
+
+
 # -- serving, configuration, streams -----------------------------------------------------
 
 AppRef = Annotated[

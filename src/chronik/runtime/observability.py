@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
     from chronik.runtime.service import Runtime
@@ -99,8 +99,8 @@ class Metrics:
         self.dead_letters = Gauge(
             "chronik_dead_letters", "Messages a consumer gave up on", ["consumer"], registry=r
         )
-        self.process_timeouts = Counter(
-            "chronik_process_timeouts", "Durable timeouts that fired", ["process"], registry=r
+        self.process_timeouts = Gauge(
+            "chronik_process_timeouts_fired", "Durable timeouts fired by this process", registry=r
         )
 
     async def refresh(self, runtime: Runtime) -> None:
@@ -117,6 +117,7 @@ class Metrics:
             relay = runtime.relay.status()
             self.relayed.set(relay.relayed)
             self.relay_rate.set(relay.rate)
+        self.process_timeouts.set(sum(getattr(w, "fired", 0) for w in runtime.workers))
         for consumer in runtime.consumers:
             letters = await consumer.storage.dead_letters(consumer.name)
             self.dead_letters.labels(consumer.name).set(len(letters))
