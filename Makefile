@@ -40,7 +40,7 @@ bench-quick: $(VENV)/.bench-stamp
 	$(BIN)/python -m benchmarks.run --quick
 
 demo: $(STAMP)
-	$(BIN)/chronik tour
+	$(BIN)/chronik demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .chronik

@@ -622,6 +622,45 @@ def serve(
     _run(lambda: serve_http(settings, specs))
 
 
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    data_dir: Annotated[Path, typer.Option(help="Where the embedded store lives.")] = Path(
+        ".chronik"
+    ),
+    host: Annotated[str, typer.Option(help="HTTP address.")] = "127.0.0.1",
+) -> None:
+    """Run the reference system embedded (sales, campaigns, travel), with example data."""
+    settings = _settings(
+        app="reference:specs",
+        http_port=port,
+        http_host=host,
+        data_dir=data_dir,
+        run="all",
+        log_format="console",
+        log_level="warning",
+        shutdown_drain_delay=0,
+    )
+    specs = _specs(settings)
+    from chronik.http.serve import serve as serve_http
+    from chronik.runtime.observability import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def work() -> None:
+        from chronik.demo import seed_and_explain
+
+        server = asyncio.create_task(serve_http(settings, specs))
+        try:
+            await seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
+        except Exception:
+            server.cancel()
+            raise
+        await server
+
+    _run(work)
+
+
 config_app = typer.Typer(help="The effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 

@@ -165,19 +165,41 @@ class Repository(Generic[A]):
         Gives up after ``retries`` retries by raising the last ConcurrencyError. The
         command must be safe to run again on fresh state (domain methods are).
         """
+        aggregate, _ = await self.handle(aggregate_id, command, retries=retries, metadata=metadata)
+        return aggregate
+
+    async def handle(
+        self,
+        aggregate_id: str,
+        command: Callable[[A], object],
+        *,
+        retries: int = 3,
+        metadata: Metadata | None = None,
+        create: bool = False,
+    ) -> tuple[A, AppendResult | None]:
+        """Like ``execute``, also returning where the new events landed (None: no change).
+
+        With ``create``, a missing stream is not an error: the command runs on the
+        aggregate before any event (for aggregates that legitimately start empty).
+        """
         attempt = 0
         while True:
-            aggregate = await self.load(aggregate_id)
+            try:
+                aggregate = await self.load(aggregate_id)
+            except StreamNotFoundError:
+                if not create:
+                    raise
+                aggregate = self.aggregate.blank(aggregate_id)
             command(aggregate)
             try:
-                await self.save(aggregate, metadata=metadata)
+                result = await self.save(aggregate, metadata=metadata)
             except ConcurrencyError:
                 if attempt >= retries:
                     raise
                 attempt += 1
                 await asyncio.sleep(_backoff(attempt))
                 continue
-            return aggregate
+            return aggregate, result
 
 
 async def handle_command(

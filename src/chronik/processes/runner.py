@@ -146,11 +146,17 @@ class Processes(Worker):
         self.timer_wait = timer_wait
         self.retries_on_conflict = retries_on_conflict
         self.backend = backend_for(store)
-        self.index = InlineProjections(store, [ProcessIndex()], backend=self.backend)
+        # One index per store, however many contexts run processes on it (embedded mode).
+        index = getattr(store, "_chronik_process_index", None)
+        if index is None:
+            index = InlineProjections(store, [ProcessIndex()], backend=self.backend)
+            store._chronik_process_index = index  # type: ignore[attr-defined]
+        self.index: InlineProjections = index
         self._handlers: dict[str, tuple[CommandHandler, FailurePolicy, type]] = {}
         for cls, entry in commands.items():
             handler, policy = entry if isinstance(entry, tuple) else (entry, FailurePolicy())
             self._handlers[command_name(cls)] = (handler, policy, cls)
+        self._names = {m.name for m in self.managers}
         self.fired = 0
         self.dispatched = 0
 
@@ -369,6 +375,8 @@ class Processes(Worker):
         step = recorded.event
         if not isinstance(step, ProcessStepped) or not step.commands:
             return
+        if step.process not in self._names:
+            return  # another context's process, on a shared store (embedded mode)
         types = {name: cls for name, (_, _, cls) in self._handlers.items()}
         for command_id, command in decode_commands(step, types):
             await self._dispatch(command_id, command, recorded)

@@ -1,0 +1,60 @@
+"""Campaigns: advertising campaigns, their budget, and the publishing saga.
+
+Other contexts may import ``campaigns.contracts`` only (it publishes nothing yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def spec() -> Any:
+    """The context's parts, for a chronik Runtime (built on demand, not at import)."""
+    from campaigns import domain, handlers, http, projections
+    from campaigns.partner import FakePartner
+    from campaigns.processes import CampaignPublishing
+    from chronik.processes import Processes
+    from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec
+    from sales import contracts as sales
+
+    partner = FakePartner()
+    made: dict[int, handlers.CampaignHandlers] = {}
+
+    def campaign_handlers(runtime: Runtime) -> handlers.CampaignHandlers:
+        """One set of handlers per runtime (the consumer and the saga share them)."""
+        if id(runtime) not in made:
+            made[id(runtime)] = handlers.CampaignHandlers(runtime.store, partner)
+        return made[id(runtime)]
+
+    def workers(runtime: Runtime) -> list[Processes]:
+        h = campaign_handlers(runtime)
+        return [
+            Processes(
+                runtime.store,
+                [CampaignPublishing()],
+                {
+                    domain.ReserveBudget: h.reserve_budget,
+                    domain.ReleaseBudget: h.release_budget,
+                    domain.PublishWithPartner: h.publish_with_partner,
+                    domain.RejectCampaign: h.reject_campaign,
+                    domain.CancelCampaign: h.cancel_campaign,
+                },
+                name="campaigns_processes",
+            )
+        ]
+
+    return ServiceSpec(
+        name="campaigns",
+        event_types=domain.EVENTS,
+        projections=[projections.CampaignBoard()],
+        consumers=[
+            ConsumerSpec(
+                "campaigns",
+                sales.LANGUAGE,
+                lambda rt: {sales.OrderSubmitted: campaign_handlers(rt).on_order_submitted},
+            )
+        ],
+        workers=workers,
+        routes=http.routes,
+        aggregates={"campaign-": domain.Campaign, "budget-": domain.Budget},
+    )

@@ -1,0 +1,17 @@
+"""The reference system: sales, campaigns and travel, three bounded contexts in one service.
+
+``CHRONIK_APP=reference:specs`` runs all three (embedded); ``sales:spec``,
+``campaigns:spec`` or ``travel:spec`` runs one (the split deployment).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def specs() -> list[Any]:
+    import campaigns
+    import sales
+    import travel
+
+    return [sales.spec(), campaigns.spec(), travel.spec()]

@@ -1,0 +1,243 @@
+"""Sales: telemarketing leads (LDDD ch. 7). Plain Python: no clock, no ids, no storage."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from chronik.domain import Aggregate, DomainError, Personal, ValueObject, applies, event
+
+_PHONE = re.compile(r"\+?[0-9 ()\-]{5,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDetails(ValueObject):
+    """Who to call and where; both personal."""
+
+    name: str
+    phone: str
+
+    def validate(self) -> None:
+        if not self.name.strip() or len(self.name) > 200:
+            self.refuse("name", "must be 1-200 characters")
+        if not _PHONE.fullmatch(self.phone):
+            self.refuse(
+                "phone", "must be 5-20 digits, spaces, '-', '(', ')', after an optional '+'"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Money(ValueObject):
+    cents: int
+    currency: str
+
+    def validate(self) -> None:
+        if self.cents <= 0:
+            self.refuse("cents", "must be positive")
+        if not re.fullmatch(r"[A-Z]{3}", self.currency):
+            self.refuse("currency", "must be a three-letter ISO code, like EUR")
+
+
+class Status(StrEnum):
+    NEW = "new"
+    CONTACTED = "contacted"
+    FOLLOW_UP = "follow_up"
+    ORDERED = "ordered"
+    PAID = "paid"
+    CLOSED = "closed"
+
+
+@event("sales.lead_initialized", subject="lead_id")
+@dataclass(frozen=True, slots=True)
+class LeadInitialized:
+    lead_id: str
+    name: Annotated[str, Personal()]
+    phone: Annotated[str, Personal()]
+    at: datetime
+
+
+@event("sales.contact_details_changed", subject="lead_id")
+@dataclass(frozen=True, slots=True)
+class ContactDetailsChanged:
+    lead_id: str
+    name: Annotated[str, Personal()]
+    phone: Annotated[str, Personal()]
+    at: datetime
+
+
+@event("sales.contacted")
+@dataclass(frozen=True, slots=True)
+class Contacted:
+    lead_id: str
+    note: str
+    at: datetime
+
+
+@event("sales.follow_up_set")
+@dataclass(frozen=True, slots=True)
+class FollowUpSet:
+    lead_id: str
+    on: datetime
+    needs_visit: bool
+    city: str
+    at: datetime
+
+
+@event("sales.order_submitted")
+@dataclass(frozen=True, slots=True)
+class OrderSubmitted:
+    lead_id: str
+    order_id: str
+    amount_cents: int
+    currency: str
+    at: datetime
+
+
+@event("sales.payment_confirmed")
+@dataclass(frozen=True, slots=True)
+class PaymentConfirmed:
+    lead_id: str
+    order_id: str
+    at: datetime
+
+
+@event("sales.lead_closed")
+@dataclass(frozen=True, slots=True)
+class LeadClosed:
+    lead_id: str
+    reason: str
+    at: datetime
+
+
+@event("sales.lead_anonymized")
+@dataclass(frozen=True, slots=True)
+class LeadAnonymized:
+    """The lead asked to be forgotten: their personal data is erased everywhere."""
+
+    lead_id: str
+    at: datetime
+
+
+EVENTS = [
+    LeadInitialized,
+    ContactDetailsChanged,
+    Contacted,
+    FollowUpSet,
+    OrderSubmitted,
+    PaymentConfirmed,
+    LeadClosed,
+    LeadAnonymized,
+]
+
+
+class Lead(Aggregate):
+    """A sales lead: contacted, followed up, ordering, paying, closed.
+
+    Invariants: nothing happens to a closed lead; a follow-up is in the future; an
+    order is submitted once; a payment confirms the order that was submitted.
+    """
+
+    name: str
+    phone: str
+    status: str
+    contacts: int
+    follow_ups: int
+    order_id: str | None
+    order_cents: int
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.name = ""
+        self.phone = ""
+        self.status = Status.NEW.value
+        self.contacts = 0
+        self.follow_ups = 0
+        self.order_id = None
+        self.order_cents = 0
+
+    @classmethod
+    def initialize(cls, lead_id: str, details: ContactDetails, at: datetime) -> Lead:
+        lead = cls(lead_id)
+        lead.record(LeadInitialized(lead_id, details.name, details.phone, at))
+        return lead
+
+    def _open(self) -> None:
+        if self.status == Status.CLOSED:
+            raise DomainError(f"lead {self.id} is closed")
+
+    def change_contact_details(self, details: ContactDetails, at: datetime) -> None:
+        self._open()
+        if (details.name, details.phone) != (self.name, self.phone):
+            self.record(ContactDetailsChanged(self.id, details.name, details.phone, at))
+
+    def contact(self, note: str, at: datetime) -> None:
+        self._open()
+        self.record(Contacted(self.id, note, at))
+
+    def set_follow_up(self, on: datetime, needs_visit: bool, city: str, at: datetime) -> None:
+        self._open()
+        if on <= at:
+            raise DomainError(f"a follow-up must be in the future (it is {at:%Y-%m-%d %H:%M})")
+        if needs_visit and not city.strip():
+            raise DomainError("a follow-up visit needs a city")
+        self.record(FollowUpSet(self.id, on, needs_visit, city, at))
+
+    def submit_order(self, order_id: str, amount: Money, at: datetime) -> None:
+        self._open()
+        if self.order_id is not None:
+            raise DomainError(f"lead {self.id} already has order {self.order_id}")
+        self.record(OrderSubmitted(self.id, order_id, amount.cents, amount.currency, at))
+
+    def confirm_payment(self, order_id: str, at: datetime) -> None:
+        self._open()
+        if self.order_id is None:
+            raise DomainError(f"lead {self.id} has no order to pay")
+        if order_id != self.order_id:
+            raise DomainError(f"order {order_id} is not this lead's order ({self.order_id})")
+        if self.status == Status.PAID:
+            raise DomainError(f"order {order_id} is paid already")
+        self.record(PaymentConfirmed(self.id, order_id, at))
+
+    def anonymize(self, at: datetime) -> None:
+        """Forget who the lead is (allowed even when closed); the history stays."""
+        self.record(LeadAnonymized(self.id, at))
+
+    def close(self, reason: str, at: datetime) -> None:
+        self._open()
+        self.record(LeadClosed(self.id, reason, at))
+
+    @applies(LeadInitialized, ContactDetailsChanged)
+    def _details(self, e: LeadInitialized | ContactDetailsChanged) -> None:
+        self.name, self.phone = e.name, e.phone
+
+    @applies(Contacted)
+    def _contacted(self, e: Contacted) -> None:
+        self.contacts += 1
+        if self.status == Status.NEW:
+            self.status = Status.CONTACTED.value
+
+    @applies(FollowUpSet)
+    def _follow_up(self, e: FollowUpSet) -> None:
+        self.follow_ups += 1
+        if self.status in (Status.NEW, Status.CONTACTED):
+            self.status = Status.FOLLOW_UP.value
+
+    @applies(OrderSubmitted)
+    def _ordered(self, e: OrderSubmitted) -> None:
+        self.order_id, self.order_cents = e.order_id, e.amount_cents
+        self.status = Status.ORDERED.value
+
+    @applies(PaymentConfirmed)
+    def _paid(self, e: PaymentConfirmed) -> None:
+        self.status = Status.PAID.value
+
+    @applies(LeadClosed)
+    def _closed(self, e: LeadClosed) -> None:
+        self.status = Status.CLOSED.value
+
+    @applies(LeadAnonymized)
+    def _anonymized(self, e: LeadAnonymized) -> None:
+        self.name = self.phone = ""

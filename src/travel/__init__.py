@@ -1,0 +1,62 @@
+"""Travel: business trips, booked by a process manager with a durable approval timeout.
+
+Other contexts may import ``travel.contracts`` only (it publishes nothing yet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def spec() -> Any:
+    """The context's parts, for a chronik Runtime (built on demand, not at import)."""
+    from chronik.processes import Processes
+    from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec
+    from sales import contracts as sales
+    from travel import domain, http, projections
+    from travel.bookings import Bookings
+    from travel.handlers import TravelHandlers
+    from travel.processes import TripBooking
+
+    bookings = Bookings()
+    made: dict[int, TravelHandlers] = {}
+
+    def travel_handlers(runtime: Runtime) -> TravelHandlers:
+        if id(runtime) not in made:
+            made[id(runtime)] = TravelHandlers(runtime.store, bookings)
+        return made[id(runtime)]
+
+    def workers(runtime: Runtime) -> list[Processes]:
+        h = travel_handlers(runtime)
+        return [
+            Processes(
+                runtime.store,
+                [TripBooking()],
+                {
+                    domain.BookFlight: h.book_flight,
+                    domain.BookHotel: h.book_hotel,
+                    domain.RequestApproval: h.request_approval,
+                    domain.CancelFlight: h.cancel_flight,
+                    domain.CancelHotel: h.cancel_hotel,
+                    domain.ConfirmTrip: h.confirm_trip,
+                    domain.CancelTrip: h.cancel_trip,
+                },
+                name="travel_processes",
+            )
+        ]
+
+    return ServiceSpec(
+        name="travel",
+        event_types=domain.EVENTS,
+        projections=[projections.TripBoard()],
+        consumers=[
+            ConsumerSpec(
+                "travel",
+                sales.LANGUAGE,
+                lambda rt: {sales.VisitNeeded: travel_handlers(rt).on_visit_needed},
+            )
+        ],
+        workers=workers,
+        routes=http.routes,
+        aggregates={"trip-": domain.Trip},
+    )

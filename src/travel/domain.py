@@ -1,0 +1,307 @@
+"""Travel: business trips for sales staff: flight, hotel, a manager's approval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from chronik.domain import Aggregate, DomainError, applies, command, event
+
+SIMULATIONS = ("none", "no_flight", "no_hotel")
+
+
+@event("travel.trip_requested")
+@dataclass(frozen=True, slots=True)
+class TripRequested:
+    trip_id: str
+    traveller: str
+    destination: str
+    depart_on: date
+    simulate: str
+    lead_id: str | None
+    at: datetime
+
+
+@event("travel.flight_booked")
+@dataclass(frozen=True, slots=True)
+class FlightBooked:
+    trip_id: str
+    reference: str
+    at: datetime
+
+
+@event("travel.flight_booking_failed")
+@dataclass(frozen=True, slots=True)
+class FlightBookingFailed:
+    trip_id: str
+    reason: str
+    at: datetime
+
+
+@event("travel.hotel_booked")
+@dataclass(frozen=True, slots=True)
+class HotelBooked:
+    trip_id: str
+    reference: str
+    at: datetime
+
+
+@event("travel.hotel_booking_failed")
+@dataclass(frozen=True, slots=True)
+class HotelBookingFailed:
+    trip_id: str
+    reason: str
+    at: datetime
+
+
+@event("travel.approval_requested")
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    trip_id: str
+    at: datetime
+
+
+@event("travel.trip_approved")
+@dataclass(frozen=True, slots=True)
+class TripApproved:
+    trip_id: str
+    by: str
+    at: datetime
+
+
+@event("travel.trip_rejected")
+@dataclass(frozen=True, slots=True)
+class TripRejected:
+    trip_id: str
+    by: str
+    reason: str
+    at: datetime
+
+
+@event("travel.flight_cancelled")
+@dataclass(frozen=True, slots=True)
+class FlightCancelled:
+    trip_id: str
+    reference: str
+    at: datetime
+
+
+@event("travel.hotel_cancelled")
+@dataclass(frozen=True, slots=True)
+class HotelCancelled:
+    trip_id: str
+    reference: str
+    at: datetime
+
+
+@event("travel.trip_confirmed")
+@dataclass(frozen=True, slots=True)
+class TripConfirmed:
+    trip_id: str
+    at: datetime
+
+
+@event("travel.trip_cancelled")
+@dataclass(frozen=True, slots=True)
+class TripCancelled:
+    trip_id: str
+    reason: str
+    at: datetime
+
+
+EVENTS = [
+    TripRequested,
+    FlightBooked,
+    FlightBookingFailed,
+    HotelBooked,
+    HotelBookingFailed,
+    ApprovalRequested,
+    TripApproved,
+    TripRejected,
+    FlightCancelled,
+    HotelCancelled,
+    TripConfirmed,
+    TripCancelled,
+]
+
+
+@command("travel.book_flight")
+@dataclass(frozen=True)
+class BookFlight:
+    trip_id: str
+
+
+@command("travel.book_hotel")
+@dataclass(frozen=True)
+class BookHotel:
+    trip_id: str
+
+
+@command("travel.request_approval")
+@dataclass(frozen=True)
+class RequestApproval:
+    trip_id: str
+
+
+@command("travel.cancel_flight")
+@dataclass(frozen=True)
+class CancelFlight:
+    trip_id: str
+
+
+@command("travel.cancel_hotel")
+@dataclass(frozen=True)
+class CancelHotel:
+    trip_id: str
+
+
+@command("travel.confirm_trip")
+@dataclass(frozen=True)
+class ConfirmTrip:
+    trip_id: str
+
+
+@command("travel.cancel_trip")
+@dataclass(frozen=True)
+class CancelTrip:
+    trip_id: str
+    reason: str
+
+
+class Trip(Aggregate):
+    """A trip: its bookings and its approval. The booking process drives it."""
+
+    traveller: str
+    destination: str
+    depart_on: date | None
+    simulate: str
+    status: str
+    flight: str | None
+    hotel: str | None
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.traveller = ""
+        self.destination = ""
+        self.depart_on = None
+        self.simulate = "none"
+        self.status = "requested"
+        self.flight = None
+        self.hotel = None
+
+    @classmethod
+    def request(
+        cls,
+        trip_id: str,
+        traveller: str,
+        destination: str,
+        depart_on: date,
+        at: datetime,
+        *,
+        simulate: str = "none",
+        lead_id: str | None = None,
+    ) -> Trip:
+        if depart_on < at.date():
+            raise DomainError("a trip cannot depart in the past")
+        if simulate not in SIMULATIONS:
+            raise DomainError(f"simulate must be one of {', '.join(SIMULATIONS)}")
+        trip = cls(trip_id)
+        trip.record(
+            TripRequested(trip_id, traveller, destination, depart_on, simulate, lead_id, at)
+        )
+        return trip
+
+    @property
+    def over(self) -> bool:
+        return self.status in ("confirmed", "cancelled")
+
+    def booked_flight(self, reference: str, at: datetime) -> None:
+        if not self.over and self.flight is None:
+            self.record(FlightBooked(self.id, reference, at))
+
+    def flight_failed(self, reason: str, at: datetime) -> None:
+        if not self.over:
+            self.record(FlightBookingFailed(self.id, reason, at))
+
+    def booked_hotel(self, reference: str, at: datetime) -> None:
+        if not self.over and self.hotel is None:
+            self.record(HotelBooked(self.id, reference, at))
+
+    def hotel_failed(self, reason: str, at: datetime) -> None:
+        if not self.over:
+            self.record(HotelBookingFailed(self.id, reason, at))
+
+    def ask_approval(self, at: datetime) -> None:
+        if not self.over:
+            self.record(ApprovalRequested(self.id, at))
+
+    def approve(self, by: str, at: datetime) -> None:
+        if self.status != "awaiting_approval":
+            raise DomainError(f"trip {self.id} is {self.status}: nothing to approve")
+        self.record(TripApproved(self.id, by, at))
+
+    def reject(self, by: str, reason: str, at: datetime) -> None:
+        if self.status != "awaiting_approval":
+            raise DomainError(f"trip {self.id} is {self.status}: nothing to reject")
+        self.record(TripRejected(self.id, by, reason, at))
+
+    def cancel_flight(self, at: datetime) -> None:
+        if self.flight is not None:
+            self.record(FlightCancelled(self.id, self.flight, at))
+
+    def cancel_hotel(self, at: datetime) -> None:
+        if self.hotel is not None:
+            self.record(HotelCancelled(self.id, self.hotel, at))
+
+    def confirm(self, at: datetime) -> None:
+        if self.status == "approved":
+            self.record(TripConfirmed(self.id, at))
+
+    def cancel(self, reason: str, at: datetime) -> None:
+        if not self.over:
+            self.record(TripCancelled(self.id, reason, at))
+
+    @applies(TripRequested)
+    def _requested(self, e: TripRequested) -> None:
+        self.traveller, self.destination = e.traveller, e.destination
+        self.depart_on, self.simulate = e.depart_on, e.simulate
+
+    @applies(FlightBooked)
+    def _flight(self, e: FlightBooked) -> None:
+        self.flight = e.reference
+
+    @applies(HotelBooked)
+    def _hotel(self, e: HotelBooked) -> None:
+        self.hotel = e.reference
+
+    @applies(FlightBookingFailed, HotelBookingFailed)
+    def _failed(self, e: FlightBookingFailed | HotelBookingFailed) -> None:
+        pass
+
+    @applies(ApprovalRequested)
+    def _awaiting(self, e: ApprovalRequested) -> None:
+        self.status = "awaiting_approval"
+
+    @applies(TripApproved)
+    def _approved(self, e: TripApproved) -> None:
+        self.status = "approved"
+
+    @applies(TripRejected)
+    def _rejected(self, e: TripRejected) -> None:
+        self.status = "rejected"
+
+    @applies(FlightCancelled)
+    def _flight_cancelled(self, e: FlightCancelled) -> None:
+        self.flight = None
+
+    @applies(HotelCancelled)
+    def _hotel_cancelled(self, e: HotelCancelled) -> None:
+        self.hotel = None
+
+    @applies(TripConfirmed)
+    def _confirmed(self, e: TripConfirmed) -> None:
+        self.status = "confirmed"
+
+    @applies(TripCancelled)
+    def _cancelled(self, e: TripCancelled) -> None:
+        self.status = "cancelled"

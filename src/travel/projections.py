@@ -1,0 +1,76 @@
+"""Travel's read model: the trip board."""
+
+from __future__ import annotations
+
+from chronik.projections import Projection, ReadModelTx, handles
+from travel.domain import (
+    ApprovalRequested,
+    FlightBooked,
+    FlightCancelled,
+    HotelBooked,
+    HotelCancelled,
+    TripApproved,
+    TripCancelled,
+    TripConfirmed,
+    TripRejected,
+    TripRequested,
+)
+
+
+class TripBoard(Projection):
+    name = "trip_board"
+    tables = ("trips",)
+
+    @handles(TripRequested)
+    async def _requested(self, e: TripRequested, tx: ReadModelTx) -> None:
+        tx.put(
+            "trips",
+            e.trip_id,
+            {
+                "trip_id": e.trip_id,
+                "traveller": e.traveller,
+                "destination": e.destination,
+                "depart_on": e.depart_on.isoformat(),
+                "status": "requested",
+                "flight": None,
+                "hotel": None,
+                "lead_id": e.lead_id,
+                "reason": None,
+            },
+        )
+
+    @handles(FlightBooked)
+    async def _flight(self, e: FlightBooked, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"flight": e.reference, "status": "booking"})
+
+    @handles(HotelBooked)
+    async def _hotel(self, e: HotelBooked, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"hotel": e.reference})
+
+    @handles(FlightCancelled)
+    async def _flight_cancelled(self, e: FlightCancelled, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"flight": None})
+
+    @handles(HotelCancelled)
+    async def _hotel_cancelled(self, e: HotelCancelled, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"hotel": None})
+
+    @handles(ApprovalRequested)
+    async def _awaiting(self, e: ApprovalRequested, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"status": "awaiting_approval"})
+
+    @handles(TripApproved)
+    async def _approved(self, e: TripApproved, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"status": "approved"})
+
+    @handles(TripRejected)
+    async def _rejected(self, e: TripRejected, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"status": "rejected", "reason": e.reason})
+
+    @handles(TripConfirmed)
+    async def _confirmed(self, e: TripConfirmed, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"status": "confirmed"})
+
+    @handles(TripCancelled)
+    async def _cancelled(self, e: TripCancelled, tx: ReadModelTx) -> None:
+        tx.patch("trips", e.trip_id, {"status": "cancelled", "reason": e.reason})
