@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 EXTRAS := postgres,nats,rabbitmq,http,dev
 
-.PHONY: .venv test lint format bench bench-quick demo clean
+.PHONY: .venv test lint format bench bench-quick demo demo-distributed clean
 
 .venv: $(STAMP)
 
@@ -41,6 +41,10 @@ bench-quick: $(VENV)/.bench-stamp
 
 demo: $(STAMP)
 	$(BIN)/chronik demo
+
+# The split deployment on the local PostgreSQL and NATS (see docs/tour.md).
+demo-distributed: $(STAMP)
+	deploy/local/run-distributed.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .chronik

@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from chronik.errors import ConfigurationError
-from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage, subject_of
+from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage
 
 __all__ = ["NatsBroker"]
 
@@ -60,8 +60,11 @@ class NatsBroker:
         ack_timeout: float = 10.0,
         fetch_batch: int = 64,
         redeliver_delay: float = 0.5,
+        namespace: str = "",
     ) -> None:
         self.url = url
+        self.namespace = namespace
+        self.prefix = f"{PREFIX}{namespace}." if namespace else PREFIX
         self.stream = stream
         self.duplicate_window = duplicate_window
         self.ack_timeout = ack_timeout
@@ -113,7 +116,7 @@ class NatsBroker:
         for message in messages:
             try:
                 future: asyncio.Future[Any] = await js.publish_async(
-                    subject_of(message.type),
+                    self.prefix + message.type,
                     message.body,
                     headers={"Nats-Msg-Id": message.id},
                     wait_stall=self.ack_timeout,
@@ -140,9 +143,13 @@ class NatsBroker:
         wanted = frozenset(types)
         tasks = []
         for source in sorted({t.split(".", 1)[0] for t in types}):
-            durable = f"{consumer}-{source}"
+            durable = (
+                f"{self.namespace}-{consumer}-{source}"
+                if self.namespace
+                else f"{consumer}-{source}"
+            )
             subscription = await js.pull_subscribe(
-                f"{PREFIX}{source}.>",
+                f"{self.prefix}{source}.>",
                 durable=durable,
                 stream=self.stream,
                 config=ConsumerConfig(
@@ -179,7 +186,7 @@ class NatsBroker:
         self, batch: list[Msg], wanted: frozenset[str], handler: MessageHandler
     ) -> None:
         for index, msg in enumerate(batch):
-            type_name = msg.subject[len(PREFIX) :]
+            type_name = msg.subject[len(self.prefix) :]
             if type_name not in wanted:
                 await msg.ack()
                 continue

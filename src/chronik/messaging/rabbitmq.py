@@ -53,8 +53,10 @@ class RabbitMQBroker:
         prefetch: int = 64,
         redeliver_delay: float = 0.5,
         window: int = 256,
+        namespace: str = "",
     ) -> None:
         self.url = url
+        self.prefix = f"{namespace}." if namespace else ""
         self.confirm_timeout = confirm_timeout
         self.prefetch = prefetch
         self.redeliver_delay = redeliver_delay
@@ -95,7 +97,7 @@ class RabbitMQBroker:
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         type=message.type,
                     ),
-                    routing_key=message.type,
+                    routing_key=self.prefix + message.type,
                     timeout=self.confirm_timeout,
                 )
             except Exception as exc:
@@ -119,9 +121,9 @@ class RabbitMQBroker:
         exchange = await channel.declare_exchange(
             EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(f"chronik.{consumer}", durable=True)
+        queue = await channel.declare_queue(f"chronik.{self.prefix}{consumer}", durable=True)
         for type_name in types:
-            await queue.bind(exchange, routing_key=type_name)
+            await queue.bind(exchange, routing_key=self.prefix + type_name)
         task = asyncio.create_task(self._consume(queue, handler), name=f"amqp {consumer}")
         return _Subscription(task, channel)
 
@@ -132,7 +134,7 @@ class RabbitMQBroker:
                     async for message in messages:
                         delivery = Delivery(
                             message.message_id or "",
-                            message.type or message.routing_key or "",
+                            message.type or (message.routing_key or "").removeprefix(self.prefix),
                             message.body,
                             2 if message.redelivered else 1,
                         )
