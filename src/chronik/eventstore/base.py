@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 
-from chronik.errors import InvalidInputError
+from chronik.errors import DuplicateEventError, InvalidInputError
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
 from chronik.eventstore.context import current_idempotency, current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
@@ -285,10 +285,34 @@ class BaseEventStore(abc.ABC):
         for an argument the store refuses. Events may be domain events or NewEvent
         wrappers carrying their own id and metadata.
         """
-        result = await self._append(await self.prepare(stream_id, events, expected, metadata))
+        request = await self.prepare(stream_id, events, expected, metadata)
+        try:
+            result = await self._append(request)
+        except DuplicateEventError:
+            scope = current_idempotency()
+            done = None if scope is None or not scope.resume else await self._done(request)
+            if done is None or scope is None:
+                raise
+            scope.found += len(request.events)
+            return done
         self._signal.advance(result.position)
         self.appended_events += len(events)
         return result
+
+    async def _done(self, request: AppendRequest) -> AppendResult | None:
+        """The stored outcome of ``request`` if every one of its events is stored as is."""
+        found = [await self._event_row(e.id) for e in request.events]
+        if any(row is None for row in found):
+            return None
+        recorded = await self._decode([row for row in found if row is not None])
+        versions = [r.version for r in recorded]
+        if any(r.stream_id != request.stream_id for r in recorded) or versions != list(
+            range(versions[0], versions[0] + len(versions))
+        ):
+            return None
+        return AppendResult(
+            request.stream_id, versions[-1], recorded[0].position, recorded[-1].position
+        )
 
     async def prepare(
         self,

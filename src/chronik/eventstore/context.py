@@ -33,14 +33,21 @@ class IdempotencyScope:
     The n-th event appended in the scope gets ``uuid5(namespace, f"{key}/{n}")``: a
     retried request appends the same ids, which the store refuses as duplicates, so
     its effect happens once and its outcome can be read back from the stored events.
+
+    With ``resume``, an append whose events are all already stored, in the same
+    stream, under these ids returns the stored outcome instead of raising
+    DuplicateEventError: a retried handler that appends several times skips what it
+    did before and goes on with the rest.
     """
 
     NAMESPACE = uuid.UUID("5b0c1f36-7a52-4c9e-9a0b-3d1f0e0c6c11")
 
-    def __init__(self, key: str, fingerprint: str) -> None:
+    def __init__(self, key: str, fingerprint: str, *, resume: bool = False) -> None:
         self.key = key
         self.fingerprint = fingerprint
-        self.count = 0
+        self.resume = resume
+        self.count = 0  # events appended in the scope, new or found stored
+        self.found = 0  # of which were found stored (resume)
 
     def next_ids(self, n: int) -> list[uuid.UUID]:
         ids = [self.event_id(self.count + i) for i in range(n)]
@@ -55,9 +62,11 @@ _idempotency: ContextVar[IdempotencyScope | None] = ContextVar("chronik_idempote
 
 
 @contextlib.contextmanager
-def idempotency_scope(key: str, fingerprint: str) -> Iterator[IdempotencyScope]:
+def idempotency_scope(
+    key: str, fingerprint: str, *, resume: bool = False
+) -> Iterator[IdempotencyScope]:
     """Appends in this block get ids derived from ``key``; see IdempotencyScope."""
-    scope = IdempotencyScope(key, fingerprint)
+    scope = IdempotencyScope(key, fingerprint, resume=resume)
     token = _idempotency.set(scope)
     try:
         with ambient_metadata(Metadata(headers={"chronik-idempotency": fingerprint})):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -42,4 +43,7 @@ class FileClock:
         return datetime.fromisoformat(self.path.read_text().strip())
 
     def set(self, when: datetime) -> None:
-        self.path.write_text(when.isoformat())
+        """Move the time; a reader in another process sees the old or the new, never half."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(when.isoformat())
+        os.replace(tmp, self.path)

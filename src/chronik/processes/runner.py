@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, ClassVar
 
 from chronik.domain.commands import command_name
@@ -185,7 +186,7 @@ class Processes(Worker):
                     if not leading:
                         await _sleep(stop, 2.0)
                         continue
-                    await asyncio.gather(
+                    await _together(
                         self._follow(stop, f"{self.name}_events", self._followed, self._on_event),
                         self._follow(
                             stop,
@@ -318,7 +319,7 @@ class Processes(Worker):
         recorded: RecordedEvent | None,
         loop: str = "events",
     ) -> None:
-        error = "".join(traceback.format_exception_only(exc)).strip()
+        error = _error_text(exc)
         if policy.then == "stop":
             raise _Stop(f"{what}: {error} (policy: stop)") from exc
         log.error("%s gives up on %s after retries (%s): %s", what, trigger, policy.then, error)
@@ -338,7 +339,7 @@ class Processes(Worker):
 
     async def fire_due(self) -> int:
         """Fire every timeout due by the clock's now; how many fired."""
-        now = self.clock.now().isoformat(timespec="microseconds")
+        now = self.clock.now().astimezone(UTC).isoformat(timespec="microseconds")
         due = await self.index.read_models.find(
             "process_index", "timeouts", order_by="due", limit=1000
         )
@@ -378,10 +379,23 @@ class Processes(Worker):
         if step.process not in self._names:
             return  # another context's process, on a shared store (embedded mode)
         types = {name: cls for name, (_, _, cls) in self._handlers.items()}
+        failed: list[str] = []
+        attempts = 0
         for command_id, command in decode_commands(step, types):
-            await self._dispatch(command_id, command, recorded)
+            failure = await self._dispatch(command_id, command, recorded)
+            if failure is not None:
+                failed.append(failure[0])
+                attempts = max(attempts, failure[1])
+        if failed:
+            # One parked record per step, naming every command of it that failed:
+            # replaying it sends the step's commands again, and those done are skipped.
+            async with self.backend.transaction() as btx:
+                await btx.park(f"{self.name}_commands", recorded, "\n".join(failed), attempts)
 
-    async def _dispatch(self, command_id: str, command: object, cause: RecordedEvent) -> None:
+    async def _dispatch(
+        self, command_id: str, command: object, cause: RecordedEvent
+    ) -> tuple[str, int] | None:
+        """Run one command's handler; the error and attempts if it is to be parked."""
         handler, policy, _ = self._handlers[command_name(type(command))]
         metadata = Metadata(cause.metadata.correlation_id, str(cause.id), cause.metadata.headers)
         attempts = 0
@@ -389,21 +403,26 @@ class Processes(Worker):
             try:
                 with (
                     ambient_metadata(metadata, replace=True),
-                    idempotency_scope(command_id, command_name(type(command))),
+                    idempotency_scope(
+                        command_id, command_name(type(command)), resume=True
+                    ) as scope,
                 ):
                     await handler(command)
-                self.dispatched += 1
-                return
+                if scope.found == 0 or scope.found < scope.count:
+                    self.dispatched += 1  # not a command all of whose effects were there
+                return None
             except DuplicateEventError:
-                return  # it was done before (a command sent twice)
+                return None  # it was done before, in another stream's order
             except Exception as exc:
                 attempts += 1
                 if attempts <= policy.retries:
                     await asyncio.sleep(policy.backoff * 2 ** (attempts - 1))
                     continue
                 what = f"command {command_name(type(command))} {command_id}"
-                await self._give_up(what, command_id, exc, policy, cause, "commands")
-                return
+                await self._give_up(what, command_id, exc, policy, None, "commands")
+                if policy.then == "park":
+                    return f"{what}: {_error_text(exc)}", attempts
+                return None
 
     # -- introspection -----------------------------------------------------------------
 
@@ -423,6 +442,27 @@ class Processes(Worker):
         return None if doc is None else InstanceView(**doc)
 
 
+async def _together(*loops: Coroutine[Any, Any, None]) -> None:
+    """Run the loops until all end; when one fails, cancel the others, then raise.
+
+    None of them may outlive the leadership they run under.
+    """
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+
+
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _error_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(exc)).strip()

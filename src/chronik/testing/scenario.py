@@ -154,6 +154,8 @@ class DeciderScenario(Generic[C, S, E]):
     def then(self, *events: E) -> Self:
         if self._outcome is not None:
             raise AssertionError(f"the command raised {self._outcome!r}") from self._outcome
+        if self._events is None:
+            raise AssertionError("then(...) needs a when(command) first")
         if self._events != list(events):
             raise AssertionError(_diff("events", list(events), self._events or []))
         return self
@@ -179,6 +181,7 @@ class ProcessScenario:
         self.state: ProcessState | None = None
         self._commands: list[object] = []
         self._steps = 0
+        self._when_steps: int | None = None
         self._outcome: BaseException | None = None
         self._counter = 0
 
@@ -235,9 +238,13 @@ class ProcessScenario:
         return self
 
     def when_time_passes(self, delta: timedelta) -> Self:
-        """Move the clock; fire every timeout due by then, earliest first."""
+        """Move the clock; fire every timeout due by then, earliest first.
+
+        The clock stops at each due time on the way, so a handler sees its own due time
+        and a timeout it schedules fires too if it falls due within the window.
+        """
         self._commands, before = [], self._steps
-        until = self.clock.advance(delta)
+        until = self.clock.now() + delta
         state = self._state(None)
         try:
             while True:
@@ -248,7 +255,10 @@ class ProcessScenario:
                 )
                 if not due:
                     break
-                _, timeout_id, name = due[0]
+                when, timeout_id, name = due[0]
+                ahead = datetime.fromisoformat(when) - self.clock.now()
+                if ahead > timedelta():
+                    self.clock.advance(ahead)
                 handler = self.process.timeout_handler(name)
                 if handler is None:
                     raise AssertionError(f"{self.process.name} has no on_timeout({name!r})")
@@ -257,6 +267,8 @@ class ProcessScenario:
             raise
         except Exception as exc:
             self._outcome = exc
+        if self.clock.now() < until:
+            self.clock.advance(until - self.clock.now())
         self._when_steps = self._steps - before
         return self
 
@@ -302,6 +314,8 @@ class ProcessScenario:
     def then_ignored(self) -> Self:
         """The process was not interested: no step was taken."""
         self._check()
+        if self._when_steps is None:
+            raise AssertionError("then_ignored() needs a when(...) or when_time_passes(...) first")
         if self._when_steps:
             raise AssertionError(f"expected no step, but {self._when_steps} were taken")
         return self
