@@ -156,7 +156,7 @@ async def test_a_handler_retried_after_failing_midway_completes_the_rest_of_its_
 class Failing:
     """Cancels orders by appending, except the one it is told to fail on: that one raises."""
 
-    def __init__(self, store: BaseEventStore, failing: str) -> None:
+    def __init__(self, store: BaseEventStore, failing: str | None) -> None:
         self.store = store
         self.failing = failing
         self.calls: list[str] = []
@@ -230,6 +230,39 @@ async def test_a_command_whose_handler_keeps_failing_is_parked_under_park(
     assert "command processes_test.cancel_order" in parked[0].error
     assert "RuntimeError: cannot cancel x" in parked[0].error
     assert await processes.backend.parked(f"{processes.name}_events") == []
+
+
+@pytest.mark.parametrize("request_", ["replay-parked", "skip-parked"])
+async def test_a_parked_step_is_replayed_or_skipped_on_request(
+    store: BaseEventStore, request_: str
+) -> None:
+    processes, handler, task, stop = await _two_expired_orders(store, "park")
+    name = f"{processes.name}_commands"
+    try:
+        await wait_until(lambda: _parked(processes, name, 1))
+        handler.failing = None  # the handler is fixed
+        await processes.backend.request(name, request_)
+        await wait_until(lambda: _parked(processes, name, 0))
+        await wait_until(lambda: _no_request(processes, name))
+    finally:
+        stop.set()
+        await task
+    cancelled = await stream_events(store, order_stream("x"))
+    if request_ == "replay-parked":
+        assert cancelled == [OrderCancelled("x", "unpaid")]
+        assert handler.calls == ["x", "x", "x", "y", "x"]
+    else:
+        assert cancelled == []
+        assert handler.calls == ["x", "x", "x", "y"]
+
+
+async def _parked(processes: Processes, name: str, count: int) -> bool:
+    return len(await processes.backend.parked(name)) == count
+
+
+async def _no_request(processes: Processes, name: str) -> bool:
+    row = await processes.backend.load(name)
+    return row is not None and row.request is None
 
 
 async def test_a_command_whose_handler_keeps_failing_stops_the_dispatcher_under_stop(

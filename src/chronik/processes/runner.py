@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
@@ -215,10 +216,14 @@ class Processes(Worker):
         row = await self.backend.load(name)
         assert row is not None
         checkpoint = row.checkpoint
+        asked = 0.0
         while not stop.is_set():
+            if time.monotonic() - asked >= 1.0:
+                await self._requests(name, on_event)
+                asked = time.monotonic()
             page = await self.store.read_all_page(checkpoint, limit=self.page_size, types=types)
             if page.scanned_to <= checkpoint:
-                await self.store.wait_for_events(checkpoint, self.idle_wait)
+                await self.store.wait_for_events(checkpoint, min(self.idle_wait, 1.0))
                 continue
             for recorded in page.events:
                 await on_event(recorded)
@@ -226,6 +231,26 @@ class Processes(Worker):
                 await btx.advance(name, 1, False, checkpoint, page.scanned_to)
             checkpoint = page.scanned_to
             await asyncio.sleep(0)
+
+    async def _requests(
+        self, name: str, on_event: Callable[[RecordedEvent], Awaitable[None]]
+    ) -> None:
+        """Take a ``chronik projections replay-parked|skip-parked NAME`` request."""
+        row = await self.backend.load(name)
+        if row is None or row.request is None:
+            return
+        if row.request in ("replay-parked", "skip-parked"):
+            for parked in await self.backend.parked(name):
+                async with self.backend.transaction() as btx:
+                    await btx.unpark(name, parked.position)
+                if row.request == "skip-parked":
+                    continue
+                found = await self.store.read_all(parked.position - 1, limit=1)
+                if found and found[0].position == parked.position:
+                    await on_event(found[0])  # parks it again if it still fails
+        else:
+            log.warning("processes %s: request %r ignored", name, row.request)
+        await self.backend.set_status(name, "live", None, clear_request=True)
 
     async def _on_event(self, recorded: RecordedEvent) -> None:
         await self.handle(recorded.event, trigger=str(recorded.id), recorded=recorded)
