@@ -8,7 +8,7 @@ and ``silent`` (takes the order and never answers).
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -38,11 +38,10 @@ Callback = Callable[[str, PlacementReceipt], Awaitable[None]]
 class FakePartner:
     def __init__(self, *, delay_seconds: float = 2.0) -> None:
         self.delay_seconds = delay_seconds
-        self._numbers = itertools.count(1000)
         self._pending: set[asyncio.Task[None]] = set()
 
     async def place(self, request: PlacementRequest, callback: Callback) -> PlacementReceipt:
-        reference = f"AD-{next(self._numbers)}"
+        reference = f"AD-{secrets.token_hex(4).upper()}"  # unique across restarts
         if request.mode == "fail":
             raise PartnerUnavailable("partner API: connection refused")
         if request.mode == "reject":

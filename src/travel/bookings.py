@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import secrets
 
 
 class BookingFailed(Exception):
@@ -10,15 +10,12 @@ class BookingFailed(Exception):
 
 
 class Bookings:
-    def __init__(self) -> None:
-        self._numbers = itertools.count(100)
-
     async def book_flight(self, destination: str, simulate: str) -> str:
         if simulate == "no_flight":
             raise BookingFailed(f"no seats to {destination}")
-        return f"FL-{next(self._numbers)}"
+        return f"FL-{secrets.token_hex(4).upper()}"
 
     async def book_hotel(self, destination: str, simulate: str) -> str:
         if simulate == "no_hotel":
             raise BookingFailed(f"no rooms in {destination}")
-        return f"HT-{next(self._numbers)}"
+        return f"HT-{secrets.token_hex(4).upper()}"

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronik.errors import ChronikError, DuplicateEventError
 from chronik.eventstore import AppendResult
-from chronik.eventstore.context import ambient_metadata, idempotency_scope
+from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
 from chronik.eventstore.port import Metadata
 from chronik.http.problems import PROBLEM, Problem, install_problem_handlers, problem
 from chronik.runtime.observability import Metrics
@@ -208,28 +208,46 @@ async def run_command(
     fingerprint = hashlib.sha256(
         b"\0".join([request.method.encode(), request.url.path.encode(), body])
     ).hexdigest()[:32]
+    runtime: Runtime = request.app.state.runtime
     with idempotency_scope(key, fingerprint) as scope:
+        # A retry is answered from the stored events before the command runs again: the
+        # aggregate might refuse the repeat ("order already submitted") with a 409.
+        replayed = await _replay(runtime, scope, fingerprint, id_of, response)
+        if replayed is not None:
+            return replayed
         try:
             aggregate_id, result = await work()
             return _answer(response, aggregate_id, result)
         except DuplicateEventError:
-            runtime: Runtime = request.app.state.runtime
-            first = await runtime.store.find_event(scope.event_id(0))
-            if first is None:
+            # The same request, running at the same moment, appended first.
+            replayed = await _replay(runtime, scope, fingerprint, id_of, response)
+            if replayed is None:
                 raise
-            if (first.metadata.headers or {}).get("chronik-idempotency") != fingerprint:
-                raise HTTPException(
-                    422, "Idempotency-Key was already used for another request"
-                ) from None
-            last = first
-            index = 1
-            while (found := await runtime.store.find_event(scope.event_id(index))) is not None:
-                if found.stream_id != first.stream_id:
-                    break
-                last, index = found, index + 1
-            response.headers["Idempotent-Replayed"] = "true"
-            replayed = AppendResult(last.stream_id, last.version, first.position, last.position)
-            return _answer(response, id_of(first.stream_id), replayed)
+            return replayed
+
+
+async def _replay(
+    runtime: Runtime,
+    scope: IdempotencyScope,
+    fingerprint: str,
+    id_of: Callable[[str], str],
+    response: Response,
+) -> CommandResult | None:
+    """The first answer to this idempotency key, read back from its events; or None."""
+    first = await runtime.store.find_event(scope.event_id(0))
+    if first is None:
+        return None
+    if (first.metadata.headers or {}).get("chronik-idempotency") != fingerprint:
+        raise HTTPException(422, "Idempotency-Key was already used for another request")
+    last = first
+    index = 1
+    while (found := await runtime.store.find_event(scope.event_id(index))) is not None:
+        if found.stream_id != first.stream_id:
+            break
+        last, index = found, index + 1
+    response.headers["Idempotent-Replayed"] = "true"
+    replayed = AppendResult(last.stream_id, last.version, first.position, last.position)
+    return _answer(response, id_of(first.stream_id), replayed)
 
 
 def _answer(response: Response, aggregate_id: str, result: AppendResult) -> CommandResult:

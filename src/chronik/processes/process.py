@@ -132,6 +132,7 @@ class Step:
         self.scheduled: list[dict[str, Any]] = []
         self.cancelled: list[str] = []
         self.compensations: list[dict[str, Any]] = []
+        self.compensate_at = 0  # the compensations go out after this many sent commands
         self.finished = False
 
     def goto(self, status: str) -> None:
@@ -173,6 +174,7 @@ class Step:
         """Send every remembered compensation, the latest first, once."""
         stack = list(self.data.get("_compensations", []))
         self.compensations = list(reversed(stack))
+        self.compensate_at = len(self.commands)
         self.data["_compensations"] = []
 
     def finish(self) -> None:
@@ -300,8 +302,11 @@ def stepped(
         _command_dict(command, str(uuid.uuid5(_IDS, f"{prefix}/{index}")))
         for index, command in enumerate(step.commands)
     ]
-    for offset, compensation in enumerate(step.compensations):
-        dicts.append({**compensation, "id": str(uuid.uuid5(_IDS, f"{prefix}/c{offset}"))})
+    # In the order the handler asked: commands sent before compensate() go first.
+    dicts[step.compensate_at : step.compensate_at] = [
+        {**compensation, "id": str(uuid.uuid5(_IDS, f"{prefix}/c{offset}"))}
+        for offset, compensation in enumerate(step.compensations)
+    ]
     return ProcessStepped(
         process=process.name,
         instance=state.instance,

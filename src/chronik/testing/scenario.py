@@ -203,12 +203,13 @@ class ProcessScenario:
         record = stepped(self.process, state, step, trigger, kind)
         state.evolve(record)
         self._steps += 1
-        commands = list(step.commands)
-        types = {command_name(type(c)): type(c) for c in commands}
-        for item in record.commands[len(commands) :]:  # compensations, as stored
+        types = {command_name(type(c)): type(c) for c in step.commands}
+        compensations = []
+        for item in step.compensations:  # as stored: a command's name and its data
             cls = types.get(item["type"]) or _command_classes(self.process).get(item["type"])
-            commands.append(msgspec.convert(item["data"], cls) if cls else item)
-        return commands
+            compensations.append(msgspec.convert(item["data"], cls) if cls else item)
+        at = step.compensate_at
+        return [*step.commands[:at], *compensations, *step.commands[at:]]
 
     def _trigger(self, event: object) -> list[object]:
         state = self._state(event)
@@ -280,7 +281,7 @@ class ProcessScenario:
         return self._state(None)
 
     def then_commands(self, *commands: object) -> Self:
-        """The when-step(s) sent exactly these commands, in order (compensations last)."""
+        """The when-step(s) sent exactly these commands, in the order the handler sent them."""
         self._check()
         if self._commands != list(commands):
             raise AssertionError(_diff("commands", list(commands), self._commands))
