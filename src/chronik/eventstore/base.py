@@ -162,6 +162,11 @@ class BaseEventStore(abc.ABC):
         """Run ``hook`` in the transaction of every append (inline projections, outboxes)."""
         self._hooks.append(hook)
 
+    def remove_append_hook(self, hook: AppendHook) -> None:
+        """Stop running ``hook`` (nothing if it is not installed)."""
+        if hook in self._hooks:
+            self._hooks.remove(hook)
+
     async def _run_hooks(
         self, conn: Any, request: AppendRequest, result: AppendResult, at: datetime
     ) -> list[Callable[[], None]]:

@@ -109,6 +109,14 @@ class Consumer:
     async def setup(self) -> None:
         await self.storage.setup()
         if not self._installed:
+            # Two consumers of one name on one store would both mark the inbox on each
+            # append; the second mark fails and rolls the effect back.
+            live: dict[str, Consumer] = self.store.__dict__.setdefault("_chronik_consumers", {})
+            if live.get(self.name) not in (None, self):
+                raise ConfigurationError(
+                    f"consumer {self.name!r} is already running on this store: stop it first"
+                )
+            live[self.name] = self
             self.store.add_append_hook(self._hook)
             self._installed = True
 
@@ -131,6 +139,10 @@ class Consumer:
         if self._subscription is not None:
             await self._subscription.stop()
             self._subscription = None
+        if self._installed:
+            self.store.remove_append_hook(self._hook)
+            self.store.__dict__.get("_chronik_consumers", {}).pop(self.name, None)
+            self._installed = False
 
     async def _poll(self, every: float) -> None:
         while True:
