@@ -12,6 +12,7 @@ part described by the workload is timed, with :func:`time.perf_counter`.
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,15 +20,35 @@ from typing import Literal, Protocol
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+# The brokers of the messaging backends ("nats", "rabbitmq"): each backend means
+# "PostgreSQL event store + that broker". The URL can be overridden by environment.
+DEFAULT_BROKER_URLS: dict[str, tuple[str, str]] = {
+    "nats": ("CHRONIK_BENCH_NATS_URL", "nats://127.0.0.1:4222"),
+    "rabbitmq": ("CHRONIK_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1/"),
+}
+
+
+def broker_url(backend: str) -> str:
+    """The broker URL of a messaging backend, or "" for the store-only backends."""
+    entry = DEFAULT_BROKER_URLS.get(backend)
+    if entry is None:
+        return ""
+    variable, default = entry
+    return os.environ.get(variable, default)
+
 
 @dataclass(frozen=True)
 class Target:
     """Where a system stores its events for one measurement run."""
 
-    backend: str  # "sqlite" | "postgres"
+    backend: str  # "sqlite" | "postgres" | "nats" | "rabbitmq"
     sqlite_path: str  # file path of a fresh SQLite database (backend == "sqlite")
     postgres_url: str  # e.g. postgresql://postgres@127.0.0.1:5432/test
-    postgres_schema: str  # a fresh, already-created schema name (backend == "postgres")
+    # A fresh, already-created schema name (every backend but "sqlite"). A system that
+    # needs a second database may create schemas named "<postgres_schema>_<suffix>":
+    # the worker and the runner drop those with it.
+    postgres_schema: str
+    broker_url: str = ""  # "nats" / "rabbitmq": the broker next to the PostgreSQL store
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,8 @@ class Size:
     per_writer: int  # (f) each writer creates this many new streams of one event
     catchup: int  # (g_catchup) events pre-filled (untimed) then projected from position 0
     tail_events: int  # (g_tail_p99_ms) single events appended one at a time to a live projection
+    relay_drain: int  # (h_relay_drain) outbox messages pre-filled (untimed), then relayed
+    e2e_seconds: int  # (h_e2e_p99_ms) how long E2E_RATE events/s are offered
 
 
 FULL = Size(
@@ -59,12 +82,16 @@ FULL = Size(
     per_writer=2_500,
     catchup=100_000,
     tail_events=500,
+    relay_drain=50_000,
+    e2e_seconds=10,
 )
 
 # The same workloads, small enough that a whole quick run (3 systems x 9 workloads x
-# 2 backends, one fresh process each) stays under 90 seconds on 2 cores. The largest
-# shares are eventsourcing's catch-up (one transaction per event, about 6 s on
-# PostgreSQL) and its live tail, whose wait() polls every 100 ms (about 11 s).
+# 2 backends, one fresh process each, plus the messaging workloads' 8 processes on the
+# 2 broker backends) stays under 90 seconds on 2 cores. The largest shares are
+# eventsourcing's catch-up (one transaction per event, about 6 s on PostgreSQL), its
+# live tail, whose wait() polls every 100 ms (about 11 s), and h_e2e_p99_ms (3 s of
+# offered load per broker).
 QUICK = Size(
     create=1_000,
     append=1_000,
@@ -77,6 +104,8 @@ QUICK = Size(
     per_writer=100,
     catchup=10_000,
     tail_events=100,
+    relay_drain=5_000,
+    e2e_seconds=3,
 )
 
 SIZES: dict[str, Size] = {"quick": QUICK, "full": FULL}
@@ -90,6 +119,11 @@ TAIL_SPACING_S = 0.005
 # The read model of the g_* workloads: one row per event in a table of this name, keyed
 # by "<stream id>:<version>" (see item_key()), with the event's amount.
 ITEMS_TABLE = "items"
+# The offered load of h_e2e_p99_ms: appends per second, one event each, on a steady
+# schedule by absolute time.
+E2E_RATE = 1_000
+# The window of the broker-only publisher (h_relay_drain's ceiling): messages in flight.
+BROKER_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -131,9 +165,18 @@ SYSTEMS: dict[str, str] = {
     "chronik": "chronik_system",
     "eventsourcing": "eventsourcing_peer",
     "raw": "raw",
+    "broker": "broker",
 }
 
-BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
+BACKENDS: tuple[str, ...] = ("sqlite", "postgres", "nats", "rabbitmq")
+
+# The event-store workloads: every system with an event store, on SQLite and PostgreSQL.
+STORE_SYSTEMS: tuple[str, ...] = ("chronik", "eventsourcing", "raw")
+STORE_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
+# The messaging workloads: chronik's outbox, relay and consumer on PostgreSQL with a
+# broker, and the broker's own client alone as the ceiling.
+MESSAGING_SYSTEMS: tuple[str, ...] = ("chronik", "broker")
+MESSAGING_BACKENDS: tuple[str, ...] = ("nats", "rabbitmq")
 
 
 @dataclass(frozen=True)
@@ -145,10 +188,23 @@ class Workload:
     # "events": report events_per_s; "loads": report ops_per_s (loads per second);
     # "ms": a latency, report p99_ms (and p50_ms), lower is better.
     unit: Literal["events", "loads", "ms"] = "events"
+    # Where it runs: the runner measures only these backends and systems.
+    backends: tuple[str, ...] = STORE_BACKENDS
+    systems: tuple[str, ...] = STORE_SYSTEMS
+    # A latency measured under a steady offered load (events/s): its row also reports
+    # the achieved rate (events / seconds of the timed part) as events_per_s.
+    offered_per_s: int | None = None
+    # The goal the report checks, if any: the least chronik / ceiling rate ratio, or
+    # the most p99 in ms.
+    target_ratio: float | None = None
+    target_p99_ms: float | None = None
 
     @property
     def lower_is_better(self) -> bool:
         return self.unit == "ms"
+
+    def applies_to(self, backend: str, system: str) -> bool:
+        return backend in self.backends and system in self.systems
 
 
 # The workload registry, in run order. Later workloads (e.g. "g_catchup") are added
@@ -185,6 +241,28 @@ register_workload(
         "live tail: append 1 event at a time to a caught-up projection,"
         " ms from the append's commit to the projection's commit",
         "ms",
+    )
+)
+register_workload(
+    Workload(
+        "h_relay_drain",
+        "drain a pre-filled outbox to the broker (one ~380-byte CloudEvents message per event);"
+        " the broker system publishes as many messages of the same size, 256 in flight",
+        backends=MESSAGING_BACKENDS,
+        systems=MESSAGING_SYSTEMS,
+        target_ratio=0.5,
+    )
+)
+register_workload(
+    Workload(
+        "h_e2e_p99_ms",
+        f"end to end at {E2E_RATE:,} events/s offered: ms from the producer's append commit"
+        " (outbox) through relay, broker and consumer to the consumer's append commit (inbox)",
+        "ms",
+        backends=MESSAGING_BACKENDS,
+        systems=MESSAGING_SYSTEMS,
+        offered_per_s=E2E_RATE,
+        target_p99_ms=50.0,
     )
 )
 

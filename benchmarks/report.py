@@ -5,9 +5,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from benchmarks.common import BACKENDS, SIZES, SYSTEMS, WORKLOADS, Size
+from benchmarks.common import (
+    BACKENDS,
+    SIZES,
+    STORE_SYSTEMS,
+    SYSTEMS,
+    WORKLOADS,
+    Size,
+    Workload,
+)
 
 COMPARED = "chronik"  # the system compared with the others in the ratio columns
+CEILING = "broker"  # the messaging workloads' reference: the broker's own client alone
 
 
 def _rate(value: float | None) -> str:
@@ -125,13 +134,106 @@ def _machine_lines(machine: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _collect(
+    workload: str,
+    backend: str,
+    by_system: dict[str, dict[str, Any]],
+    notes: list[str],
+    not_applicable: list[str],
+    failures: list[str],
+) -> None:
+    """The row's notes, reasons for n/a and failures, for the lists under the tables."""
+    for system in SYSTEMS:
+        entry = by_system.get(system)
+        if entry is None:
+            continue
+        where = f"- `{workload}` / {backend} / {system}:"
+        if entry.get("error"):
+            error = str(entry["error"])
+            if entry.get("not_applicable"):
+                reason = error.removeprefix("not applicable: ")
+                not_applicable.append(f"{where} {_one_line(reason)}")
+            else:
+                failures.append(f"{where} {_one_line(error)}")
+        elif entry.get("note"):
+            notes.append(f"{where} {_one_line(str(entry['note']))}")
+
+
+def _censored(result: dict[str, Any] | None, workload: Workload, size: Size | None) -> bool:
+    """Whether fewer events were effected than offered (the latencies are lower bounds)."""
+    if result is None or workload.offered_per_s is None or size is None:
+        return False
+    return int(result.get("events", 0)) < workload.offered_per_s * size.e2e_seconds
+
+
+def _offered_cell(result: dict[str, Any] | None, workload: Workload, size: Size | None) -> str:
+    """A latency under offered load: p99 (p50, and the rate achieved of the rate offered).
+
+    When fewer events were effected than offered, the rest were counted with their
+    latency at the cut-off: the percentiles are lower bounds, marked ">=".
+    """
+    p99 = _rate_of(result, workload.unit)
+    if result is None or p99 is None:
+        return "n/a"
+    bound = ">= " if _censored(result, workload, size) else ""
+    extra = [f"p50 {bound}{_ms(_p50_of(result))}"]
+    achieved = result.get("events_per_s")
+    if achieved is not None and workload.offered_per_s is not None:
+        extra.append(f"{_rate(float(achieved))} of {workload.offered_per_s:,} events/s")
+    return f"{bound}{_ms(p99)} ({', '.join(extra)})"
+
+
+def _target_cell(
+    workload: Workload, chronik: float | None, ceiling: float | None, lower_bound: bool = False
+) -> str:
+    if workload.target_ratio is not None:
+        goal = f">= {workload.target_ratio:.2f}x broker"
+        if chronik is None or ceiling is None or ceiling <= 0:
+            return f"{goal}: n/a"
+        met = chronik / ceiling >= workload.target_ratio
+    elif workload.target_p99_ms is not None:
+        goal = f"p99 < {workload.target_p99_ms:g} ms"
+        if chronik is None:
+            return f"{goal}: n/a"
+        if lower_bound and chronik < workload.target_p99_ms:
+            return f"{goal}: unknown (a lower bound)"
+        met = chronik < workload.target_p99_ms
+    else:
+        return ""
+    return f"{goal}: {'met' if met else '**missed**'}"
+
+
+def _messaging_row(
+    workload: Workload, backend: str, by_system: dict[str, dict[str, Any]], size: Size | None
+) -> str:
+    unit = workload.unit
+    chronik, ceiling = by_system.get(COMPARED), by_system.get(CEILING)
+    rates = {s: _rate_of(by_system.get(s), unit) for s in (COMPARED, CEILING)}
+    if workload.offered_per_s is not None:
+        figures = [_offered_cell(chronik, workload, size), _offered_cell(ceiling, workload, size)]
+    else:
+        figures = [_figure_cell(chronik, unit), _figure_cell(ceiling, unit)]
+    ratio = _latency_ratio if unit == "ms" else _ratio
+    cells = [
+        f"`{workload.name}`",
+        backend,
+        _UNIT_LABEL.get(unit, f"{unit}/s"),
+        *figures,
+        ratio(rates[COMPARED], rates[CEILING]),
+        _target_cell(workload, rates[COMPARED], rates[CEILING], _censored(chronik, workload, size)),
+        _mib(_mem_of(chronik)),
+        _mib(_mem_of(ceiling)),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def render_markdown(doc: dict[str, Any]) -> str:
     machine: dict[str, Any] = doc.get("machine", {})
     results: list[dict[str, Any]] = sorted(doc.get("results", []), key=sort_key)
     size_name = str(doc.get("size", "?"))
     size = SIZES.get(size_name)
     pg: dict[str, Any] = machine.get("postgres") or {}
-    systems = list(SYSTEMS)
+    systems = list(STORE_SYSTEMS)
 
     out: list[str] = [
         "# Benchmarks",
@@ -180,12 +282,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
         " chronik can beat `raw` on `c_batch` and `f_concurrent` with the same durability."
         " `raw` does not decode what it reads; chronik and eventsourcing build event"
         " objects.",
+        "- The messaging workloads (`h_*`, in their own table) run on PostgreSQL with a"
+        " broker: backend `nats` is PostgreSQL + NATS JetStream, `rabbitmq` PostgreSQL +"
+        " RabbitMQ. `broker` is the broker's own client alone, publishing messages of the"
+        " same size with 256 in flight: the ceiling a relay could reach. `h_relay_drain`"
+        " times chronik's relay (default batches of 256) draining a pre-filled outbox;"
+        " `h_e2e_p99_ms` offers a steady load and times each event from the producer's"
+        " append commit to the consumer's append commit (effect + inbox mark), relay,"
+        " broker and consumer in one process; its cell also gives the rate achieved, and"
+        " `>=` marks lower bounds: events with no effect by the end of the run (half as"
+        " long after the last append as the load was offered) count with their latency"
+        " then.",
         "",
         "Workloads:",
         "",
     ]
     out += [f"- `{w.name}`: {w.title}" for w in WORKLOADS.values()]
-    out += [
+    store_header = [
         "",
         "| workload | backend | unit | chronik | eventsourcing | raw"
         " | chronik / eventsourcing | chronik / raw"
@@ -200,8 +313,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
     failures: list[str] = []
     not_applicable: list[str] = []
     notes: list[str] = []
+    messaging: list[str] = []
     for (workload, backend), by_system in rows.items():
         known = WORKLOADS.get(workload)
+        if known is not None and CEILING in known.systems:
+            messaging.append(_messaging_row(known, backend, by_system, size))
+            _collect(workload, backend, by_system, notes, not_applicable, failures)
+            continue
         unit = known.unit if known is not None else "events"
         rates = {s: _rate_of(by_system.get(s), unit) for s in systems}
         mems = {s: _mem_of(by_system.get(s)) for s in systems}
@@ -216,22 +334,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
             *(_mib(mems[s]) for s in systems),
             _ratio(mems[COMPARED], mems["eventsourcing"]),
         ]
+        if store_header:  # the event-store table, once it has a row
+            out += store_header
+            store_header = []
         out.append("| " + " | ".join(cells) + " |")
-        for system in systems:
-            entry = by_system.get(system)
-            if entry is None:
-                continue
-            where = f"- `{workload}` / {backend} / {system}:"
-            if entry.get("error"):
-                error = str(entry["error"])
-                if entry.get("not_applicable"):
-                    reason = error.removeprefix("not applicable: ")
-                    not_applicable.append(f"{where} {_one_line(reason)}")
-                else:
-                    failures.append(f"{where} {_one_line(error)}")
-            elif entry.get("note"):
-                notes.append(f"{where} {_one_line(str(entry['note']))}")
+        _collect(workload, backend, by_system, notes, not_applicable, failures)
 
+    if messaging:
+        out += [
+            "",
+            "Messaging (PostgreSQL event store + broker; `broker` is the broker's client alone,"
+            " the ceiling):",
+            "",
+            "| workload | backend | unit | chronik | broker | chronik / broker | target"
+            " | chronik MiB | broker MiB |",
+            "|---|---|---|--:|--:|--:|---|--:|--:|",
+            *messaging,
+        ]
     if notes:
         out += ["", "Notes:", "", *notes]
     if not_applicable:

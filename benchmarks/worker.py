@@ -8,7 +8,9 @@ status 1), marked ``not_applicable`` when the system cannot do the workload on t
 
 The SQLite target is a fresh temporary directory named ``bench_<system>_<workload>_<pid>_*``
 and the PostgreSQL target a fresh schema ``bench_<system>_<workload>_<pid>``, so that the
-runner can clean either up after a worker it had to kill.
+runner can clean either up after a worker it had to kill. The messaging backends
+(``nats``, ``rabbitmq``) are a fresh PostgreSQL schema plus the broker's URL; a system
+may create more schemas named ``<schema>_<suffix>``, which are dropped with it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from psycopg import sql
 from benchmarks.common import (
     BACKENDS,
     DEFAULT_POSTGRES_URL,
+    MESSAGING_BACKENDS,
     SIZES,
     SYSTEMS,
     WORKLOADS,
@@ -40,6 +43,7 @@ from benchmarks.common import (
     NotApplicable,
     System,
     Target,
+    broker_url,
 )
 
 
@@ -49,8 +53,13 @@ def target_prefix(system: str, workload: str, pid: int) -> str:
 
 
 def drop_schema(postgres_url: str, schema: str) -> None:
+    """Drop the schema and the extra ones a system made beside it (``<schema>_<suffix>``)."""
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        extra = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (f"{schema}_",)
+        ).fetchall()
+        for name in [schema, *(row[0] for row in extra)]:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @contextmanager
@@ -61,11 +70,11 @@ def fresh_target(backend: str, postgres_url: str, name: str) -> Iterator[Target]
             yield Target("sqlite", str(Path(directory) / "events.db"), postgres_url, "")
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-    elif backend == "postgres":
+    elif backend == "postgres" or backend in MESSAGING_BACKENDS:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         try:
-            yield Target("postgres", "", postgres_url, name)
+            yield Target(backend, "", postgres_url, name, broker_url(backend))
         finally:
             drop_schema(postgres_url, name)
     else:
@@ -101,11 +110,15 @@ def result_fields(measurement: Measurement, workload: str | None = None) -> dict
     latency = known.lower_is_better if known is not None else measurement.p99_ms is not None
     if latency and (measurement.p50_ms is None or measurement.p99_ms is None):
         raise RuntimeError(f"latency workload {workload!r} without p50_ms/p99_ms: {measurement}")
+    # A rate means nothing for a latency workload whose loop is paced by its own progress;
+    # under a steady offered load it is the rate achieved.
+    offered = known is not None and known.offered_per_s is not None
     fields: dict[str, Any] = {
         "events": measurement.events,
         "seconds": measurement.seconds,
-        # A rate means nothing for a latency workload, whose loop is paced.
-        "events_per_s": None if latency else measurement.events / measurement.seconds,
+        "events_per_s": (
+            None if latency and not offered else measurement.events / measurement.seconds
+        ),
     }
     if measurement.ops is not None:
         fields["ops"] = measurement.ops
@@ -136,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     name = target_prefix(args.system, args.workload, os.getpid())
     try:
+        known = WORKLOADS.get(args.workload)
+        if known is not None and args.backend not in known.backends:
+            raise ValueError(
+                f"{args.workload} runs on {', '.join(known.backends)}, not on {args.backend}"
+            )
         system = load_system(args.system)
         with fresh_target(args.backend, args.postgres_url, name) as target:
             measurement = system.run(args.workload, target, SIZES[args.size])

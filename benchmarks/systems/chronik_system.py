@@ -2,7 +2,7 @@
 
 Writers are asyncio tasks on one store (chronik's API is async); the store is opened
 by URL with its default durability (SQLite WAL + synchronous=FULL; PostgreSQL with
-synchronous_commit on).
+synchronous_commit on). The messaging workloads (``h_*``) are in ``chronik_messaging``.
 """
 
 from __future__ import annotations
@@ -238,6 +238,11 @@ _WORKLOADS: dict[str, Callable[[BaseEventStore, Size], Awaitable[Measurement]]] 
 
 
 def run(workload: str, target: Target, size: Size) -> Measurement:
+    if workload.startswith("h_"):
+        # The messaging workloads (outbox, relay, consumer with a broker): their module.
+        from benchmarks.systems import chronik_messaging
+
+        return chronik_messaging.run(workload, target, size)
     measure = _WORKLOADS.get(workload)
     if measure is None:
         raise unknown_workload(workload)
