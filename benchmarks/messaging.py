@@ -29,8 +29,8 @@ import nats.js.errors
 
 from benchmarks.common import EVENT_LABEL, Target
 from chronik.eventstore.ids import uuid7
-from chronik.messaging import Envelope, PublishedLanguage, public
-from chronik.messaging.envelope import encode_envelope
+from chronik.messaging import PublishedLanguage, public
+from chronik.messaging.envelope import encode_envelope, envelope
 
 # As in chronik.messaging: the NATS stream, its subject prefix and the AMQP exchange.
 NATS_STREAM = "CHRONIK"
@@ -90,7 +90,7 @@ def envelope_body(names: RunNames, message_id: str, stream_id: str, n: int) -> b
     """
     now = datetime.now(UTC)
     return encode_envelope(
-        Envelope(
+        envelope(
             id=message_id,
             source=names.source,
             type=names.type,

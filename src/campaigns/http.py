@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from campaigns import handlers
 from campaigns.domain import Campaign
@@ -20,14 +20,14 @@ Behaviour = Literal["confirm", "reject", "delay", "fail", "silent"]
 
 class NewCampaign(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["Spring sale"])
-    cost_cents: int = Field(gt=0, le=10**12)
+    cost_cents: StrictInt = Field(gt=0, le=10**12)
     partner_behaviour: Behaviour = Field(
         "confirm", description="How the fake partner answers: the unhappy paths on demand"
     )
 
 
 class TopUp(BaseModel):
-    amount_cents: int = Field(gt=0, le=10**12)
+    amount_cents: StrictInt = Field(gt=0, le=10**12)
 
 
 class CampaignView(BaseModel):

@@ -7,6 +7,7 @@ embedded SQLite store in that directory).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -43,7 +44,8 @@ dead_app = typer.Typer(help="Messages consumers gave up on.", no_args_is_help=Tr
 app.add_typer(dead_app, name="dead-letters")
 
 console = Console()
-errors = Console(stderr=True)
+# Errors are one line each, however narrow the terminal (or absent, in a pod's logs).
+errors = Console(stderr=True, soft_wrap=True)
 
 StoreUrl = Annotated[
     str | None, typer.Option("--store-url", help="The event store URL (sqlite:///, postgresql://).")
@@ -93,6 +95,46 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 @app.callback()
 def _root() -> None:
     """Event-sourced, CQRS services built the domain-driven way."""
+    _configure_logging()
+
+
+class _PoolRetries(logging.Filter):
+    """Drops psycopg_pool's warnings about failed connection attempts.
+
+    Each is several lines (the driver's message); a command that cannot connect says so
+    itself, once, as chronik's one-line error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("psycopg.pool") and record.levelno < logging.ERROR)
+
+
+class _OneLine(logging.Formatter):
+    """``level: logger: message`` on one line, whatever the message holds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.levelname.lower()}: {record.name}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            text += f" ({type(error).__name__}: {error})"
+        return " ".join(text.split())
+
+
+def _configure_logging() -> None:
+    """Warnings on stderr, one line each, for the commands that run and exit.
+
+    Without a handler, Python's last-resort one prints library warnings as they come.
+    ``serve`` and ``demo`` replace this with the runtime's structured logs; a handler
+    someone else installed (a test's, an embedding program's) is left alone.
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    handler.addFilter(_PoolRetries())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 @app.command()

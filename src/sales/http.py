@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
@@ -19,8 +19,9 @@ PROJECTIONS = ["lead_search", "lead_analysis"]
 
 
 class NewLead(BaseModel):
-    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
-    phone: str = Field(min_length=5, max_length=20, examples=["+44 20 7946 0958"])
+    # The same rules as ContactDetails, so the document promises what the domain takes.
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])
+    phone: str = Field(pattern=r"^\+?[0-9 ()\-]{5,20}$", examples=["+44 20 7946 0958"])
 
 
 class Note(BaseModel):
@@ -34,7 +35,7 @@ class FollowUp(BaseModel):
 
 
 class NewOrder(BaseModel):
-    amount_cents: int = Field(gt=0, le=10**12)
+    amount_cents: StrictInt = Field(gt=0, le=10**12)
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])
 
 
@@ -183,11 +184,14 @@ def routes(runtime: Runtime) -> APIRouter:
     ) -> Any:
         rm = runtime.engine.read_models
         if q:
+            # With a status the matches are filtered after the search: search them all
+            # (the most a page may hold), or a lead of that status may be cut off.
+            wide = 200 if status else limit
             found = {
                 d["lead_id"]: d
-                for d in await rm.search("lead_search", "leads", "name", q, limit=limit)
+                for d in await rm.search("lead_search", "leads", "name", q, limit=wide)
             }
-            for d in await rm.search("lead_search", "leads", "phone", q, limit=limit):
+            for d in await rm.search("lead_search", "leads", "phone", q, limit=wide):
                 found.setdefault(d["lead_id"], d)
             docs = list(found.values())
             if status:
@@ -215,10 +219,19 @@ def routes(runtime: Runtime) -> APIRouter:
             datetime | None, Query(description="As of this time (with a timezone)")
         ] = None,
     ) -> Any:
-        """The lead as the aggregate was: now, as of a version, or as of a time."""
+        """The lead as the aggregate was: now, as of a version, or as of a time.
+
+        Given both a version and a time, the lead as of whichever came first.
+        """
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
-        lead = await handlers.leads(store).load(lead_id, version=version, at=at)
+        leads = handlers.leads(store)
+        if version is not None and at is not None:
+            version = min(version, await store.version_at(leads.stream_id(lead_id), at))
+            at = None
+            if version == 0:
+                raise StreamNotFoundError(leads.stream_id(lead_id), "at or before that time")
+        lead = await leads.load(lead_id, version=version, at=at)
         return LeadState(
             lead_id=lead.id,
             version=lead.version,

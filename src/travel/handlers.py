@@ -79,7 +79,7 @@ class TravelHandlers:
             uuid.uuid4().hex[:12],
             traveller="sales team",
             destination=visit.city,
-            depart_on=visit.on.date(),
+            depart_on=visit.on.astimezone(UTC).date(),  # the domain's dates are UTC's
             at=_now(),
             lead_id=visit.lead_id,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -58,13 +59,62 @@ class NotConsistentError(ChronikError):
     """The read model did not reach the requested position in time."""
 
 
+# W3C Trace Context, 3.2: version-traceid-parentid-flags, lowercase hex; a later version
+# may append fields after another '-'.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
 def _traceparent(header: str | None) -> str:
-    """The incoming W3C traceparent, or a new trace started here."""
-    if header:
-        parts = header.strip().split("-")
-        if len(parts) == 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-            return header.strip()
+    """The incoming W3C traceparent, or a new trace started here.
+
+    An invalid one is ignored, as the spec asks, rather than stored with the events: a
+    version of ff, ids that are not lowercase hex or are all zeros, or version 00 with
+    extra fields. A valid one of a later version is passed on as version 00, the one
+    spoken here.
+    """
+    found = _TRACEPARENT.fullmatch(header.strip()) if header else None
+    if found is not None:
+        version, trace_id, parent_id, flags, extra = found.groups()
+        valid = (
+            version != "ff"
+            and not (version == "00" and extra)
+            and trace_id != "0" * 32
+            and parent_id != "0" * 16
+        )
+        if valid:
+            return f"00-{trace_id}-{parent_id}-{flags}"
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lowercase name, decoded as latin-1.
+
+    HTTP allows any octet above 0x7f in a value (obs-text), so UTF-8 decoding could fail
+    on bad input; latin-1 maps every byte, as Starlette's own ``Headers`` does, and
+    ``encode("latin-1")`` gives the octets back unchanged.
+    """
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _bearer_token(authorization: str) -> bytes | None:
+    """The token of ``Bearer <token>`` as sent, or None for another scheme or none.
+
+    The scheme is matched without regard to case (RFC 9110, 11.1); a bare token without
+    it is no Bearer credential.
+    """
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip().encode("latin-1")
+
+
+def _unauthorized() -> Response:
+    return problem(
+        401,
+        "Unauthorized",
+        "write requests need the API token as 'Authorization: Bearer <token>'",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 class RequestContext:
@@ -77,26 +127,22 @@ class RequestContext:
         token = runtime.settings.api_token
         self.token = token.get_secret_value().encode() if token is not None else None
 
+    def _refused(self, method: str, path: str, headers: dict[str, str]) -> bool:
+        """Whether this request is a write that lacks the API token (when one is set)."""
+        if self.token is None or method not in WRITES or path in OPEN_PATHS:
+            return False
+        given = _bearer_token(headers.get("authorization", ""))
+        return given is None or not hmac.compare_digest(given, self.token)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        headers = _headers(scope)
         correlation = headers.get("x-correlation-id") or secrets.token_hex(8)
         traceparent = _traceparent(headers.get("traceparent"))
         method = scope["method"]
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-        if self.token is not None and method in WRITES and path not in OPEN_PATHS:
-            given = headers.get("authorization", "").removeprefix("Bearer ").encode()
-            if not hmac.compare_digest(given, self.token):
-                response = problem(
-                    401,
-                    "Unauthorized",
-                    "write requests need the API token as 'Authorization: Bearer <token>'",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
         status = 500
         started = time.perf_counter()
 
@@ -105,7 +151,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 extra = [
-                    (b"x-correlation-id", correlation.encode()),
+                    (b"x-correlation-id", correlation.encode("latin-1")),
                     (b"traceparent", traceparent.encode()),
                 ]
                 message["headers"] = [*message.get("headers", []), *extra]
@@ -113,6 +159,10 @@ class RequestContext:
 
         structlog.contextvars.bind_contextvars(correlation_id=correlation, trace=traceparent[3:35])
         try:
+            if self._refused(method, path, headers):
+                # Refused before the app: still answered with the request's ids.
+                await _unauthorized()(scope, receive, send_with_ids)
+                return
             with ambient_metadata(
                 Metadata(correlation_id=correlation, headers={"traceparent": traceparent}),
                 replace=True,
@@ -127,8 +177,31 @@ class RequestContext:
             structlog.contextvars.clear_contextvars()
 
 
+class RootPath:
+    """Pure ASGI middleware: the path prefix an Ingress routes, set on every request.
+
+    It puts ``root_path`` into the scope, as ``FastAPI(root_path=...)`` did before that
+    was deprecated. A server's ``--root-path`` is no substitute: uvicorn prepends it to
+    every path, so a request that arrives with the prefix (an Ingress that does not
+    rewrite) would carry it twice. Starlette routes with the prefix or without it, and
+    FastAPI names it in the OpenAPI document's ``servers``.
+    """
+
+    def __init__(self, app: ASGIApp, root_path: str) -> None:
+        self.app = app
+        self.root_path = root_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope["root_path"] = self.root_path
+        await self.app(scope, receive, send)
+
+
+# Documented under the media type they are sent as; FastAPI's "model" would put the
+# schema under the route's application/json instead. ``_ChronikAPI`` adds the schema.
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM: {}}, "description": text}
+    code: {"content": {PROBLEM: {"schema": _PROBLEM_REF}}, "description": text}
     for code, text in (
         (400, "Malformed request"),
         (401, "Missing or wrong API token"),
@@ -140,13 +213,25 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class _ChronikAPI(FastAPI):
+    """FastAPI whose OpenAPI document defines the Problem schema its errors refer to."""
+
+    def openapi(self) -> dict[str, Any]:
+        document = super().openapi()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        if "Problem" not in schemas:
+            schemas["Problem"] = Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}", mode="serialization"
+            )
+        return document
+
+
 def create_app(runtime: Runtime) -> FastAPI:
     """The FastAPI app of a runtime: each context's routes, probes and /metrics."""
     settings = runtime.settings
     metrics = Metrics()
-    app = FastAPI(
+    app = _ChronikAPI(
         title=" + ".join(s.name for s in runtime.specs) + " (chronik)",
-        root_path=settings.http_root_path,
         responses=_PROBLEMS,
     )
     app.state.runtime = runtime
@@ -183,6 +268,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         app.include_router(router, prefix=prefix, tags=[spec.name])
 
     app.add_middleware(RequestContext, runtime=runtime, metrics=metrics)
+    if settings.http_root_path:
+        app.add_middleware(RootPath, root_path=settings.http_root_path)  # outermost
     return app
 
 

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from chronik.errors import (
     ConcurrencyError,
@@ -32,9 +33,17 @@ from chronik.errors import (
     StreamNotFoundError,
 )
 
-__all__ = ["PROBLEM", "Problem", "ProblemResponse", "install_problem_handlers", "problem"]
+__all__ = [
+    "PROBLEM",
+    "Problem",
+    "ProblemResponse",
+    "allowed_methods",
+    "install_problem_handlers",
+    "problem",
+]
 
 PROBLEM = "application/problem+json"
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 log = logging.getLogger("chronik.http")
 
 
@@ -74,6 +83,23 @@ def problem(
     return ProblemResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on the request's path.
+
+    Starlette's 405 names the methods of the first route that matches the path only
+    (``Allow: POST`` for ``/tickets`` though ``GET /tickets`` exists too), so each
+    method is tried against all routes, as the router would match it.
+    """
+    routes = request.app.router.routes
+    path, root_path = request.scope["path"], request.scope.get("root_path", "")
+    allowed = []
+    for method in METHODS:
+        probe = {"type": "http", "path": path, "root_path": root_path, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Every error a route can raise becomes a problem response."""
 
@@ -94,6 +120,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> ProblemResponse:
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return problem(exc.status_code, str(exc.detail), request=request, headers=headers)
 
     @app.exception_handler(ConcurrencyError)

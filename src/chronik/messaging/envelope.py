@@ -17,25 +17,58 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["CONTENT_TYPE", "Envelope", "decode_envelope", "encode_envelope"]
+__all__ = ["CONTENT_TYPE", "Envelope", "decode_envelope", "encode_envelope", "envelope"]
 
 CONTENT_TYPE = "application/cloudevents+json"
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A CloudEvent as chronik sends it. Extension names follow the spec: lowercase."""
+    """A CloudEvent as chronik sends it. Extension names follow the spec: lowercase.
 
-    specversion: str = "1.0"
+    ``specversion`` and ``datacontenttype`` have no defaults on purpose: with
+    ``omit_defaults`` a field equal to its default is not written, and CloudEvents
+    requires ``specversion`` in every event. Build one with ``envelope(...)``.
+    """
+
+    specversion: str
     id: str
     source: str
     type: str
     subject: str
     time: datetime
-    datacontenttype: str = "application/json"
+    datacontenttype: str
     data: Any
     correlationid: str | None = None
     causationid: str | None = None
     traceparent: str | None = None
+
+
+def envelope(
+    *,
+    id: str,
+    source: str,
+    type: str,
+    subject: str,
+    time: datetime,
+    data: Any,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+    traceparent: str | None = None,
+) -> Envelope:
+    """A CloudEvents 1.0 envelope with JSON data."""
+    return Envelope(
+        specversion="1.0",
+        id=id,
+        source=source,
+        type=type,
+        subject=subject,
+        time=time,
+        datacontenttype="application/json",
+        data=data,
+        correlationid=correlationid,
+        causationid=causationid,
+        traceparent=traceparent,
+    )
 
 
 _encode = msgspec.json.Encoder().encode

@@ -119,8 +119,12 @@ class MemoryMessageStorage:
 
         return apply
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
-        waiting = [entry[0] for _, entry in sorted(self.state.outbox.items()) if entry[2] is None]
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
+        waiting = [
+            entry[0]
+            for position, entry in sorted(self.state.outbox.items())
+            if entry[2] is None and position > after
+        ]
         return waiting[:limit]
 
     async def mark_published(self, positions: Sequence[int]) -> None:

@@ -8,7 +8,7 @@ from chronik.errors import ConfigurationError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent
 from chronik.messaging.contracts import PublishedLanguage
-from chronik.messaging.envelope import Envelope, encode_envelope
+from chronik.messaging.envelope import encode_envelope, envelope
 from chronik.messaging.storage import MessageStorage, OutboxRow, storage_for
 
 __all__ = ["Outbox", "Translate"]
@@ -65,7 +65,7 @@ class Outbox:
                     f"{self.source!r} may only publish its own events, not {spec.type!r}"
                 )
             headers = recorded.metadata.headers or {}
-            envelope = Envelope(
+            body = envelope(
                 id=str(recorded.id),
                 source=self.source,
                 type=spec.type,
@@ -82,7 +82,7 @@ class Outbox:
                     str(recorded.id),
                     recorded.stream_id,
                     spec.type,
-                    encode_envelope(envelope),
+                    encode_envelope(body),
                 )
             )
         if not rows:

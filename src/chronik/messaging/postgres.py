@@ -88,15 +88,15 @@ class PostgresMessageStorage:
             ),
         )
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
         async with self.store.transaction() as conn:
             cur = conn.cursor(binary=True)
             await cur.execute(
                 self._q(
                     "SELECT position, message_id, stream_id, type, body FROM {s}.chronik_outbox "
-                    "WHERE published_at IS NULL ORDER BY position LIMIT %s"
+                    "WHERE published_at IS NULL AND position > %s ORDER BY position LIMIT %s"
                 ),
-                (limit,),
+                (after, limit),
             )
             rows = await cur.fetchall()
         return [OutboxRow(p, m, s, t, bytes(b)) for p, m, s, t, b in rows]

@@ -5,7 +5,8 @@ key, persistent, the event id as ``message_id``. Publishes are pipelined on one
 channel with publisher confirms: each message counts as sent once the broker
 confirmed it. A consumer has one durable queue (``chronik.<name>``) bound to each
 type it handles; messages are handled one at a time and acked after the handler
-returned; a handler that raises has its message requeued after a short pause.
+returned; a handler that raises gets the same message again after a short pause, so
+the messages behind it never overtake it.
 RabbitMQ does not deduplicate: the consumer's inbox drops a redelivered message.
 """
 
@@ -128,26 +129,42 @@ class RabbitMQBroker:
         return _Subscription(task, channel)
 
     async def _consume(self, queue: aio_pika.abc.AbstractQueue, handler: MessageHandler) -> None:
+        """Read the queue through one iterator for the subscription's whole life.
+
+        The robust channel restores the iterator's consumer after a reconnect; a second
+        iterator opened here would leave that one holding ``prefetch`` messages unread.
+        """
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await self._handle(message, handler)
+
+    async def _handle(
+        self, message: aio_pika.abc.AbstractIncomingMessage, handler: MessageHandler
+    ) -> None:
+        """Handle one message until its handler returns, then ack it.
+
+        A handler that raises (the consumer's database is down) gets the same message
+        again after a pause, here, rather than by a requeue: the messages already
+        prefetched behind it would take effect first.
+        """
+        attempt = 2 if message.redelivered else 1
         while True:
+            delivery = Delivery(
+                message.message_id or "",
+                message.type or (message.routing_key or "").removeprefix(self.prefix),
+                message.body,
+                attempt,
+            )
             try:
-                async with queue.iterator() as messages:
-                    async for message in messages:
-                        delivery = Delivery(
-                            message.message_id or "",
-                            message.type or (message.routing_key or "").removeprefix(self.prefix),
-                            message.body,
-                            2 if message.redelivered else 1,
-                        )
-                        try:
-                            await handler(delivery)
-                        except Exception as exc:
-                            log.warning("handler failed on %s (%s); requeued", delivery.id, exc)
-                            await asyncio.sleep(self.redeliver_delay)
-                            await message.nack(requeue=True)
-                            continue
-                        await message.ack()
-            except asyncio.CancelledError:
-                raise
+                await handler(delivery)
+                break
             except Exception as exc:
-                log.warning("RabbitMQ consumer stopped (%s); resuming", exc)
+                log.warning("handler failed on %s (%s); trying it again", delivery.id, exc)
                 await asyncio.sleep(self.redeliver_delay)
+                attempt += 1
+        try:
+            await message.ack()
+        except Exception as exc:
+            # The channel went away under it: the broker delivers it again, and the
+            # consumer's inbox knows it was handled.
+            log.warning("ack of %s failed (%s); it will come again", delivery.id, exc)

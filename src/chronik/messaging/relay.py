@@ -86,30 +86,61 @@ class Relay:
         self.state = "stopped"
 
     async def _relay(self, stop: asyncio.Event) -> None:
+        """Publish batch after batch; a batch's database work overlaps the next's publish.
+
+        While batch N is on the wire, batch N's successor is read and batch N-1 is
+        marked published: the relay waits on the broker or the database, not both in
+        turn. Outbox rows commit in position order (the append's lock is held to its
+        commit), so reading on past the last position read skips nothing; after a
+        failure or when idle the relay reads from the oldest unpublished row again.
+        """
         delay = self.backoff
-        while not stop.is_set():
-            head = await self.store.head_position()
-            rows = await self.storage.pending(self.batch)
-            if not rows:
-                self.state = "idle"
-                self._measure()
-                await self._purge()
-                await self.store.wait_for_events(head, self.idle_wait)
-                continue
-            self.state = "relaying"
-            published, failure = await self._publish(rows)
-            if published:
-                await self.storage.mark_published(published)
-                self.relayed += len(published)
-                self._measure()
-            if failure is not None:
-                self.state, self.error = "broker_down", f"{type(failure).__name__}: {failure}"
-                log.warning("relay: broker refused (%s); again in %.1f s", failure, delay)
-                await _sleep(stop, delay)
-                delay = min(delay * 2, self.max_backoff)
-            else:
-                delay = self.backoff
-                self.error = None
+        marking: asyncio.Task[None] | None = None
+        reading: asyncio.Task[list[OutboxRow]] | None = None
+        try:
+            while not stop.is_set():
+                head = await self.store.head_position()
+                rows = await (reading or self.storage.pending(self.batch))
+                reading = None
+                if not rows:
+                    await _finish(marking)
+                    marking = None
+                    self.state = "idle"
+                    self._measure()
+                    await self._purge()
+                    await self.store.wait_for_events(head, self.idle_wait)
+                    continue
+                self.state = "relaying"
+                reading = asyncio.create_task(self.storage.pending(self.batch, rows[-1].position))
+                published, failure = await self._publish(rows)
+                await _finish(marking)
+                marking = None
+                if published:
+                    marking = asyncio.create_task(self._mark(published))
+                if failure is not None:
+                    await _drop(reading)
+                    reading = None
+                    await _finish(marking)
+                    marking = None
+                    self.state, self.error = "broker_down", f"{type(failure).__name__}: {failure}"
+                    log.warning("relay: broker refused (%s); again in %.1f s", failure, delay)
+                    await _sleep(stop, delay)
+                    delay = min(delay * 2, self.max_backoff)
+                else:
+                    delay = self.backoff
+                    self.error = None
+            await _finish(marking)
+        finally:
+            await _drop(reading)
+            if marking is not None:
+                marking.cancel()
+                with contextlib.suppress(BaseException):
+                    await marking
+
+    async def _mark(self, positions: list[int]) -> None:
+        await self.storage.mark_published(positions)
+        self.relayed += len(positions)
+        self._measure()
 
     async def _publish(self, rows: list[OutboxRow]) -> tuple[list[int], BaseException | None]:
         messages = [OutgoingMessage(r.message_id, r.type, r.stream_id, r.body) for r in rows]
@@ -140,6 +171,19 @@ class Relay:
         if now - self._last_purge > 60:
             self._last_purge = now
             await self.storage.purge_published(self.retention)
+
+
+async def _finish(task: asyncio.Task[None] | None) -> None:
+    """Wait for ``task`` (its error, if any, is raised here)."""
+    if task is not None:
+        await task
+
+
+async def _drop(task: asyncio.Task[list[OutboxRow]] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

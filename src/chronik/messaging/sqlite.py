@@ -69,11 +69,11 @@ class SQLiteMessageStorage:
             [(r.position, r.message_id, r.stream_id, r.type, r.body, now) for r in rows],
         )
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
         rows = self.store.query(
             "SELECT position, message_id, stream_id, type, body FROM chronik_outbox "
-            "WHERE published_at IS NULL ORDER BY position LIMIT ?",
-            (limit,),
+            "WHERE published_at IS NULL AND position > ? ORDER BY position LIMIT ?",
+            (after, limit),
         )
         return [OutboxRow(p, m, s, t, bytes(b)) for p, m, s, t, b in rows]
 

@@ -59,8 +59,8 @@ class MessageStorage(Protocol):
         """Write outbox rows on the append's connection (memory: apply when called back)."""
         ...
 
-    async def pending(self, limit: int) -> list[OutboxRow]:
-        """Unpublished rows, oldest position first."""
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
+        """Unpublished rows past position ``after``, oldest position first."""
         ...
 
     async def mark_published(self, positions: Sequence[int]) -> None: ...

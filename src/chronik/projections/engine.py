@@ -48,6 +48,12 @@ __all__ = [
 
 log = logging.getLogger("chronik.projections")
 
+#: the longest a failed runner waits before trying again: short enough that readiness
+#: comes back soon after the database does
+MAX_BACKOFF = 5.0
+#: how often a reader waiting for another process's progress reads the stored checkpoint
+FOLLOW_POLL = 0.02
+
 
 class LostLeadershipError(ChronikError):
     """Another runner moved this projection's checkpoint: this one must stop."""
@@ -135,6 +141,8 @@ class ProjectionRunner:
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
         self.state = "starting"
+        #: True while this runner holds the projection and applies its events here
+        self.leading = False
         self.checkpoint = 0
         self.head = 0
         self.error: str | None = None
@@ -148,7 +156,12 @@ class ProjectionRunner:
     # -- running -----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set: lead when possible, else stand by."""
+        """Run until ``stop`` is set: lead when possible, else stand by.
+
+        Any failure (the database gone, leadership lost, a bug) puts the runner in state
+        "error" and it tries again with growing backoff: a runner that ended would leave
+        its projection, and so readiness, stuck until the process restarts.
+        """
         backoff = self.retry_backoff
         while not stop.is_set():
             try:
@@ -160,16 +173,26 @@ class ProjectionRunner:
                         continue
                     await self._lead(stop)
                     backoff = self.retry_backoff
-            except (EventStoreError, LostLeadershipError) as exc:
+            except Exception as exc:
                 self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
-                log.warning("projection %s: %s; again in %.1f s", self.name, exc, backoff)
+                if isinstance(exc, EventStoreError | LostLeadershipError):
+                    log.warning("projection %s: %s; again in %.1f s", self.name, exc, backoff)
+                else:  # not an outage: a bug, whose traceback is worth the lines
+                    log.exception("projection %s failed; again in %.1f s", self.name, backoff)
                 await _sleep(stop, backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, MAX_BACKOFF)
         if self.state not in ("standby",):
             self.state = "stopped"
             await self._write_status(force=True, quiet=True)
 
     async def _lead(self, stop: asyncio.Event) -> None:
+        self.leading = True
+        try:
+            await self._lead_until(stop)
+        finally:
+            self.leading = False
+
+    async def _lead_until(self, stop: asyncio.Event) -> None:
         await self._ensure()
         last_requests = 0.0
         while not stop.is_set():
@@ -458,20 +481,30 @@ class ProjectionRunner:
         )
 
     async def wait_until(self, position: int, max_wait: float) -> bool:
-        """Wait until the checkpoint reaches ``position``; False if ``max_wait`` ran out."""
+        """Wait until the checkpoint reaches ``position``; False if ``max_wait`` ran out.
+
+        While this runner leads, its own progress wakes the waiter. Otherwise the events
+        are applied elsewhere (another replica leads, or this process does not run the
+        projections role and never started the runner), so the stored checkpoint is the
+        truth: it is read again until it passes ``position``.
+        """
         deadline = time.monotonic() + max_wait
-        while self.checkpoint < position:
+        while True:
+            reached = self.checkpoint if self.leading else await self._stored_checkpoint()
             left = deadline - time.monotonic()
+            if reached >= position:
+                return True
             if left <= 0:
                 return False
-            if self.state == "standby":
-                # Another process leads: its progress is only in the store.
-                await self._follow_leader()
-                if self.checkpoint < position:
-                    await asyncio.sleep(min(0.02, left))
+            if self.leading:
+                # In slices: leadership may move elsewhere while this waits.
+                await self._progress.wait(self.checkpoint, min(left, self.idle_wait))
             else:
-                await self._progress.wait(self.checkpoint, left)
-        return True
+                await asyncio.sleep(min(FOLLOW_POLL, left))
+
+    async def _stored_checkpoint(self) -> int:
+        row = await self.backend.load(self.name)
+        return row.checkpoint if row is not None else 0
 
 
 class ProjectionEngine:

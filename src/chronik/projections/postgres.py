@@ -17,8 +17,9 @@ from typing import Any
 import msgspec
 import psycopg
 
+from chronik.errors import StoreUnavailableError
 from chronik.eventstore.port import RecordedEvent
-from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key
+from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key, redact
 from chronik.projections.engine import LostLeadershipError
 from chronik.projections.readmodel import Doc, Parked, ProjectionRow, Writes, physical, view
 
@@ -229,15 +230,32 @@ class PostgresProjectionBackend:
 
     @contextlib.asynccontextmanager
     async def leadership(self, name: str) -> AsyncIterator[bool]:
-        """Try the projection's advisory lock on a connection kept open while leading."""
+        """Try the projection's advisory lock on a connection kept open while leading.
+
+        A database that cannot be reached is a StoreUnavailableError, as everywhere else
+        in chronik: the runner retries it, and the driver's errors stay in this module.
+        """
         key = lock_key(f"{self.schema}:projection:{name}")
-        conn = await psycopg.AsyncConnection.connect(self.store.conninfo, autocommit=True)
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.store.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            yield await self._try_lock(conn, key)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()  # closing the session releases the lock
+
+    async def _try_lock(self, conn: psycopg.AsyncConnection[Any], key: int) -> bool:
         try:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cur.fetchone()
-            yield bool(row and row[0])
-        finally:
-            await conn.close()  # closing the session releases the lock
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+        return bool(row and row[0])
+
+    def _unavailable(self, exc: psycopg.Error) -> StoreUnavailableError:
+        return StoreUnavailableError(f"PostgreSQL at {redact(self.store.conninfo)}: {exc}")
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self.store.transaction() as conn:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -91,6 +92,15 @@ class Settings(BaseSettings):
             raise ValueError("a path prefix starts with '/' and does not end with one, like /sales")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would read as "set" yet match an empty Bearer credential: refuse
+        # it rather than guess whether auth was meant to be on or off.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("the API token is empty: unset the variable to turn auth off")
+        return value
+
     @property
     def roles(self) -> frozenset[str]:
         parts = set(self.run.split(","))
@@ -112,24 +122,31 @@ class LoadedSettings:
         self.sources = sources
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """(variable, shown value, source) for every setting; secrets masked."""
+        """(variable, shown value, source) for every setting; secrets and passwords masked."""
         out = []
-        for name, field in Settings.model_fields.items():
+        for name in Settings.model_fields:
             value = getattr(self.settings, name)
             if isinstance(value, SecretStr):
                 shown = "********"
             elif value is None:
                 shown = "-"
+            elif name in _URL_FIELDS:
+                shown = _redact(str(value))
             else:
                 shown = str(value)
-            if (
-                field.annotation is not None
-                and "SecretStr" in str(field.annotation)
-                and value is None
-            ):
-                shown = "-"
             out.append((PREFIX + name.upper(), shown, self.sources.get(name, "default")))
         return out
+
+
+#: settings that are URLs, which may carry a password (``postgresql://app:pw@db/x``)
+_URL_FIELDS = frozenset(n for n in Settings.model_fields if n.endswith("_url"))
+
+
+def _redact(url: str) -> str:
+    """The URL with its password hidden, by the helper every other place uses."""
+    from chronik.eventstore.postgres import redact  # imported when shown: it needs psycopg
+
+    return redact(url)
 
 
 def _secret_fields() -> set[str]:
@@ -188,8 +205,23 @@ def _read_file(path: Path) -> dict[str, Any]:
     except ConfigurationError:
         raise
     except Exception as exc:
-        raise ConfigurationError(f"{PREFIX}CONFIG_FILE: {path} does not parse: {exc}") from None
+        raise ConfigurationError(
+            f"{PREFIX}CONFIG_FILE: {path} does not parse: {_parse_error(exc)}"
+        ) from None
     return {str(k).lower().removeprefix(PREFIX.lower()): v for k, v in values.items()}
+
+
+def _parse_error(exc: Exception) -> str:
+    """A parser's error in one line, with the line and column where it has them.
+
+    PyYAML's message spans several lines (the context, the problem, each with a mark
+    and a snippet of the file); its marks count from 0. tomllib's is one line already.
+    """
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or exc.context or type(exc).__name__
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
 
 
 def _read_secrets(path: Path) -> dict[str, Any]:
@@ -211,6 +243,9 @@ def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
         where = sources.get(name, "default")
         message = error["msg"]
         if name not in secrets and "input" in error and where != "default":
-            message += f" (got {error['input']!r})"
+            shown = error["input"]
+            if name in _URL_FIELDS and isinstance(shown, str):
+                shown = _redact(shown)
+            message += f" (got {shown!r})"
         parts.append(f"{PREFIX}{name.upper()} (from {where}): {message}")
     return "; ".join(parts)

@@ -1,0 +1,260 @@
+"""Each reference context against its own OpenAPI document, with schemathesis, in process.
+
+One context at a time (sales, campaigns, travel), as the split deployment runs them:
+a runtime of that context alone on the memory store, running every role, so commands
+start processes and the projections serve the reads. Each runtime is seeded with a few
+aggregates, and about half the generated requests that name an aggregate are aimed at
+one of them, so the commands meet real state and not only 404s. The checks: no answer
+is a server error, and each answer's status, content type, headers and body are the
+documented ones; an error is problem details of its status.
+
+Schemathesis reaches an ASGI app on an event loop of its own (a thread), so a runtime is
+started there, by the app's lifespan; its pytest plugin ends every lifespan after each
+test, so each operation meets a fresh runtime. The document is built by ``create_app``
+on a runtime started briefly at import (``from_asgi`` would start the lifespan during
+collection and keep that runtime until the first test ends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from hypothesis import HealthCheck
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from starlette.types import Receive, Scope, Send
+
+import campaigns
+import sales
+import travel
+from campaigns import handlers as campaigns_handlers
+from campaigns.domain import Campaign
+from chronik.http.app import create_app
+from chronik.http.problems import PROBLEM, Problem
+from chronik.runtime.service import Runtime, ServiceSpec
+from chronik.runtime.settings import Settings
+from sales import handlers as sales_handlers
+from sales.domain import ContactDetails, Money
+from travel.domain import Trip
+from travel.handlers import trips
+
+SpecFactory = Callable[[], ServiceSpec]
+Seed = Callable[[Runtime], Awaitable[None]]
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+def settings(**values: Any) -> Settings:
+    """Settings of these values and defaults, whatever the environment says."""
+    return Settings.model_validate({"event_store_url": "memory://", **values})
+
+
+class ContextService:
+    """An ASGI app of one context's seeded runtime, started and stopped by the lifespan.
+
+    Schemathesis' pytest plugin ends every lifespan after each test, so each API
+    operation meets a fresh runtime holding only the seeded aggregates.
+    """
+
+    def __init__(self, spec: SpecFactory, seed: Seed) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.runtime: Runtime | None = None
+        self.app: FastAPI | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        assert self.app is not None, "the lifespan was not started"
+        await self.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.runtime = Runtime(settings(run="all"), [self.spec()])
+        await self.runtime.start()
+        await self.seed(self.runtime)
+        # Serve once ready: a read before the projections started is pinned in test_http.py.
+        deadline = self.loop.time() + 10.0
+        while reasons := await self.runtime.readiness():
+            assert self.loop.time() < deadline, reasons
+            await asyncio.sleep(0.01)
+        self.app = create_app(self.runtime)
+
+    async def _stop(self) -> None:
+        runtime, self.runtime, self.app = self.runtime, None, None
+        if runtime is not None:
+            await runtime.stop()
+
+    def close(self) -> None:
+        """Stop a runtime still running, on the loop it runs on."""
+        if self.runtime is not None and self.loop is not None:
+            done: Future[None] = asyncio.run_coroutine_threadsafe(self._stop(), self.loop)
+            done.result(timeout=30)
+
+
+# -- what each runtime holds before the first request ------------------------------------
+
+#: aggregates the seeds create, by path parameter: about half the generated requests
+#: that name one are sent to one of these instead (the others meet a 404)
+SEEDED: dict[str, tuple[str, ...]] = {
+    "lead_id": ("ada", "bob"),
+    "campaign_id": ("spring", "summer"),
+    "trip_id": ("lyon", "nice"),
+}
+
+
+async def seed_sales(runtime: Runtime) -> None:
+    store = runtime.store
+    await sales_handlers.initialize(store, "ada", ContactDetails("Ada Lovelace", "12345"), T0)
+    await sales_handlers.change(store, "ada", lambda lead: lead.contact("called", T0))
+    await sales_handlers.change(
+        store, "ada", lambda lead: lead.submit_order("order-1", Money(12_000, "EUR"), T0)
+    )
+    await sales_handlers.initialize(store, "bob", ContactDetails("Bob", "+1 555 0100"), T0)
+
+
+async def seed_campaigns(runtime: Runtime) -> None:
+    store, now = runtime.store, datetime.now(UTC)
+    await campaigns_handlers.budgets(store).handle(
+        "main", lambda b: b.increase(1_000_000, "top-up", now), create=True
+    )
+    repo = campaigns_handlers.campaigns(store)
+    await repo.save(Campaign.create("spring", "Spring sale", 5_000, "confirm", now))
+    summer = Campaign.create("summer", "Summer sale", 7_000, "confirm", now)
+    summer.activate(now)
+    await repo.save(summer)
+
+
+async def seed_travel(runtime: Runtime) -> None:
+    store, now = runtime.store, datetime.now(UTC)
+    departs = now.date() + timedelta(days=30)
+    await trips(store).save(Trip.request("lyon", "Grace", "Lyon", departs, now))
+    await trips(store).save(Trip.request("nice", "Alan", "Nice", departs, now, simulate="no_hotel"))
+
+
+def aim_at_seeded(case: schemathesis.Case[Any]) -> None:
+    """Send about half the requests naming an aggregate to one that exists."""
+    parameters = case.path_parameters or {}
+    for name, ids in SEEDED.items():
+        value = parameters.get(name)
+        if isinstance(value, str) and (pick := len(value) % (len(ids) + 1)) < len(ids):
+            parameters[name] = ids[pick]
+
+
+def document(spec: SpecFactory) -> dict[str, Any]:
+    """The OpenAPI document the context's app serves (built on a runtime started briefly)."""
+
+    async def build() -> dict[str, Any]:
+        runtime = Runtime(settings(run="http"), [spec()])
+        await runtime.start()
+        try:
+            return create_app(runtime).openapi()
+        finally:
+            await runtime.stop()
+
+    return asyncio.run(build())
+
+
+def problem_details(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> bool | None:
+    """An error answers RFC 9457 problem details of its own status (docs/runtime.md)."""
+    if response.status_code < 400 or case.operation.path == "/readyz":
+        return None
+    media = [
+        v for k, values in response.headers.items() if k.lower() == "content-type" for v in values
+    ]
+    assert media == [PROBLEM], f"{response.status_code} answered as {media}, not {PROBLEM}"
+    problem = Problem.model_validate_json(response.content)
+    assert problem.status == response.status_code
+    return None
+
+
+#: what no answer may break; the request-side checks (valid data accepted, invalid data
+#: refused, the Allow header) find what test_http.py pins as xfail, and stay off here
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+FUZZ = hypothesis.settings(
+    max_examples=50,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+SERVICES = {
+    "sales": ContextService(sales.spec, seed_sales),
+    "campaigns": ContextService(campaigns.spec, seed_campaigns),
+    "travel": ContextService(travel.spec, seed_travel),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_services() -> Iterator[None]:
+    yield
+    for service in SERVICES.values():
+        service.close()
+
+
+def answers_as_documented(case: schemathesis.Case[Any], service: ContextService) -> None:
+    aim_at_seeded(case)
+    case.call_and_validate(app=service, checks=CHECKS, additional_checks=[problem_details])
+
+
+SALES = schemathesis.openapi.from_dict(document(sales.spec))
+CAMPAIGNS = schemathesis.openapi.from_dict(document(campaigns.spec))
+TRAVEL = schemathesis.openapi.from_dict(document(travel.spec))
+
+
+@SALES.parametrize()
+@FUZZ
+def test_sales_answers_as_documented_and_never_with_a_server_error(
+    case: schemathesis.Case[Any],
+) -> None:
+    answers_as_documented(case, SERVICES["sales"])
+
+
+@CAMPAIGNS.parametrize()
+@FUZZ
+def test_campaigns_answers_as_documented_and_never_with_a_server_error(
+    case: schemathesis.Case[Any],
+) -> None:
+    answers_as_documented(case, SERVICES["campaigns"])
+
+
+@TRAVEL.parametrize()
+@FUZZ
+def test_travel_answers_as_documented_and_never_with_a_server_error(
+    case: schemathesis.Case[Any],
+) -> None:
+    answers_as_documented(case, SERVICES["travel"])

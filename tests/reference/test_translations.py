@@ -1,0 +1,166 @@
+"""What crosses a context's border: sales' published language and the others' translations.
+
+Sales publishes orders and visits, never who the lead is; campaigns turns an order into
+budget and a campaign into a placement; travel turns a visit into a trip request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import fields
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+
+from campaigns import acl
+from campaigns.domain import Campaign, CampaignCreated
+from campaigns.partner import PlacementReceipt, PlacementRequest
+from chronik.eventstore import BaseEventStore, EventTypes, Metadata, RecordedEvent, open_event_store
+from chronik.messaging import MessageContext
+from sales import contracts, handlers
+from sales import domain as sales
+from travel import domain as travel
+from travel import handlers as travel_handlers
+from travel.bookings import Bookings
+
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+def recorded(event: object, stream_id: str = "lead-L1") -> RecordedEvent:
+    return RecordedEvent(
+        id=uuid.uuid4(),
+        stream_id=stream_id,
+        version=1,
+        position=1,
+        type="test",
+        schema_version=1,
+        recorded_at=T0,
+        event=event,
+        metadata=Metadata(),
+    )
+
+
+class TestSalesPublishes:
+    def test_an_order_leaves_as_the_public_order_submitted(self) -> None:
+        order = sales.OrderSubmitted("L1", "order-1", 12_000, "EUR", T0)
+        assert handlers.publish(recorded(order)) == contracts.OrderSubmitted(
+            "L1", "order-1", 12_000, "EUR", T0
+        )
+
+    def test_a_follow_up_that_needs_a_visit_leaves_as_visit_needed(self) -> None:
+        visit = sales.FollowUpSet("L1", T0 + timedelta(days=2), True, "Lyon", T0)
+        assert handlers.publish(recorded(visit)) == contracts.VisitNeeded(
+            "L1", "Lyon", T0 + timedelta(days=2)
+        )
+
+    @pytest.mark.parametrize(
+        "event",
+        [
+            sales.LeadInitialized("L1", "Ada", "12345", T0),
+            sales.ContactDetailsChanged("L1", "Ada", "12345", T0),
+            sales.Contacted("L1", "called", T0),
+            sales.FollowUpSet("L1", T0 + timedelta(days=2), False, "", T0),
+            sales.PaymentConfirmed("L1", "order-1", T0),
+            sales.LeadClosed("L1", "no", T0),
+            sales.LeadAnonymized("L1", T0),
+        ],
+        ids=lambda e: type(e).__name__,
+    )
+    def test_everything_else_stays_inside(self, event: object) -> None:
+        assert handlers.publish(recorded(event)) is None
+
+    def test_no_public_event_carries_a_name_or_a_phone(self) -> None:
+        for public in (contracts.OrderSubmitted, contracts.VisitNeeded):
+            assert {f.name for f in fields(public)}.isdisjoint({"name", "phone"})
+
+
+class TestCampaignsTranslate:
+    @pytest.mark.parametrize(
+        ("cents", "budget"), [(12_000, 1_200), (15, 2), (14, 1), (1, 1), (4, 1)]
+    )
+    def test_an_order_adds_a_tenth_of_its_amount_to_the_budget_and_at_least_a_cent(
+        self, cents: int, budget: int
+    ) -> None:
+        order = contracts.OrderSubmitted("L1", "order-1", cents, "EUR", T0)
+        assert acl.budget_from_order(order) == budget
+
+    def test_a_campaign_is_placed_under_its_id_with_its_budget_in_euros(self) -> None:
+        campaign = Campaign.blank("c1")
+        campaign.replay([CampaignCreated("c1", "Spring sale", 12_345, "delay", T0)], 1)
+        assert acl.to_placement(campaign) == PlacementRequest("c1", "Spring sale", 123.45, "delay")
+
+    @pytest.mark.parametrize(
+        ("receipt", "outcome"),
+        [
+            (PlacementReceipt("ACCEPTED", "AD-1"), ("confirmed", "AD-1")),
+            (
+                PlacementReceipt("DECLINED", "AD-2", "CONTENT_POLICY"),
+                ("rejected", "the partner declined (CONTENT_POLICY)"),
+            ),
+            (PlacementReceipt("DECLINED"), ("rejected", "the partner declined (no reason)")),
+            (PlacementReceipt("PENDING", "AD-3"), ("pending", "AD-3")),
+        ],
+    )
+    def test_the_partner_s_receipt_becomes_an_outcome(
+        self, receipt: PlacementReceipt, outcome: tuple[str, str]
+    ) -> None:
+        assert acl.outcome(receipt) == outcome
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[BaseEventStore]:
+    opened = await open_event_store("memory://", EventTypes(travel.EVENTS))
+    yield opened
+    await opened.close()
+
+
+def message() -> MessageContext:
+    return MessageContext(
+        message_id=str(uuid.uuid4()),
+        type="sales.visit_needed.v1",
+        source="sales",
+        subject="lead-L1",
+        time=T0,
+        correlation_id=None,
+        traceparent=None,
+        attempt=1,
+    )
+
+
+async def trips_requested(store: BaseEventStore) -> list[travel.TripRequested]:
+    records = await store.read_all_page(0, limit=100)
+    return [r.event for r in records.events if isinstance(r.event, travel.TripRequested)]
+
+
+class TestTravelTranslates:
+    async def test_a_visit_becomes_a_trip_of_the_sales_team_to_the_city_on_its_day(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
+        visit = contracts.VisitNeeded("L1", "Lyon", T0 + timedelta(days=2))
+        await travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed(visit, message())
+        [trip] = await trips_requested(store)
+        assert (trip.traveller, trip.destination, trip.depart_on, trip.lead_id, trip.simulate) == (
+            "sales team",
+            "Lyon",
+            date(2026, 5, 6),
+            "L1",
+            "none",
+        )
+
+    async def test_a_visit_in_the_future_is_never_refused_as_in_the_past(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
+        honolulu = timezone(timedelta(hours=-10))
+        on = datetime(2026, 5, 3, 23, 30, tzinfo=honolulu)  # 2026-05-04 09:30 UTC
+        assert on > T0
+        # Sales takes it: the follow-up is in the future.
+        lead = sales.Lead.blank("L1")
+        lead.replay([sales.LeadInitialized("L1", "Ada", "12345", T0)], 1)
+        lead.set_follow_up(on, True, "Honolulu", T0)
+        visit = handlers.publish(recorded(lead.pending_events[-1]))
+        assert isinstance(visit, contracts.VisitNeeded)
+        await travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed(visit, message())
+        assert len(await trips_requested(store)) == 1
