@@ -130,14 +130,6 @@ async def test_config_show_with_a_bad_value_says_which_in_one_line_without_the_t
     assert SECRET not in done.out + done.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: LoadedSettings.rows (runtime/settings.py) masks SecretStr fields only; "
-        "config show prints CHRONIK_EVENT_STORE_URL with its password, which the rest "
-        "of chronik redacts (eventstore.postgres.redact) before showing a URL"
-    ),
-)
 async def test_config_show_hides_the_password_in_the_event_store_url() -> None:
     url = f"postgresql://app:{SECRET}@db.internal:5432/sales"
     done = await chronik("config", "show", env={"CHRONIK_EVENT_STORE_URL": url})
@@ -262,14 +254,6 @@ async def test_streams_commands_given_bad_input_say_what_is_wrong_in_one_line(
     ],
     ids=["an-int", "a-factory-of-something-else", "a-function-needing-arguments"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: load_specs (runtime/specs.py) calls whatever CHRONIK_APP names if it is "
-        "callable, then list(value): a value neither a ServiceSpec nor iterable, or a "
-        "callable that needs arguments, raises TypeError, which the CLI prints as a traceback"
-    ),
-)
 async def test_an_app_reference_that_gives_no_specs_is_one_clear_line(
     tmp_path: Path, command: str, reference: str
 ) -> None:
@@ -352,14 +336,6 @@ async def test_migrate_of_a_store_it_cannot_use_fails_with_a_clear_error(
     assert SECRET not in done.out + done.err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: the CLI configures no logging, so psycopg_pool's 'error connecting in "
-        "pool-1: ...' warnings (two lines each) reach stderr through logging.lastResort "
-        "before chronik's one-line error"
-    ),
-)
 async def test_migrate_of_an_unreachable_postgres_is_one_line_on_stderr() -> None:
     done = await chronik("migrate", "--store-url", UNREACHABLE)
     _one_clear_line(done, 1, "error: cannot connect to PostgreSQL")

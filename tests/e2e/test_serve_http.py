@@ -70,14 +70,6 @@ async def test_behind_a_path_prefix_with_a_token_the_process_answers_as_document
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: create_app (http/app.py) passes root_path to FastAPI(), deprecated in the "
-        "installed FastAPI: with CHRONIK_HTTP_ROOT_PATH set, serve writes a two-line "
-        "FastAPIDeprecationWarning to stderr among its JSON log lines"
-    ),
-)
 async def test_with_a_path_prefix_every_log_line_of_the_process_is_json(tmp_path: Path) -> None:
     env = {"CHRONIK_DATA_DIR": str(tmp_path / "data"), "CHRONIK_HTTP_ROOT_PATH": PREFIX}
     async with serving(tmp_path / "logs", env) as served:

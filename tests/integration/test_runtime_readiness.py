@@ -254,15 +254,6 @@ async def test_readyz_is_503_naming_the_store_while_postgres_is_unreachable_and_
 
 @pytest.mark.postgres
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: PostgresProjectionBackend.leadership (projections/postgres.py:234) opens "
-        "its connection with psycopg directly and lets psycopg.OperationalError out "
-        "untranslated; ProjectionRunner.run (projections/engine.py) catches only "
-        "EventStoreError, so the runner task dies and the projection never runs again"
-    ),
-)
 async def test_readyz_turns_200_again_once_postgres_is_back_and_projections_resume(
     start: Start, proxied_url: tuple[str, TcpProxy]
 ) -> None:

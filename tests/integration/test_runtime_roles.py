@@ -76,15 +76,6 @@ async def test_the_http_process_serves_writes_and_the_read_model_the_other_proce
         assert ticket.json()["title"] == NEW_TICKET["title"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: ProjectionRunner.wait_until (projections/engine.py) follows the stored "
-        "checkpoint only in state 'standby'; in a process without the projections role "
-        "the runner is never started, stays 'starting' and waits on an in-process signal "
-        "nothing advances, so every Chronik-Min-Position read is a 503"
-    ),
-)
 async def test_in_the_split_mode_a_read_with_the_position_of_a_write_sees_that_write(
     store_url: str,
 ) -> None:

@@ -280,17 +280,7 @@ def test_an_unknown_key_in_the_config_file_is_refused_by_name(
     ("suffix", "text"),
     [
         (".toml", "http_port = \n"),
-        pytest.param(
-            ".yaml",
-            "http_port: [\n",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: _read_file (runtime/settings.py) puts str(exc) of PyYAML's error "
-                    "in the message, and PyYAML's errors span several lines"
-                ),
-            ),
-        ),
+        (".yaml", "http_port: [\n"),
     ],
 )
 def test_a_config_file_that_does_not_parse_is_named_in_one_line(
