@@ -394,7 +394,7 @@ def relay(
 
 
 def _redact(url: str) -> str:
-    from chronik.eventstore.postgres import redact
+    from chronik.eventstore.url import redact
 
     return redact(url)
 

@@ -359,16 +359,6 @@ READS: list[tuple[Callable[[], ServiceSpec], str]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Runtime.start() returns before the projection runners have created their "
-        "read models (ProjectionRunner._ensure runs in the runner's task, not in "
-        "ProjectionEngine.start()): a read in that window answers 500 on the memory store "
-        "(MemoryProjectionBackend._docs raises KeyError 'no projection named ...') and a "
-        "503 'the event store cannot be reached' on SQLite"
-    ),
-)
 @pytest.mark.parametrize(("spec", "path"), READS, ids=[p for _, p in READS])
 async def test_a_read_right_after_the_start_is_never_a_server_error(
     spec: Callable[[], ServiceSpec], path: str

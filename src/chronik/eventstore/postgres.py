@@ -36,6 +36,7 @@ from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.groupcommit import GroupCommitter
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
+from chronik.eventstore.url import redact
 
 __all__ = ["MIGRATIONS", "PostgresEventStore", "redact"]
 
@@ -217,12 +218,6 @@ _COLUMNS = (
     "position, stream_id, version, id, type, schema_version, recorded_at, data, "
     "correlation_id, causation_id, headers"
 )
-
-
-def redact(url: str) -> str:
-    """The URL with its password (user-info or ``password=`` parameter) hidden: safe to show."""
-    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def lock_key(schema: str) -> int:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chronik.errors import ConfigurationError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.codec import EventTypes
 
-__all__ = ["open_event_store"]
+__all__ = ["open_event_store", "redact"]
 
 _SQLITE_OPTIONS = {"synchronous", "lock_timeout"}
 _POSTGRES_OPTIONS = {"schema", "pool_min", "pool_max", "connect_timeout"}
+
+
+def redact(url: str) -> str:
+    """The URL with its password (user-info or ``password=`` parameter) hidden: safe to show."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 async def open_event_store(url: str, types: EventTypes) -> BaseEventStore:
@@ -103,7 +110,7 @@ async def _open_sqlite(url: str, types: EventTypes) -> BaseEventStore:
 
 async def _open_postgres(url: str, types: EventTypes) -> BaseEventStore:
     try:
-        from chronik.eventstore.postgres import PostgresEventStore, redact
+        from chronik.eventstore.postgres import PostgresEventStore
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ConfigurationError(
             f"postgresql:// needs the postgres extra: pip install 'chronik[postgres]' ({exc})"

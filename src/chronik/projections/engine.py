@@ -531,8 +531,16 @@ class ProjectionEngine:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Create the tables it needs and start every runner in the background."""
+        """Create the tables it needs and start every runner in the background.
+
+        A projection's read model exists when this returns (empty until its runner
+        catches up), so a read right after the start finds tables, not an error.
+        """
         await self.backend.setup()
+        for name, runner in self.runners.items():
+            if await self.backend.load(name) is None:
+                spec = type(runner.projection)
+                await self.backend.create(name, spec.version, spec.tables, spec.indexes)
         self._stop.clear()
         self._tasks = [
             asyncio.create_task(r.run(self._stop), name=f"projection {name}")

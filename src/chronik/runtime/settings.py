@@ -144,7 +144,7 @@ _URL_FIELDS = frozenset(n for n in Settings.model_fields if n.endswith("_url"))
 
 def _redact(url: str) -> str:
     """The URL with its password hidden, by the helper every other place uses."""
-    from chronik.eventstore.postgres import redact  # imported when shown: it needs psycopg
+    from chronik.eventstore.url import redact
 
     return redact(url)
 
