@@ -191,13 +191,26 @@ class TestPostgres:
         assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.postgres
+async def test_driver_options_pass_through_with_their_spaces(
+    postgres_url: str, pg_schema: str
+) -> None:
+    # libpq reads %20 as a space but '+' as itself: "-c+application_name=..." would fail.
+    options = quote("-c application_name=chronik_url_test", safe="")
+    url = f"{postgres_url}?schema={pg_schema}&options={options}"
+    store = await open_event_store(url, TYPES)
+    try:
+        rows = await store._fetch("SELECT current_setting('application_name')", ())  # type: ignore[attr-defined]
+        assert rows == [("chronik_url_test",)]
+    finally:
+        await store.close()
+
+
 class TestRedact:
-    @pytest.fixture(autouse=True)
-    def _postgres_extra(self) -> None:
-        pytest.importorskip("chronik.eventstore.postgres")
+    """redact() lives beside the URL parsing: it needs no driver installed."""
 
     def redact(self, url: str) -> str:
-        from chronik.eventstore.postgres import redact
+        from chronik.eventstore.url import redact
 
         return redact(url)
 

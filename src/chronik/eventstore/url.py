@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from chronik.errors import ConfigurationError
 from chronik.eventstore.base import BaseEventStore
@@ -66,7 +66,8 @@ def _options(url: str, allowed: set[str], *, passthrough: bool) -> tuple[dict[st
             raise ConfigurationError(
                 f"event store URL option {key!r} is not known; use {', '.join(sorted(allowed))}"
             )
-    return ours, urlunsplit(parts._replace(query=urlencode(rest)))
+    # %20, not '+', for a space: libpq does not read '+' as one.
+    return ours, urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))
 
 
 def _number(
