@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field
 
 from campaigns import handlers
 from campaigns.domain import Campaign
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.fields import WholeNumber
 from chronik.runtime.service import Runtime
 
 Behaviour = Literal["confirm", "reject", "delay", "fail", "silent"]
@@ -20,14 +21,14 @@ Behaviour = Literal["confirm", "reject", "delay", "fail", "silent"]
 
 class NewCampaign(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["Spring sale"])
-    cost_cents: StrictInt = Field(gt=0, le=10**12)
+    cost_cents: WholeNumber = Field(gt=0, le=10**12)
     partner_behaviour: Behaviour = Field(
         "confirm", description="How the fake partner answers: the unhappy paths on demand"
     )
 
 
 class TopUp(BaseModel):
-    amount_cents: StrictInt = Field(gt=0, le=10**12)
+    amount_cents: WholeNumber = Field(gt=0, le=10**12)
 
 
 class CampaignView(BaseModel):

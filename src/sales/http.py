@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field
 
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.fields import WholeNumber
 from chronik.runtime.service import Runtime
 from sales import domain, handlers
 
@@ -35,7 +36,7 @@ class FollowUp(BaseModel):
 
 
 class NewOrder(BaseModel):
-    amount_cents: StrictInt = Field(gt=0, le=10**12)
+    amount_cents: WholeNumber = Field(gt=0, le=10**12)
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])
 
 

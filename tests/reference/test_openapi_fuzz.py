@@ -30,7 +30,10 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -195,14 +198,17 @@ def problem_details(
     return None
 
 
-#: what no answer may break; the request-side checks (valid data accepted, invalid data
-#: refused, the Allow header) find what test_http.py pins as xfail, and stay off here
+#: what no answer may break, and the request-side checks: data the document calls valid
+#: is accepted, data it calls invalid is refused, a 405 names every allowed method
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
+    positive_data_acceptance,
+    allow_header_conformance,
 ]
 
 FUZZ = hypothesis.settings(
