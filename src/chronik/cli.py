@@ -7,9 +7,10 @@ embedded SQLite store in that directory).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -92,6 +93,16 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(1) from None
 
 
+@contextlib.asynccontextmanager
+async def _opened(url: str, types: EventTypes | None = None) -> AsyncIterator[BaseEventStore]:
+    """The store at ``url``, closed when the block ends."""
+    store = await open_event_store(url, types or EventTypes([]))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 @app.callback()
 def _root() -> None:
     """Event-sourced, CQRS services built the domain-driven way."""
@@ -165,8 +176,7 @@ def projections_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> 
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             backend = backend_for(store)
             await backend.setup()
             head = await store.head_position()
@@ -199,18 +209,20 @@ def projections_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> 
                 console.print(f"No projection has run in this store yet (head at {head}).")
             else:
                 console.print(table)
-        finally:
-            await store.close()
 
     _run(work)
 
 
-async def _request(url: str, name: str, request: str) -> tuple[BaseEventStore, ProjectionBackend]:
-    store = await open_event_store(url, EventTypes([]))
-    backend = backend_for(store)
-    await backend.setup()
-    await backend.request(name, request)
-    return store, backend
+@contextlib.asynccontextmanager
+async def _requested(
+    url: str, name: str, request: str
+) -> AsyncIterator[tuple[BaseEventStore, ProjectionBackend]]:
+    """The store and its projection backend, once ``request`` is stored for ``name``."""
+    async with _opened(url) as store:
+        backend = backend_for(store)
+        await backend.setup()
+        await backend.request(name, request)
+        yield store, backend
 
 
 def _stale(heartbeat: datetime | None) -> bool:
@@ -229,8 +241,7 @@ def projections_rebuild(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        store, back = await _request(url, name, "rebuild")
-        try:
+        async with _requested(url, name, "rebuild") as (store, back):
             before = await back.load(name)
             assert before is not None
             console.print(
@@ -268,16 +279,13 @@ def projections_rebuild(
             row = await back.load(name)
             assert row is not None
             console.print(f"Rebuilt: {name!r} now serves generation {row.generation}.")
-        finally:
-            await store.close()
 
     _run(work)
 
 
 def _parked_command(name: str, url: str, request: str, verb: str, timeout: float) -> None:
     async def work() -> None:
-        store, back = await _request(url, name, request)
-        try:
+        async with _requested(url, name, request) as (_, back):
             before = len(await back.parked(name))
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -297,8 +305,6 @@ def _parked_command(name: str, url: str, request: str, verb: str, timeout: float
                     f"  still parked: position {parked.position} ({escape(parked.stream_id)} "
                     f"v{parked.version}, {parked.type}): {escape(parked.error)}"
                 )
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -331,8 +337,7 @@ def projections_parked(name: str, store_url: StoreUrl = None, data_dir: DataDir 
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             backend = backend_for(store)
             await backend.setup()
             parked = await backend.parked(name)
@@ -343,8 +348,6 @@ def projections_parked(name: str, store_url: StoreUrl = None, data_dir: DataDir 
                     f"position {p.position}  {escape(p.stream_id)} v{p.version}  {p.type}  "
                     f"attempts {p.attempts}  {p.parked_at:%Y-%m-%d %H:%M:%S}\n  {escape(p.error)}"
                 )
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -372,22 +375,22 @@ def relay(
         from chronik.messaging.relay import Relay
         from chronik.messaging.url import open_broker
 
-        store = await open_event_store(url, EventTypes([]))
-        broker = await open_broker(broker_url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        worker = Relay(store, broker, batch=batch)
-        await worker.storage.setup()
-        errors.print(
-            f"relaying the outbox of {escape(_redact(url))} to {escape(_redact(broker_url))}"
-        )
-        try:
-            await worker.run(stop)
-        finally:
-            await broker.close()
-            await store.close()
+        async with _opened(url) as store:
+            broker = await open_broker(broker_url)
+            try:
+                worker = Relay(store, broker, batch=batch)
+                await worker.storage.setup()
+                errors.print(
+                    f"relaying the outbox of {escape(_redact(url))} "
+                    f"to {escape(_redact(broker_url))}"
+                )
+                await worker.run(stop)
+            finally:
+                await broker.close()
         errors.print(f"relay stopped after {worker.relayed} messages")
 
     _run(work)
@@ -407,16 +410,13 @@ def outbox_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
     async def work() -> None:
         from chronik.messaging.storage import storage_for
 
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             storage = storage_for(store)
             await storage.setup()
             status = await storage.outbox_status()
             console.print(f"pending    {status.pending}")
             console.print(f"oldest     {_age(status.oldest_pending)}")
             console.print(f"published  {status.published} (kept for an hour)")
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -433,8 +433,7 @@ def dead_letters_list(
     async def work() -> None:
         from chronik.messaging.storage import storage_for
 
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             storage = storage_for(store)
             await storage.setup()
             letters = await storage.dead_letters(consumer)
@@ -445,8 +444,6 @@ def dead_letters_list(
                     f"{escape(d.consumer)}  {d.message_id}  {d.type}  attempts {d.attempts}  "
                     f"{d.dead_at:%Y-%m-%d %H:%M:%S}\n  {escape(d.error)}"
                 )
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -465,8 +462,7 @@ def dead_letters_redeliver(
     async def work() -> None:
         from chronik.messaging.storage import storage_for
 
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             storage = storage_for(store)
             await storage.setup()
             if not await storage.request_redelivery(consumer, message_id):
@@ -486,8 +482,6 @@ def dead_letters_redeliver(
                 console.print(f"Redelivered; it failed again: {escape(again[0].error)}")
                 raise typer.Exit(1)
             console.print(f"Redelivered: {consumer!r} handled {message_id}.")
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -548,8 +542,7 @@ def processes_list(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             backend = backend_for(store)
             await backend.setup()
             if await backend.load("process_index") is None:
@@ -571,8 +564,6 @@ def processes_list(
                     timeouts or "-",
                 )
             console.print(table)
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -592,8 +583,7 @@ def processes_show(
     async def work() -> None:
         import msgspec
 
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             backend = backend_for(store)
             await backend.setup()
             doc = await backend.get("process_index", "instances", reference)
@@ -608,8 +598,6 @@ def processes_show(
                     f"{data['status']}  commands: {commands}",
                     markup=False,
                 )
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -736,15 +724,12 @@ def streams_list(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        store = await open_event_store(url, EventTypes([]))
-        try:
+        async with _opened(url) as store:
             rows = await store.list_streams(prefix, limit)
             for stream_id, version in rows:
                 console.print(f"{escape(stream_id)}  v{version}", markup=False)
             if not rows:
                 console.print("No streams.")
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -766,8 +751,7 @@ def streams_show(
         import msgspec
 
         types = EventTypes([t for spec in specs for t in spec.event_types])
-        store = await open_event_store(url, types)
-        try:
+        async with _opened(url, types) as store:
             if not specs:
                 events = await store.read_stream_raw(stream_id)
                 if not events:
@@ -797,8 +781,6 @@ def streams_show(
                         console.print(f"state of {cls.__name__} at version {state.version}:")
                         console.print_json(msgspec.json.encode(shown).decode())
                         return
-        finally:
-            await store.close()
 
     _run(work)
 
@@ -813,15 +795,12 @@ def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDi
 
         with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
             task = progress.add_task("migrating", total=3)
-            store = await open_event_store(url, EventTypes([]))
-            progress.advance(task)
-            try:
+            async with _opened(url) as store:
+                progress.advance(task)
                 await backend_for(store).setup()
                 progress.advance(task)
                 await storage_for(store).setup()
                 progress.advance(task)
-            finally:
-                await store.close()
         console.print(f"Migrated {escape(_redact(url))}: events, read models, outbox and inbox.")
 
     _run(work)

@@ -1,0 +1,79 @@
+"""A PostgreSQL store made by an older chronik is migrated in place when opened.
+
+Migration 0002 replaces the append functions so they return the recorded_at they store;
+a schema made with 0001 alone must keep its events, append on, and from then on hand
+append hooks (outbox envelopes, inline read models) the time the rows hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from chronik.eventstore import RecordedEvent
+from chronik.eventstore import postgres as pg
+from chronik.eventstore.postgres import PostgresEventStore
+from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
+
+pytestmark = pytest.mark.postgres
+
+
+async def test_a_schema_of_the_first_migration_is_migrated_and_hooks_see_stored_times(
+    postgres_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:
+        old.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:1])
+        before = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+        try:
+            # The old function, called as the old code called it: it returns two numbers.
+            request = await before.prepare("account-1", [Withdrawn(1)], 0)
+            e = request.events[0]
+            async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+                row = await (
+                    await conn.execute(
+                        f"SELECT {pg_schema}.chronik_append_one("
+                        "%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (
+                            "account-1",
+                            0,
+                            e.id,
+                            e.type,
+                            e.schema_version,
+                            e.data,
+                            e.correlation_id,
+                            e.causation_id,
+                            e.headers,
+                        ),
+                    )
+                ).fetchone()
+            assert row is not None and row[0] == [1, 1]
+        finally:
+            await before.close()
+
+    store = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+    seen: list[RecordedEvent] = []
+
+    async def hook(conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
+        seen.extend(events)
+        return None
+
+    store.add_append_hook(hook)
+    try:
+        await store.append("account-1", [Withdrawn(2)], expected=1)
+        await store.append("account-2", [Withdrawn(3), Withdrawn(4)], expected=0)
+        stored = await store.read_all(0)
+    finally:
+        await store.close()
+
+    assert [(r.stream_id, r.version) for r in stored] == [
+        ("account-1", 1),
+        ("account-1", 2),
+        ("account-2", 1),
+        ("account-2", 2),
+    ]
+    assert [(r.position, r.recorded_at) for r in seen] == [
+        (r.position, r.recorded_at) for r in stored[1:]
+    ]
