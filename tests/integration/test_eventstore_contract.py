@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from chronik.eventstore import BaseEventStore, open_event_store
+from chronik.errors import StoreUnavailableError
+from chronik.eventstore import BaseEventStore, RecordedEvent, open_event_store
 from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.postgres import PostgresEventStore
 from chronik.eventstore.sqlite import SQLiteEventStore
@@ -17,6 +20,8 @@ from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
     DurableEventStoreContract,
     EventStoreContract,
+    _only_the_culprit_failed,
+    _twenty_appends,
 )
 
 
@@ -65,6 +70,73 @@ class TestSQLiteEventStore(DurableEventStoreContract):
         await store.close()
         return await SQLiteEventStore.open(store.path, CONTRACT_TYPES)
 
+    async def refuse_in_database(
+        self, store: BaseEventStore, stream_id: str, how: str = "ABORT"
+    ) -> None:
+        # After the insert: the row is written when the trigger refuses it.
+        with self._connect(store) as conn:
+            conn.execute(
+                f"CREATE TRIGGER refuse_{uuid.uuid4().hex} AFTER INSERT ON chronik_events "
+                f"WHEN NEW.stream_id = '{stream_id}' "
+                f"BEGIN SELECT RAISE({how}, 'refused by the test'); END"
+            )
+
+    failed_statement_says = "NOT NULL constraint failed: chronik_subject_keys.key"
+
+    async def fail_in_database(self, conn: Any) -> None:
+        conn.execute(
+            "INSERT INTO chronik_subject_keys (subject, key, created_at) "
+            "VALUES ('refused by the test', NULL, '')"
+        )
+
+    @pytest.mark.parametrize("how", ["FAIL", "ROLLBACK"])
+    @pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-a-hook"])
+    async def test_a_trigger_that_fails_or_rolls_back_fails_only_its_own_append(
+        self, store: BaseEventStore, how: str, hooked: bool
+    ) -> None:
+        # FAIL keeps what the statement wrote so far; ROLLBACK ends the whole transaction,
+        # and with it every append of the shared commit that came before.
+        culprit = f"acc-{uuid.uuid4()}"
+        await self.refuse_in_database(store, culprit, how)
+        start = await store.head_position()
+
+        async def nothing(conn: object, events: list[RecordedEvent]) -> None:
+            return None
+
+        if hooked:
+            store.add_append_hook(nothing)
+        try:
+            streams, outcomes = await _twenty_appends(store, culprit)
+        finally:
+            store.remove_append_hook(nothing)
+        failed = await _only_the_culprit_failed(store, start, streams, outcomes)
+        assert isinstance(failed, StoreUnavailableError)
+        assert "refused by the test" in str(failed)
+
+    async def test_a_hook_whose_write_rolls_back_the_transaction_fails_only_its_append(
+        self, store: BaseEventStore
+    ) -> None:
+        culprit = f"acc-{uuid.uuid4()}"
+        with self._connect(store) as conn:
+            conn.execute("CREATE TABLE refusals (stream_id TEXT)")
+            conn.execute(
+                "CREATE TRIGGER refuse_all AFTER INSERT ON refusals "
+                "BEGIN SELECT RAISE(ROLLBACK, 'refused by the test'); END"
+            )
+
+        async def refuse(conn: Any, events: list[RecordedEvent]) -> None:
+            if events[0].stream_id == culprit:
+                conn.execute("INSERT INTO refusals VALUES (?)", (culprit,))
+
+        start = await store.head_position()
+        store.add_append_hook(refuse)
+        try:
+            streams, outcomes = await _twenty_appends(store, culprit)
+        finally:
+            store.remove_append_hook(refuse)
+        failed = await _only_the_culprit_failed(store, start, streams, outcomes)
+        assert "refused by the test" in str(failed)
+
     def _connect(self, store: BaseEventStore) -> sqlite3.Connection:
         assert isinstance(store, SQLiteEventStore)
         return sqlite3.connect(store.path, isolation_level=None)
@@ -99,6 +171,23 @@ class TestPostgresEventStore(DurableEventStoreContract):
         assert isinstance(store, PostgresEventStore)
         await store.close()
         return await PostgresEventStore.open(self.url, CONTRACT_TYPES, schema=store.schema)
+
+    async def refuse_in_database(self, store: BaseEventStore, stream_id: str) -> None:
+        assert isinstance(store, PostgresEventStore)
+        name = f"refuse_{uuid.uuid4().hex}"
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(
+                f"CREATE FUNCTION {store.schema}.{name}() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+            await conn.execute(
+                f"CREATE TRIGGER {name} AFTER INSERT ON {store.schema}.chronik_events "
+                f"FOR EACH ROW WHEN (NEW.stream_id = '{stream_id}') "
+                f"EXECUTE FUNCTION {store.schema}.{name}()"
+            )
+
+    async def fail_in_database(self, conn: Any) -> None:
+        await conn.execute("DO $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
 
     async def corrupt(
         self, store: BaseEventStore, stream_id: str, version: int, data: bytes

@@ -220,6 +220,17 @@ _COLUMNS = (
 )
 
 
+def _refused_alone(exc: BaseException) -> bool:
+    """Whether the database refused one statement: it wrote nothing, the connection is fine.
+
+    Not so for a lost connection, after which an autocommit statement may have committed.
+    """
+    if isinstance(exc, DuplicateEventError):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, psycopg.Error) and not isinstance(cause, psycopg.OperationalError)
+
+
 def lock_key(schema: str) -> int:
     """The advisory lock key that serializes position assignment in ``schema``."""
     digest = hashlib.blake2b(f"chronik:positions:{schema}".encode(), digest_size=8).digest()
@@ -513,18 +524,28 @@ class PostgresEventStore(BaseEventStore):
                 outcomes: Sequence[AppendResult | BaseException] = await self._append_group(
                     [r for _, r in call]
                 )
-            except DuplicateEventError:
-                # Some append reuses a stored event id: find it by appending one by one.
-                outcomes = []
-                for _, request in call:
-                    try:
-                        outcomes.append((await self._append_group([request]))[0])
-                    except DuplicateEventError as exc:
-                        outcomes.append(exc)
+            except (DuplicateEventError, StoreUnavailableError) as exc:
+                if not _refused_alone(exc):
+                    raise
+                # Some append reuses a stored event id, or the database refused one (a
+                # trigger): the statement wrote nothing; find the culprit one by one.
+                if len(call) == 1:
+                    outcomes = [exc]
+                else:
+                    outcomes = [await self._append_alone(request) for _, request in call]
             for (index, _), outcome in zip(call, outcomes, strict=True):
                 results[index] = outcome
             todo = later
         return [results[i] for i in range(len(requests))]
+
+    async def _append_alone(self, request: AppendRequest) -> AppendResult | BaseException:
+        """One append in its own statement: its result, or the error that is its own."""
+        try:
+            return (await self._append_group([request]))[0]
+        except (DuplicateEventError, StoreUnavailableError) as exc:
+            if not _refused_alone(exc):
+                raise
+            return exc
 
     async def _commit_with_hooks(
         self, requests: list[AppendRequest]
@@ -544,6 +565,11 @@ class PostgresEventStore(BaseEventStore):
                     try:
                         async with conn.transaction():
                             result = await self._append_hooked(conn, request)
+                    except psycopg.Error as exc:
+                        # The savepoint undid it; the database's error is this append's.
+                        error = self._unavailable(exc)
+                        error.__cause__ = exc
+                        results.append(error)
                     except Exception as exc:
                         results.append(exc)
                     else:

@@ -26,7 +26,6 @@ from chronik.errors import (
     ConcurrencyError,
     ConfigurationError,
     DuplicateEventError,
-    EventStoreError,
     StoreUnavailableError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
@@ -109,6 +108,15 @@ def _now() -> str:
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class _Culprit(Exception):
+    """An append failed in a way that voids its transaction; ``error`` is its answer."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -195,30 +203,79 @@ class SQLiteEventStore(BaseEventStore):
     async def _commit_batch(
         self, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
-        if not self._hooks:
-            return await self._write(lambda conn: _append_batch(conn, requests))
-        # With hooks (inline projections, outbox) each append and its hooks share a
-        # savepoint: a hook that raises undoes its append and only its append.
-        async with self.transaction() as conn:
-            now = _now()
-            at = datetime.fromisoformat(now)
-            if len(requests) == 1:
-                result = _append_one(conn, requests[0], now)
-                await self._run_hooks(conn, requests[0], result, at)
-                return [result]
-            results: list[AppendResult | BaseException] = []
-            for request in requests:
-                conn.execute("SAVEPOINT chronik_append")
-                try:
-                    result = _append_one(conn, request, now)
-                    await self._run_hooks(conn, request, result, at)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO chronik_append")
-                    results.append(exc)
-                else:
-                    results.append(result)
+        """Commit concurrent appends together; an append that fails fails alone.
+
+        The first attempt takes a savepoint only where a failure needs one (an append of
+        several events, or with hooks): a version conflict or a reused id undoes nothing
+        else. An append that fails otherwise without a savepoint (a trigger, a full
+        disk) leaves the attempt in doubt: it is rolled back and the batch done again,
+        each append in a savepoint. A failure that ends the whole transaction (a trigger's
+        RAISE(ROLLBACK)) takes every earlier append of the attempt with it: the failing
+        append is answered and the others are tried again without it.
+        """
+        if len(requests) == 1:
+            # Alone in its transaction: whatever fails, fails this append only.
+            async with self.transaction() as conn:
+                return [await self._apply(conn, requests[0], _now())]
+        outcomes: dict[int, AppendResult | BaseException] = {}
+        pending = list(range(len(requests)))
+        careful = False
+        while pending:
+            try:
+                async with self.transaction() as conn:
+                    now = _now()
+                    done: dict[int, AppendResult | BaseException] = {}
+                    for i in pending:
+                        done[i] = await self._attempt(conn, i, requests[i], now, careful)
+            except _Culprit as culprit:
+                if careful:
+                    outcomes[culprit.index] = culprit.error
+                    pending.remove(culprit.index)
+                careful = True
+                continue
+            outcomes.update(done)
+            break
+        return [outcomes[i] for i in range(len(requests))]
+
+    async def _attempt(
+        self, conn: sqlite3.Connection, index: int, request: AppendRequest, now: str, careful: bool
+    ) -> AppendResult | BaseException:
+        """One append of a shared commit: its result, its own failure, or _Culprit."""
+        guarded = careful or bool(self._hooks) or len(request.events) > 1
+        if guarded:
+            conn.execute("SAVEPOINT chronik_append")
+        try:
+            result = await self._apply(conn, request, now)
+        except Exception as exc:
+            error = self._translate(exc)
+            if not conn.in_transaction:
+                raise _Culprit(index, error) from exc
+            if guarded:
+                conn.execute("ROLLBACK TO chronik_append")
                 conn.execute("RELEASE chronik_append")
-            return results
+                return error
+            if isinstance(exc, ConcurrencyError | DuplicateEventError):
+                return error  # one statement that wrote nothing
+            raise _Culprit(index, error) from exc
+        if guarded:
+            conn.execute("RELEASE chronik_append")
+        return result
+
+    async def _apply(
+        self, conn: sqlite3.Connection, request: AppendRequest, now: str
+    ) -> AppendResult:
+        """Write one append and run the hooks on it."""
+        result = _append_one(conn, request, now)
+        if self._hooks:
+            await self._run_hooks(conn, request, result, datetime.fromisoformat(now))
+        return result
+
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.Error):
+            error = StoreUnavailableError(f"SQLite {self.path}: {exc}")
+            error.__cause__ = exc
+            return error
+        return exc
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction, waiting (without blocking) for the lock."""
@@ -429,34 +486,6 @@ def _migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]]) ->
             if statement.strip():
                 conn.execute(statement)
         conn.execute("INSERT INTO chronik_migrations VALUES (?, ?)", (name, _now()))
-
-
-def _append_batch(
-    conn: sqlite3.Connection, requests: list[AppendRequest]
-) -> list[AppendResult | BaseException]:
-    """Apply each append on its own; one failing leaves the others intact.
-
-    A single-event append is one statement: it writes nothing on a conflict, and SQLite
-    undoes a failing statement by itself. Only multi-event appends, which could fail
-    half-way through (a reused id), need a savepoint of their own.
-    """
-    now = _now()
-    if len(requests) == 1:
-        return [_append_one(conn, requests[0], now)]
-    results: list[AppendResult | BaseException] = []
-    for request in requests:
-        guarded = len(request.events) > 1
-        if guarded:
-            conn.execute("SAVEPOINT chronik_append")
-        try:
-            results.append(_append_one(conn, request, now))
-        except EventStoreError as exc:
-            if guarded:
-                conn.execute("ROLLBACK TO chronik_append")
-            results.append(exc)
-        if guarded:
-            conn.execute("RELEASE chronik_append")
-    return results
 
 
 def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:

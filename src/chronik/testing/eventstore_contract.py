@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pytest
 
@@ -21,11 +21,13 @@ from chronik.errors import (
     ConcurrencyError,
     CorruptEventError,
     DuplicateEventError,
+    EventStoreError,
     InvalidInputError,
     StreamNotFoundError,
     UnknownEventTypeError,
 )
 from chronik.eventstore import (
+    AppendResult,
     BaseEventStore,
     EventTypes,
     ExpectedVersion,
@@ -135,6 +137,47 @@ class Account(Aggregate):
 
 def _sid() -> str:
     return f"acc-{uuid.uuid4()}"
+
+
+async def _twenty_appends(
+    store: BaseEventStore, culprit: str
+) -> tuple[list[str], list[AppendResult | BaseException]]:
+    """Twenty concurrent appends (one, then two events each in turn), the 11th to ``culprit``.
+
+    They are started together, so the store commits them in one or two shared commits.
+    """
+    streams = [_sid() for _ in range(20)]
+    streams[10] = culprit
+    outcomes = await asyncio.gather(
+        *(
+            store.append(sid, [Withdrawn(1)] if i % 2 else [Withdrawn(1), Withdrawn(2)])
+            for i, sid in enumerate(streams)
+        ),
+        return_exceptions=True,
+    )
+    return streams, outcomes
+
+
+async def _only_the_culprit_failed(
+    store: BaseEventStore,
+    start: int,
+    streams: list[str],
+    outcomes: list[AppendResult | BaseException],
+) -> BaseException:
+    """The 11th append failed and wrote nothing; the 19 others are stored whole."""
+    failed = outcomes[10]
+    assert isinstance(failed, BaseException), "the culprit's append succeeded"
+    others = [o for i, o in enumerate(outcomes) if i != 10]
+    failures = [o for o in others if isinstance(o, BaseException)]
+    assert not failures, f"{len(failures)} other appends failed too, first: {failures[0]!r}"
+    for i, sid in enumerate(streams):
+        expected = 0 if i == 10 else 1 if i % 2 else 2
+        assert await store.stream_version(sid) == expected, sid
+    stored = await store.read_all(start, limit=1000)
+    assert streams[10] not in {r.stream_id for r in stored}
+    assert len(stored) == sum(1 if i % 2 else 2 for i in range(20) if i != 10)
+    assert await store.head_position() == stored[-1].position
+    return failed
 
 
 async def _elsewhere(store: BaseEventStore, sid: str) -> None:
@@ -646,6 +689,24 @@ class EventStoreContract:
         assert isinstance(outcomes[2], ConcurrencyError)
         assert [await store.stream_version(s) for s in streams] == [1, 0, 0, 1, 1]
 
+    async def test_an_append_whose_hook_raises_fails_alone_among_twenty_concurrent_ones(
+        self, store: BaseEventStore
+    ) -> None:
+        culprit = _sid()
+
+        async def refuse(conn: object, events: list[RecordedEvent]) -> None:
+            if events[0].stream_id == culprit:
+                raise RuntimeError(f"the hook refuses {culprit}")
+
+        start = await store.head_position()
+        store.add_append_hook(refuse)
+        try:
+            streams, outcomes = await _twenty_appends(store, culprit)
+        finally:
+            store.remove_append_hook(refuse)
+        failed = await _only_the_culprit_failed(store, start, streams, outcomes)
+        assert isinstance(failed, RuntimeError) and culprit in str(failed)
+
     async def test_eight_writers_on_one_stream_with_retries_lose_no_update(
         self, store: BaseEventStore
     ) -> None:
@@ -712,7 +773,65 @@ class EventStoreContract:
 
 
 class DurableEventStoreContract(EventStoreContract):
-    """The contract plus durability, for adapters that keep events across restarts."""
+    """The contract plus durability, for adapters that keep events across restarts.
+
+    Its subclasses also say how to make the database itself refuse a write, which the
+    tests of failure isolation need.
+    """
+
+    async def refuse_in_database(self, store: BaseEventStore, stream_id: str) -> None:
+        """Make the database refuse (a trigger raising) every event of ``stream_id``."""
+        raise NotImplementedError
+
+    #: what the error of ``fail_in_database``'s statement says
+    failed_statement_says: ClassVar[str] = "refused by the test"
+
+    async def fail_in_database(self, conn: Any) -> None:
+        """Run a statement the database refuses on an append's connection (from a hook)."""
+        raise NotImplementedError
+
+    @pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-a-hook"])
+    async def test_an_append_the_database_refuses_fails_alone_among_twenty_concurrent_ones(
+        self, store: BaseEventStore, hooked: bool
+    ) -> None:
+        culprit = _sid()
+        await self.refuse_in_database(store, culprit)
+        start = await store.head_position()
+        seen: list[str] = []
+
+        async def note(conn: object, events: list[RecordedEvent]) -> None:
+            seen.append(events[0].stream_id)
+
+        if hooked:
+            store.add_append_hook(note)
+        try:
+            streams, outcomes = await _twenty_appends(store, culprit)
+        finally:
+            store.remove_append_hook(note)
+        failed = await _only_the_culprit_failed(store, start, streams, outcomes)
+        assert isinstance(failed, EventStoreError)
+        assert "refused by the test" in str(failed)
+        if hooked:
+            assert set(streams) - {culprit} <= set(seen)
+
+    async def test_an_append_whose_hook_fails_in_the_database_fails_alone(
+        self, store: BaseEventStore
+    ) -> None:
+        culprit = _sid()
+
+        async def refuse(conn: object, events: list[RecordedEvent]) -> None:
+            if events[0].stream_id == culprit:
+                await self.fail_in_database(conn)
+
+        start = await store.head_position()
+        store.add_append_hook(refuse)
+        try:
+            streams, outcomes = await _twenty_appends(store, culprit)
+        finally:
+            store.remove_append_hook(refuse)
+        failed = await _only_the_culprit_failed(store, start, streams, outcomes)
+        assert isinstance(failed, EventStoreError)
+        assert self.failed_statement_says in str(failed)
 
     async def test_events_survive_closing_and_reopening(self, store: BaseEventStore) -> None:
         sid = _sid()
