@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,8 +46,10 @@ async def ready(runtime: Runtime, within: float = 10.0) -> None:
 
 
 @asynccontextmanager
-async def serving(spec: ServiceSpec, *, settle: bool = True) -> AsyncIterator[Service]:
-    runtime = Runtime(settings(), [spec])
+async def serving(
+    spec: ServiceSpec, *, settle: bool = True, store_url: str = "memory://"
+) -> AsyncIterator[Service]:
+    runtime = Runtime(settings(event_store_url=store_url), [spec])
     await runtime.start()
     if settle:
         await ready(runtime)
@@ -205,6 +208,34 @@ class TestSales:
                 f"/leads/{lead}/state", params={"version": 1, "at": later}
             )
         assert answer.status_code == 200, answer.text
+
+    @pytest.mark.parametrize("store", ["memory", "sqlite"])
+    async def test_the_state_at_any_time_is_the_lead_then_or_a_404_never_a_500(
+        self, store: str, tmp_path: Path
+    ) -> None:
+        url = "memory://" if store == "memory" else f"sqlite:///{tmp_path}/sales.db"
+        async with serving(sales.spec(), store_url=url) as svc:
+            lead = await new_lead(svc)
+            await svc.write("POST", f"/leads/{lead}/contact", {"note": "interested"})
+            answers = {
+                at: await svc.client.get(f"/leads/{lead}/state", params={"at": at})
+                for at in (
+                    "9999-12-31T23:59:59-10:00",
+                    "9999-12-31T23:59:59.999999+00:00",
+                    "0001-01-01T00:00:00+10:00",
+                    "0001-01-01T00:00:00Z",
+                )
+            }
+            with_version = await svc.client.get(
+                f"/leads/{lead}/state", params={"at": "9999-12-31T23:59:59-10:00", "version": 1}
+            )
+        future, last, past, first = answers.values()
+        assert (future.status_code, future.json()["version"]) == (200, 2), future.text
+        assert (last.status_code, last.json()["version"]) == (200, 2), last.text
+        assert (with_version.status_code, with_version.json()["version"]) == (200, 1)
+        for before in (past, first):
+            assert before.status_code == 404, before.text
+            assert before.headers["content-type"] == PROBLEM
 
 
 # -- campaigns ---------------------------------------------------------------------------

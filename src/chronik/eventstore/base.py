@@ -6,7 +6,7 @@ import abc
 import copy
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import MAXYEAR, UTC, datetime
 from typing import Any, Self
 from uuid import UUID
 
@@ -258,7 +258,7 @@ class BaseEventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _version_at(self, stream_id: str, when: datetime) -> int:
-        """The highest version recorded at or before ``when`` (aware)."""
+        """The highest version recorded at or before ``when`` (in UTC)."""
 
     @abc.abstractmethod
     async def head_position(self) -> int: ...
@@ -426,9 +426,15 @@ class BaseEventStore(abc.ABC):
     async def version_at(self, stream_id: str, when: datetime) -> int:
         """The stream's version as it was at ``when``; 0 if it had no events then."""
         check_stream_id(stream_id)
-        if not isinstance(when, datetime) or when.tzinfo is None:
+        if not isinstance(when, datetime) or when.utcoffset() is None:
             raise InvalidInputError("a point in time must be a timezone-aware datetime")
-        return await self._version_at(stream_id, when)
+        try:
+            utc = when.astimezone(UTC)
+        except OverflowError:
+            # Within a day of datetime's ends, an instant may have no UTC datetime: it is
+            # after every event (or before every one), never an error.
+            return await self._stream_version(stream_id) if when.year == MAXYEAR else 0
+        return await self._version_at(stream_id, utc)
 
     async def read_all(self, after: int = 0, *, limit: int = 1000) -> list[RecordedEvent]:
         _check_version("after", after, 0)

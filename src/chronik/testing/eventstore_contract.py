@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any, ClassVar
 
 import pytest
@@ -464,6 +464,39 @@ class EventStoreContract:
         assert await store.version_at(sid, second.recorded_at) == 2
         with pytest.raises(InvalidInputError, match="timezone"):
             await store.version_at(sid, datetime(2026, 1, 1))
+
+    async def test_the_version_at_any_aware_time_is_a_version_however_far_off(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        await store.append(sid, [Withdrawn(1)])
+        await store.append(sid, [Withdrawn(2)])
+        first, second = await store.read_stream(sid)
+        east, west = timezone(timedelta(hours=10)), timezone(timedelta(hours=-10))
+        latest = [
+            datetime.max.replace(tzinfo=west),  # beyond the last instant in UTC
+            datetime.max.replace(tzinfo=UTC),
+            datetime.max.replace(tzinfo=timezone(timedelta(hours=23, minutes=59))),
+            datetime(3000, 1, 1, tzinfo=east),
+            second.recorded_at.astimezone(west),
+        ]
+        earliest = [
+            datetime.min.replace(tzinfo=east),  # before the first instant in UTC
+            datetime.min.replace(tzinfo=UTC),
+            datetime.min.replace(tzinfo=timezone(timedelta(hours=-23, minutes=-59))),
+            datetime(1970, 1, 1, tzinfo=west),
+            first.recorded_at.astimezone(east) - timedelta(microseconds=1),
+        ]
+        for when in latest:
+            assert await store.version_at(sid, when) == 2, when
+            assert await store.version_at(_sid(), when) == 0, when
+        for when in earliest:
+            assert await store.version_at(sid, when) == 0, when
+        assert await store.version_at(sid, first.recorded_at.astimezone(west)) == 1
+        repo = Repository(store, Account, prefix="")
+        assert (await repo.load(sid, at=datetime.max.replace(tzinfo=west))).version == 2
+        with pytest.raises(StreamNotFoundError):
+            await repo.load(sid, at=datetime.min.replace(tzinfo=east))
 
     # -- what is stored stays readable -------------------------------------------------
 
