@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from chronik.errors import ChronikError
+from chronik.errors import ChronikError, StoreNotFoundError
 from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
 from chronik.projections.engine import backend_for
 from chronik.projections.readmodel import ProjectionBackend
@@ -84,9 +84,18 @@ def _store_url(store_url: str | None, data_dir: Path | None) -> str:
 
 
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a command's coroutine; a chronik error is one line on stderr and exit code 1."""
+    """Run a command's coroutine; a chronik error is one line on stderr and exit code 1.
+
+    A store that is not there (a mistyped --data-dir, say) is a bad setting: exit code 2.
+    """
     try:
         return asyncio.run(work())
+    except StoreNotFoundError as exc:
+        errors.print(
+            f"[red]configuration:[/] {escape(str(exc))} (commands that read create no store; "
+            "`chronik migrate` does)"
+        )
+        raise typer.Exit(2) from None
     except (ChronikError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         errors.print(f"[red]error:[/] {escape(str(message))}")
@@ -94,9 +103,11 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def _opened(url: str, types: EventTypes | None = None) -> AsyncIterator[BaseEventStore]:
-    """The store at ``url``, closed when the block ends."""
-    store = await open_event_store(url, types or EventTypes([]))
+async def _opened(
+    url: str, types: EventTypes | None = None, *, create: bool = False
+) -> AsyncIterator[BaseEventStore]:
+    """The store at ``url``, closed when the block ends; it must exist unless ``create``."""
+    store = await open_event_store(url, types or EventTypes([]), create=create)
     try:
         yield store
     finally:
@@ -379,7 +390,7 @@ def relay(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with _opened(url) as store:
+        async with _opened(url, create=True) as store:
             broker = await open_broker(broker_url)
             try:
                 worker = Relay(store, broker, batch=batch)
@@ -696,10 +707,10 @@ app.add_typer(config_app, name="config")
 
 
 @config_app.command("show")
-def config_show() -> None:
+def config_show(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
     """Every setting, its value (secrets masked) and where it came from."""
     try:
-        loaded = load_settings({})
+        loaded = load_settings({"event_store_url": store_url, "data_dir": data_dir})
     except ChronikError as exc:
         errors.print(f"[red]configuration:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -742,7 +753,13 @@ def streams_show(
     store_url: StoreUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """A stream's events; with the app known, its aggregate's state as of a version."""
+    """A stream's events; with the app known, its aggregate's state as of a version.
+
+    Without the app, events are shown as stored, personal fields as "[encrypted]".
+    """
+    if at is not None and at < 1:
+        errors.print(f"[red]error:[/] --at {at}: versions start at 1")
+        raise typer.Exit(2)
     url = _store_url(store_url, data_dir)
     settings = _settings(app=app_ref)
     specs = _specs(settings) if settings.app else []
@@ -795,7 +812,7 @@ def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDi
 
         with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
             task = progress.add_task("migrating", total=3)
-            async with _opened(url) as store:
+            async with _opened(url, create=True) as store:
                 progress.advance(task)
                 await backend_for(store).setup()
                 progress.advance(task)

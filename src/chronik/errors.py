@@ -4,6 +4,7 @@
     ├── DomainError                 a command broke a business rule (raised by domain code)
     │   └── InvalidValueError       a value object refused a field; names the field
     ├── ConfigurationError          bad URL, bad option, bad event registration
+    │   └── StoreNotFoundError      opening without creating, and no store is there
     └── EventStoreError
         ├── InvalidInputError       a stream id, version or payload the store refuses
         ├── ConcurrencyError        the stream was not at the expected version
@@ -29,6 +30,7 @@ __all__ = [
     "EventStoreError",
     "InvalidInputError",
     "InvalidValueError",
+    "StoreNotFoundError",
     "StoreUnavailableError",
     "StreamNotFoundError",
     "UnknownEventTypeError",
@@ -55,6 +57,13 @@ class InvalidValueError(DomainError, ValueError):
 
 class ConfigurationError(ChronikError, ValueError):
     """A URL, option or registration is malformed; the message says which and why."""
+
+
+class StoreNotFoundError(ConfigurationError):
+    """A store opened only if it exists (``create=False``) is not there: no file, no tables.
+
+    A configuration problem: the URL or data directory names the wrong place.
+    """
 
 
 class EventStoreError(ChronikError):

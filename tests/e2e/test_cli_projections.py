@@ -62,9 +62,15 @@ def _poison() -> None:
 
 
 async def test_without_store_options_the_settings_name_the_store(tmp_path: Path) -> None:
-    done = await chronik("projections", "status", env={"CHRONIK_DATA_DIR": str(tmp_path)})
+    env = {"CHRONIK_DATA_DIR": str(tmp_path)}
+    missing = await chronik("projections", "status", env=env)
+    assert missing.code == 2, missing.err
+    assert str(tmp_path / "chronik.db") in missing.err
+    assert not (tmp_path / "chronik.db").exists()
+    assert (await chronik("migrate", env=env)).code == 0
+    done = await chronik("projections", "status", env=env)
     assert done.code == 0, done.err
-    assert (tmp_path / "chronik.db").exists()
+    assert "No projection has run in this store yet" in done.out
 
 
 async def test_status_lists_each_projection_with_its_state_and_lag(

@@ -130,6 +130,21 @@ async def test_config_show_with_a_bad_value_says_which_in_one_line_without_the_t
     assert SECRET not in done.out + done.err
 
 
+async def test_config_show_takes_the_store_options_the_other_commands_take(
+    tmp_path: Path,
+) -> None:
+    done = await chronik("config", "show", "--data-dir", str(tmp_path / "d"))
+    assert done.code == 0, done.err
+    assert _table(done.out)["CHRONIK_DATA_DIR"] == (str(tmp_path / "d"), "flag")
+    url = f"postgresql://app:{SECRET}@db.internal/sales"
+    done = await chronik("config", "show", "--store-url", url, env={"CHRONIK_DATA_DIR": "/x"})
+    assert done.code == 0, done.err
+    rows = _table(done.out)
+    assert rows["CHRONIK_EVENT_STORE_URL"] == ("postgresql://app:***@db.internal/sales", "flag")
+    assert rows["CHRONIK_DATA_DIR"] == ("/x", "env")
+    assert SECRET not in done.out + done.err
+
+
 async def test_config_show_hides_the_password_in_the_event_store_url() -> None:
     url = f"postgresql://app:{SECRET}@db.internal:5432/sales"
     done = await chronik("config", "show", env={"CHRONIK_EVENT_STORE_URL": url})
@@ -194,8 +209,9 @@ async def test_streams_show_prints_each_event_as_stored_without_the_app(
     assert (opened["version"], opened["type"]) == (1, "tour.ticket_opened")
     assert (commented["version"], commented["type"]) == (2, "tour.ticket_commented")
     assert opened["data"]["title"] == "about a%b"
-    # Personal data stays as stored: encrypted, not "Ada".
-    assert set(opened["data"]["reporter"]) == {"$enc"}
+    # Without the app, personal data is shown as encrypted: neither "Ada" nor ciphertext.
+    assert opened["data"]["reporter"] == "[encrypted]"
+    assert "$enc" not in done.out
     assert commented["data"] == {"text": "still broken"}
     assert commented["position"] > opened["position"]
     first = await chronik("streams", "show", "ticket-a%b", "--at", "1", *where)
@@ -261,6 +277,86 @@ async def test_an_app_reference_that_gives_no_specs_is_one_clear_line(
     args = ["streams", "show", "x", *where] if command == "streams" else ["serve", *where]
     done = await chronik(*args, env={"CHRONIK_APP": reference})
     _one_clear_line(done, 2, f"configuration: CHRONIK_APP {reference!r}")
+
+
+@pytest.mark.parametrize("app", [False, True], ids=["raw", "with-the-app"])
+@pytest.mark.parametrize("at", ["0", "-3"])
+async def test_streams_show_refuses_a_version_below_one(
+    target: tuple[BaseEventStore, list[str]], at: str, app: bool
+) -> None:
+    store, where = target
+    await _seed(store)
+    with_app = ["--app", SAMPLE_APP] if app else []
+    done = await chronik("streams", "show", "ticket-b1", "--at", at, *with_app, *where)
+    _one_clear_line(done, 2, f"--at {at}: versions start at 1")
+    assert done.out == ""
+
+
+def _entries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+READ_ONLY_COMMANDS = [
+    ["streams", "list"],
+    ["streams", "show", "ticket-b1"],
+    ["projections", "status"],
+    ["projections", "parked", "balances"],
+    ["projections", "rebuild", "balances"],
+    ["outbox", "status"],
+    ["dead-letters", "list"],
+    ["processes", "list"],
+    ["processes", "show", "trip/t-1"],
+]
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("place", ["no-directory", "empty-directory"])
+async def test_a_command_on_a_data_dir_without_a_store_refuses_it_and_creates_nothing(
+    tmp_path: Path, command: list[str], place: str
+) -> None:
+    data = tmp_path / "typo"
+    if place == "empty-directory":
+        data.mkdir()
+    done = await chronik(*command, "--data-dir", str(data))
+    _one_clear_line(done, 2, f"configuration: SQLite database '{data.resolve()}/chronik.db'")
+    assert "does not exist" in done.err
+    assert _entries(tmp_path) == (["typo"] if place == "empty-directory" else [])
+    assert not data.exists() or _entries(data) == []
+
+
+async def test_a_command_on_a_sqlite_file_without_chronik_tables_refuses_it(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    (tmp_path / "chronik.db").touch()
+    with sqlite3.connect(tmp_path / "other.db") as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    empty = await chronik("streams", "list", "--data-dir", str(tmp_path))
+    _one_clear_line(empty, 2, "chronik.db' has no chronik tables")
+    other = await chronik("outbox", "status", "--store-url", f"sqlite:///{tmp_path}/other.db")
+    _one_clear_line(other, 2, "other.db' has no chronik tables")
+    with sqlite3.connect(tmp_path / "other.db") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"notes"}
+    assert (tmp_path / "chronik.db").stat().st_size == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS[:4], ids=" ".join)
+async def test_a_command_on_a_postgres_schema_without_chronik_tables_says_so(
+    postgres_url: str, pg_schema: str, command: list[str]
+) -> None:
+    import psycopg
+
+    done = await chronik(*command, "--store-url", f"{postgres_url}?schema={pg_schema}")
+    _one_clear_line(done, 2, f"schema '{pg_schema}' has no chronik tables")
+    with psycopg.connect(postgres_url) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s",
+            (pg_schema,),
+        ).fetchone()
+    assert found == (0,)
 
 
 async def test_giving_both_store_options_is_refused_without_a_traceback(tmp_path: Path) -> None:

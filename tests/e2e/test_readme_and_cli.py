@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CHRONIK = Path(sys.executable).with_name("chronik")
@@ -45,3 +46,41 @@ def test_the_tour_runs_twice_on_one_data_directory_and_keeps_everything(tmp_path
 def test_the_command_without_arguments_shows_its_help() -> None:
     done = subprocess.run([str(CHRONIK)], capture_output=True, text=True, timeout=60)
     assert "tour" in done.stdout + done.stderr
+
+
+def _documented_store_commands() -> set[tuple[str, ...]]:
+    """The commands docs/runtime.md says take --store-url and --data-dir."""
+    text = " ".join((ROOT / "docs" / "runtime.md").read_text().split())
+    listing = text.split("takes `--store-url URL` or `--data-dir DIR`", 1)[1]
+    listing = listing.split("defaulting to the settings:", 1)[1].split(". ", 1)[0]
+    commands: set[tuple[str, ...]] = set()
+    for spelled in re.findall(r"`([^`]+)`", listing):
+        *group, last = spelled.split()
+        commands |= {(*group, name) for name in last.split("|")}
+    return commands
+
+
+def _commands_with(option: str) -> set[tuple[str, ...]]:
+    """Every command of the real CLI that has ``option``."""
+    import typer
+
+    from chronik.cli import app
+
+    found: set[tuple[str, ...]] = set()
+
+    def walk(command: Any, path: tuple[str, ...]) -> None:
+        if hasattr(command, "commands"):  # a group (typer ships its own click)
+            for name, sub in command.commands.items():
+                walk(sub, (*path, name))
+        elif any(option in p.opts for p in command.params):
+            found.add(path)
+
+    walk(typer.main.get_command(app), ())
+    return found
+
+
+def test_the_commands_the_docs_say_take_the_store_options_are_exactly_those_that_do() -> None:
+    documented = _documented_store_commands()
+    assert ("config", "show") in documented and ("processes", "show") in documented
+    assert _commands_with("--store-url") == documented
+    assert _commands_with("--data-dir") == documented | {("tour",), ("demo",)}

@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 
 from chronik.errors import DuplicateEventError, InvalidInputError
-from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
+from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo, masked
 from chronik.eventstore.context import current_idempotency, current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
 from chronik.eventstore.port import (
@@ -218,7 +218,10 @@ class BaseEventStore(abc.ABC):
         return await self._stream_list(prefix, limit)
 
     async def read_stream_raw(self, stream_id: str) -> list[dict[str, Any]]:
-        """A stream's events as stored (JSON data not decoded into classes): for tools."""
+        """A stream's events as stored (JSON data not decoded into classes): for tools.
+
+        Personal fields show as ``"[encrypted]"``, not as their ciphertext.
+        """
         check_stream_id(stream_id)
         rows = await self._stream_rows(stream_id, 1, None, None, False)
         load_id, load_time = self._load_id, self._load_time
@@ -232,7 +235,7 @@ class BaseEventStore(abc.ABC):
                     "type": type_name,
                     "schema_version": schema,
                     "recorded_at": (at if load_time is None else load_time(at)).isoformat(),
-                    "data": msgspec.json.decode(data),
+                    "data": masked(msgspec.json.decode(data)),
                     "correlation_id": corr,
                     "causation_id": caus,
                     "headers": None if hdr is None else _headers_decode(hdr),

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from chronik.domain.events import Personal, event_spec
 from chronik.errors import ConfigurationError, CorruptEventError, UnknownEventTypeError
 
-__all__ = ["EventTypes", "Upcaster", "new_subject_key"]
+__all__ = ["ENCRYPTED", "EventTypes", "Upcaster", "masked", "new_subject_key"]
 
 Upcast = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -33,6 +33,20 @@ _ENCRYPTED = "$enc"
 _NONCE_BYTES = 12
 _json_decode = msgspec.json.Decoder().decode
 _json_encode = msgspec.json.Encoder().encode
+
+
+#: what tools show for a personal field they read without decrypting it
+ENCRYPTED = "[encrypted]"
+
+
+def masked(data: Any) -> Any:
+    """Stored event data with each encrypted personal field shown as ``ENCRYPTED``.
+
+    For tools that show events as stored: the ciphertext means nothing to a reader.
+    """
+    if not isinstance(data, dict):
+        return data
+    return {k: ENCRYPTED if type(v) is dict and _ENCRYPTED in v else v for k, v in data.items()}
 
 
 def new_subject_key() -> bytes:

@@ -30,6 +30,7 @@ from chronik.errors import (
     ConcurrencyError,
     ConfigurationError,
     DuplicateEventError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
@@ -325,8 +326,13 @@ class PostgresEventStore(BaseEventStore):
         pool_min: int = 1,
         pool_max: int = 10,
         connect_timeout: float = 10.0,
+        create: bool = True,
     ) -> PostgresEventStore:
-        """Connect, create or migrate the schema, and return the store."""
+        """Connect, create or migrate the schema, and return the store.
+
+        With ``create=False`` a schema without chronik's events table raises
+        StoreNotFoundError and is left as it was (not created).
+        """
         if not _SCHEMA_NAME.fullmatch(schema):
             raise ConfigurationError(
                 f"postgres schema {schema!r} is not valid: use 1-63 lowercase letters, digits "
@@ -353,11 +359,22 @@ class PostgresEventStore(BaseEventStore):
             ) from None
         store = cls(types, pool, schema, url, connect_timeout)
         try:
+            if not create:
+                await store._check_exists()
             await store.migrate(MIGRATIONS)
         except BaseException:
             await pool.close()
             raise
         return store
+
+    async def _check_exists(self) -> None:
+        rows = await self._fetch(
+            "SELECT to_regclass(%s)::text", (in_schema("{s}.chronik_events", self.schema),)
+        )
+        if rows[0][0] is None:
+            raise StoreNotFoundError(
+                f"PostgreSQL at {self._url}: schema {self.schema!r} has no chronik tables"
+            )
 
     async def close(self) -> None:
         for task in (self._notifier, self._listener):

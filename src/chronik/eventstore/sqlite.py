@@ -26,6 +26,7 @@ from chronik.errors import (
     ConcurrencyError,
     ConfigurationError,
     DuplicateEventError,
+    StoreNotFoundError,
     StoreUnavailableError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
@@ -158,12 +159,15 @@ class SQLiteEventStore(BaseEventStore):
         *,
         synchronous: str = "full",
         lock_timeout: float = 10.0,
+        create: bool = True,
     ) -> SQLiteEventStore:
         """Open (and create or migrate) the store in the file at ``path``.
 
         ``synchronous`` is SQLite's durability setting: ``full`` (the default: every
         commit is on disk when append returns) or ``normal`` (a power cut may lose the
-        last commits, never corrupt the file).
+        last commits, never corrupt the file). With ``create=False`` a file that does
+        not exist, or holds no chronik tables, raises StoreNotFoundError and is left as
+        it was.
         """
         level = _SYNCHRONOUS.get(str(synchronous).lower())
         if level is None:
@@ -175,6 +179,8 @@ class SQLiteEventStore(BaseEventStore):
                 f"chronik needs SQLite 3.35 or newer; this Python has {sqlite3.sqlite_version}"
             )
         file = Path(path)
+        if not create:
+            _check_exists(file)
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
             writer = _connect(file, level, busy_ms=0)
@@ -461,6 +467,27 @@ class SQLiteEventStore(BaseEventStore):
             return None
         version, schema, state, subjects = rows[0]
         return Snapshot(stream_id, version, schema, bytes(state), _subjects_decode(subjects))
+
+
+def _check_exists(file: Path) -> None:
+    """StoreNotFoundError unless ``file`` is a database with chronik's events table.
+
+    Looked at read-only, so that a file that is not a store is not touched (not even
+    switched to WAL).
+    """
+    if not file.is_file():
+        raise StoreNotFoundError(f"SQLite database {str(file)!r} does not exist")
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chronik_events'"
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(f"cannot open SQLite database {str(file)!r}: {exc}") from exc
+    if found is None:
+        raise StoreNotFoundError(f"SQLite database {str(file)!r} has no chronik tables")
 
 
 def _connect(file: Path, synchronous: str, busy_ms: int) -> sqlite3.Connection:

@@ -6,7 +6,7 @@ import math
 import re
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from chronik.errors import ConfigurationError
+from chronik.errors import ConfigurationError, StoreNotFoundError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.codec import EventTypes
 
@@ -22,8 +22,13 @@ def redact(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
-async def open_event_store(url: str, types: EventTypes) -> BaseEventStore:
+async def open_event_store(url: str, types: EventTypes, *, create: bool = True) -> BaseEventStore:
     """Open the store a URL names, creating or migrating its schema.
+
+    With ``create=False`` (tools that read) a store that is not there is refused with
+    StoreNotFoundError instead of being created: a missing SQLite file, a database
+    without chronik's tables, a PostgreSQL schema without them, or ``memory://`` (a new
+    one is always empty).
 
     - ``memory://``: in the process, gone when it ends.
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's
@@ -43,11 +48,16 @@ async def open_event_store(url: str, types: EventTypes) -> BaseEventStore:
 
         if url.split("://", 1)[1] not in ("", "/"):
             raise ConfigurationError(f"event store URL {url!r}: memory:// takes no path")
+        if not create:
+            raise StoreNotFoundError(
+                "memory:// keeps its events in the process that wrote them: there is no "
+                "store here to read"
+            )
         return MemoryEventStore(types)
     if scheme == "sqlite":
-        return await _open_sqlite(url, types)
+        return await _open_sqlite(url, types, create)
     if scheme in ("postgresql", "postgres"):
-        return await _open_postgres(url, types)
+        return await _open_postgres(url, types, create)
     raise ConfigurationError(
         f"event store URL scheme {scheme!r} is not supported: use memory, sqlite or postgresql"
     )
@@ -88,7 +98,7 @@ def _number(
     return value
 
 
-async def _open_sqlite(url: str, types: EventTypes) -> BaseEventStore:
+async def _open_sqlite(url: str, types: EventTypes, create: bool) -> BaseEventStore:
     from chronik.eventstore.sqlite import SQLiteEventStore
 
     options, _ = _options(url, _SQLITE_OPTIONS, passthrough=False)
@@ -106,10 +116,11 @@ async def _open_sqlite(url: str, types: EventTypes) -> BaseEventStore:
         types,
         synchronous=options.get("synchronous", "full"),
         lock_timeout=_number(options, "lock_timeout", 10.0, float),
+        create=create,
     )
 
 
-async def _open_postgres(url: str, types: EventTypes) -> BaseEventStore:
+async def _open_postgres(url: str, types: EventTypes, create: bool) -> BaseEventStore:
     try:
         from chronik.eventstore.postgres import PostgresEventStore
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -133,4 +144,5 @@ async def _open_postgres(url: str, types: EventTypes) -> BaseEventStore:
         pool_min=int(_number(options, "pool_min", 1, int)),
         pool_max=int(_number(options, "pool_max", 10, int)),
         connect_timeout=_number(options, "connect_timeout", 10.0, float),
+        create=create,
     )
