@@ -22,10 +22,10 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chronik.errors import ChronikError, DuplicateEventError
+from chronik.errors import ChronikError, DuplicateEventError, InvalidInputError
 from chronik.eventstore import AppendResult
 from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
-from chronik.eventstore.port import Metadata
+from chronik.eventstore.port import MAX_POSITION, Metadata
 from chronik.http.problems import PROBLEM, Problem, install_problem_handlers, problem
 from chronik.runtime.observability import Metrics
 from chronik.runtime.service import Runtime
@@ -40,6 +40,7 @@ __all__ = [
 
 POSITION = "Chronik-Position"
 MIN_POSITION = "Chronik-Min-Position"
+_WHOLE = re.compile(r"[0-9]+")
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
 
@@ -350,17 +351,21 @@ def _answer(response: Response, aggregate_id: str, result: AppendResult) -> Comm
 async def wait_consistent(request: Request, projections: list[str] | None = None) -> None:
     """Wait until these projections passed the request's ``Chronik-Min-Position``.
 
-    503 (problem) if they do not within the configured wait: the client retries.
+    503 (problem) if they do not within the configured wait: the client retries. 400 for
+    a value that is no whole number or one above ``MAX_POSITION``, which no store reaches.
     """
     raw = request.headers.get(MIN_POSITION)
     if raw is None:
         return
-    try:
-        position = int(raw)
-        if position < 0:
-            raise ValueError
-    except ValueError:
-        raise HTTPException(400, f"{MIN_POSITION} must be a whole number >= 0") from None
+    raw = raw.strip()
+    if not _WHOLE.fullmatch(raw):
+        raise InvalidInputError(f"{MIN_POSITION} must be a whole number from 0 to {MAX_POSITION}")
+    if len(raw.lstrip("0")) > len(str(MAX_POSITION)) or int(raw) > MAX_POSITION:
+        # No store reaches it: waiting and answering 503 would invite endless retries.
+        raise InvalidInputError(
+            f"{MIN_POSITION} is beyond any position a store can reach (at most {MAX_POSITION})"
+        )
+    position = int(raw)
     runtime: Runtime = request.app.state.runtime
     wait = runtime.settings.consistency_wait
     if not await runtime.engine.wait_until(position, names=projections, max_wait=wait):
