@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.auth import PERSONAL_DATA
 from chronik.http.fields import WholeNumber
 from chronik.runtime.service import Runtime
 from sales import domain, handlers
@@ -175,7 +176,11 @@ def routes(runtime: Runtime) -> APIRouter:
 
         return await run_command(request, response, work, id_of=id_of)
 
-    @router.get("/leads", response_model=list[LeadView], dependencies=[Depends(consistent)])
+    @router.get(
+        "/leads",
+        response_model=list[LeadView],
+        dependencies=[PERSONAL_DATA, Depends(consistent)],
+    )
     async def find_leads(
         q: Annotated[
             str | None, Query(max_length=100, description="Part of a name or phone")
@@ -203,14 +208,18 @@ def routes(runtime: Runtime) -> APIRouter:
             "lead_search", "leads", where=where, order_by="updated_at", descending=True, limit=limit
         )
 
-    @router.get("/leads/{lead_id}", response_model=LeadView, dependencies=[Depends(consistent)])
+    @router.get(
+        "/leads/{lead_id}",
+        response_model=LeadView,
+        dependencies=[PERSONAL_DATA, Depends(consistent)],
+    )
     async def get_lead(lead_id: str) -> Any:
         doc = await runtime.engine.read_models.get("lead_search", "leads", lead_id)
         if doc is None:
             raise StreamNotFoundError(handlers.PREFIX + lead_id)
         return doc
 
-    @router.get("/leads/{lead_id}/state", response_model=LeadState)
+    @router.get("/leads/{lead_id}/state", response_model=LeadState, dependencies=[PERSONAL_DATA])
     async def lead_state(
         lead_id: str,
         version: Annotated[
@@ -245,7 +254,11 @@ def routes(runtime: Runtime) -> APIRouter:
             order_cents=lead.order_cents,
         )
 
-    @router.get("/leads/{lead_id}/history", response_model=list[HistoryEntry])
+    @router.get(
+        "/leads/{lead_id}/history",
+        response_model=list[HistoryEntry],
+        dependencies=[PERSONAL_DATA],
+    )
     async def lead_history(lead_id: str) -> Any:
         import msgspec
 

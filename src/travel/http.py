@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.auth import PERSONAL_DATA
 from chronik.runtime.service import Runtime
 from travel.domain import Trip
 from travel.handlers import trips
@@ -97,7 +98,11 @@ def routes(runtime: Runtime) -> APIRouter:
 
         return await run_command(request, response, work, id_of=id_of)
 
-    @router.get("/trips", response_model=list[TripView], dependencies=[Depends(consistent)])
+    @router.get(
+        "/trips",
+        response_model=list[TripView],
+        dependencies=[PERSONAL_DATA, Depends(consistent)],
+    )
     async def list_trips(
         status: Annotated[str | None, Query(max_length=30)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -107,7 +112,11 @@ def routes(runtime: Runtime) -> APIRouter:
             "trip_board", "trips", where=where, limit=limit
         )
 
-    @router.get("/trips/{trip_id}", response_model=TripView, dependencies=[Depends(consistent)])
+    @router.get(
+        "/trips/{trip_id}",
+        response_model=TripView,
+        dependencies=[PERSONAL_DATA, Depends(consistent)],
+    )
     async def get_trip(trip_id: str) -> Any:
         doc = await runtime.engine.read_models.get("trip_board", "trips", trip_id)
         if doc is None:

@@ -385,6 +385,25 @@ async def test_a_malformed_min_position_is_a_400_problem(start: Start, position:
         assert _is_problem(answered, 400)
 
 
+@pytest.mark.parametrize("position", [str(2**63), str(10**40), "9" * 5000])
+async def test_a_min_position_no_store_can_reach_is_a_400_naming_the_header(
+    start: Start, position: str
+) -> None:
+    async with start(consistency_wait=30) as svc:
+        answered = await svc.client.get("/tickets", headers={"Chronik-Min-Position": position})
+        assert _is_problem(answered, 400)
+        assert "Chronik-Min-Position" in answered.json()["detail"]
+        assert "retry-after" not in answered.headers
+
+
+async def test_the_highest_position_a_store_can_reach_is_waited_for(start: Start) -> None:
+    async with start(consistency_wait=0.2) as svc:
+        answered = await svc.client.get(
+            "/tickets", headers={"Chronik-Min-Position": str(2**63 - 1)}
+        )
+        assert _is_problem(answered, 503)
+
+
 async def test_a_position_the_read_model_does_not_reach_in_time_is_a_503_to_retry(
     start: Start,
 ) -> None:

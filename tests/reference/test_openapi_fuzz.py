@@ -32,6 +32,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
     positive_data_acceptance,
     response_headers_conformance,
@@ -71,9 +72,10 @@ class ContextService:
     operation meets a fresh runtime holding only the seeded aggregates.
     """
 
-    def __init__(self, spec: SpecFactory, seed: Seed) -> None:
+    def __init__(self, spec: SpecFactory, seed: Seed, **values: Any) -> None:
         self.spec = spec
         self.seed = seed
+        self.values = values
         self.runtime: Runtime | None = None
         self.app: FastAPI | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,7 +100,7 @@ class ContextService:
 
     async def _start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.runtime = Runtime(settings(run="all"), [self.spec()])
+        self.runtime = Runtime(settings(run="all", **self.values), [self.spec()])
         await self.runtime.start()
         await self.seed(self.runtime)
         # Serve once ready: a read before the projections started is pinned in test_http.py.
@@ -169,11 +171,11 @@ def aim_at_seeded(case: schemathesis.Case[Any]) -> None:
             parameters[name] = ids[pick]
 
 
-def document(spec: SpecFactory) -> dict[str, Any]:
+def document(spec: SpecFactory, **values: Any) -> dict[str, Any]:
     """The OpenAPI document the context's app serves (built on a runtime started briefly)."""
 
     async def build() -> dict[str, Any]:
-        runtime = Runtime(settings(run="http"), [spec()])
+        runtime = Runtime(settings(run="http", **values), [spec()])
         await runtime.start()
         try:
             return create_app(runtime).openapi()
@@ -218,8 +220,11 @@ FUZZ = hypothesis.settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
+TOKEN = "tok-fuzz-7c1d"
+
 SERVICES = {
     "sales": ContextService(sales.spec, seed_sales),
+    "sales with a token": ContextService(sales.spec, seed_sales, api_token=TOKEN),
     "campaigns": ContextService(campaigns.spec, seed_campaigns),
     "travel": ContextService(travel.spec, seed_travel),
 }
@@ -238,6 +243,9 @@ def answers_as_documented(case: schemathesis.Case[Any], service: ContextService)
 
 
 SALES = schemathesis.openapi.from_dict(document(sales.spec))
+SALES_WITH_TOKEN = schemathesis.openapi.from_dict(document(sales.spec, api_token=TOKEN))
+# ignored_auth sends its probes (no token, a wrong one) through the schema's own transport.
+SALES_WITH_TOKEN.app = SERVICES["sales with a token"]
 CAMPAIGNS = schemathesis.openapi.from_dict(document(campaigns.spec))
 TRAVEL = schemathesis.openapi.from_dict(document(travel.spec))
 
@@ -264,3 +272,20 @@ def test_travel_answers_as_documented_and_never_with_a_server_error(
     case: schemathesis.Case[Any],
 ) -> None:
     answers_as_documented(case, SERVICES["travel"])
+
+
+@SALES_WITH_TOKEN.parametrize()
+@hypothesis.settings(FUZZ, max_examples=25)
+def test_sales_with_a_token_refuses_without_it_exactly_what_its_document_secures(
+    case: schemathesis.Case[Any],
+) -> None:
+    # ignored_auth: an operation the document secures answers a request without the
+    # token, or with another, by refusing it. Not negative_data_rejection: the token
+    # sent here would put back the Authorization header a negative case leaves out.
+    aim_at_seeded(case)
+    case.call_and_validate(
+        app=SERVICES["sales with a token"],
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        checks=[*(c for c in CHECKS if c is not negative_data_rejection), ignored_auth],
+        additional_checks=[problem_details],
+    )

@@ -293,16 +293,25 @@ class BaseEventStore(abc.ABC):
         for an argument the store refuses. Events may be domain events or NewEvent
         wrappers carrying their own id and metadata.
         """
-        request = await self.prepare(stream_id, events, expected, metadata)
-        try:
+        scope = current_idempotency()
+        if scope is None:
+            request = await self.prepare(stream_id, events, expected, metadata)
             result = await self._append(request)
-        except DuplicateEventError:
-            scope = current_idempotency()
-            done = None if scope is None or not scope.resume else await self._done(request)
-            if done is None or scope is None:
+        else:
+            taken = scope.count
+            try:
+                request = await self.prepare(stream_id, events, expected, metadata)
+                try:
+                    result = await self._append(request)
+                except DuplicateEventError:
+                    done = await self._done(request) if scope.resume else None
+                    if done is None:
+                        raise
+                    scope.found += len(request.events)
+                    return done
+            except BaseException:
+                scope.rewind(taken)  # nothing was written: the next append gets these ids
                 raise
-            scope.found += len(request.events)
-            return done
         self._signal.advance(result.position)
         self.appended_events += len(events)
         return result

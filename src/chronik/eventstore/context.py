@@ -50,9 +50,23 @@ class IdempotencyScope:
         self.found = 0  # of which were found stored (resume)
 
     def next_ids(self, n: int) -> list[uuid.UUID]:
+        """The ids of the next ``n`` events; ``rewind`` takes them back if none is stored."""
         ids = [self.event_id(self.count + i) for i in range(n)]
         self.count += n
         return ids
+
+    def rewind(self, count: int) -> None:
+        """Back to ``count`` events: the ids taken since were not stored and are free again.
+
+        The store calls it when an append fails (a version conflict, a refused argument,
+        a lost connection), so that the n-th event the scope stores always has id n: a
+        retry finds its first effect under id 0, and a command run again after a
+        conflict reuses the ids it would have written. Should a failed append have been
+        stored after all (a commit whose answer was lost), reusing its ids is refused
+        as a duplicate: the effect still happens once. Appends in one scope run one
+        after another; ids taken concurrently would depend on their order anyway.
+        """
+        self.count = min(self.count, count)
 
     def event_id(self, index: int) -> uuid.UUID:
         return uuid.uuid5(self.NAMESPACE, f"{self.key}/{index}")

@@ -17,6 +17,7 @@ from uuid import UUID
 import msgspec
 
 __all__ = [
+    "MAX_POSITION",
     "AllEventsReader",
     "AllPage",
     "AppendResult",
@@ -30,6 +31,10 @@ __all__ = [
     "StreamReader",
     "StreamWriter",
 ]
+
+#: The highest global position a store can give: positions are 64-bit signed integers
+#: (PostgreSQL bigint, SQLite integer). A position above it can never be reached.
+MAX_POSITION = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)

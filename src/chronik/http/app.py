@@ -10,7 +10,6 @@ passed it, so a client reads its own writes.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import time
@@ -22,11 +21,12 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chronik.errors import ChronikError, DuplicateEventError
+from chronik.errors import ChronikError, DuplicateEventError, InvalidInputError
 from chronik.eventstore import AppendResult
 from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
-from chronik.eventstore.port import Metadata
-from chronik.http.problems import PROBLEM, Problem, install_problem_handlers, problem
+from chronik.eventstore.port import MAX_POSITION, Metadata
+from chronik.http.auth import Access, TokenRequired, unauthorized
+from chronik.http.problems import PROBLEM, Problem, install_problem_handlers
 from chronik.runtime.observability import Metrics
 from chronik.runtime.service import Runtime
 
@@ -40,8 +40,8 @@ __all__ = [
 
 POSITION = "Chronik-Position"
 MIN_POSITION = "Chronik-Min-Position"
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics"}
+_WHOLE = re.compile(r"[0-9]+")
+PROBES = {"/healthz", "/readyz", "/metrics"}
 
 log = structlog.get_logger("chronik.http")
 
@@ -96,43 +96,13 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-def _bearer_token(authorization: str) -> bytes | None:
-    """The token of ``Bearer <token>`` as sent, or None for another scheme or none.
-
-    The scheme is matched without regard to case (RFC 9110, 11.1); a bare token without
-    it is no Bearer credential.
-    """
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip().encode("latin-1")
-
-
-def _unauthorized() -> Response:
-    return problem(
-        401,
-        "Unauthorized",
-        "write requests need the API token as 'Authorization: Bearer <token>'",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
-
-
 class RequestContext:
     """Pure ASGI middleware (same task as the endpoint): ids, auth, timing, metrics."""
 
-    def __init__(self, app: ASGIApp, runtime: Runtime, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, access: Access, metrics: Metrics) -> None:
         self.app = app
-        self.runtime = runtime
+        self.access = access
         self.metrics = metrics
-        token = runtime.settings.api_token
-        self.token = token.get_secret_value().encode() if token is not None else None
-
-    def _refused(self, method: str, path: str, headers: dict[str, str]) -> bool:
-        """Whether this request is a write that lacks the API token (when one is set)."""
-        if self.token is None or method not in WRITES or path in OPEN_PATHS:
-            return False
-        given = _bearer_token(headers.get("authorization", ""))
-        return given is None or not hmac.compare_digest(given, self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -159,9 +129,10 @@ class RequestContext:
 
         structlog.contextvars.bind_contextvars(correlation_id=correlation, trace=traceparent[3:35])
         try:
-            if self._refused(method, path, headers):
+            what = self.access.before_routing(method, path)
+            if what is not None and not self.access.admits(headers.get("authorization", "")):
                 # Refused before the app: still answered with the request's ids.
-                await _unauthorized()(scope, receive, send_with_ids)
+                await unauthorized(what)(scope, receive, send_with_ids)
                 return
             with ambient_metadata(
                 Metadata(correlation_id=correlation, headers={"traceparent": traceparent}),
@@ -214,15 +185,19 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 
 class _ChronikAPI(FastAPI):
-    """FastAPI whose OpenAPI document defines the Problem schema its errors refer to."""
+    """FastAPI whose OpenAPI document defines the Problem schema its errors refer to,
+    and names the bearer scheme on the operations that need the API token."""
 
     def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema:
+            return self.openapi_schema
         document = super().openapi()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        if "Problem" not in schemas:
-            schemas["Problem"] = Problem.model_json_schema(
-                ref_template="#/components/schemas/{model}", mode="serialization"
-            )
+        schemas["Problem"] = Problem.model_json_schema(
+            ref_template="#/components/schemas/{model}", mode="serialization"
+        )
+        access: Access = self.state.access
+        access.document(document)
         return document
 
 
@@ -234,9 +209,17 @@ def create_app(runtime: Runtime) -> FastAPI:
         title=" + ".join(s.name for s in runtime.specs) + " (chronik)",
         responses=_PROBLEMS,
     )
+    description = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    open_paths = PROBES | {path for path in description if path is not None}
+    access = Access(settings.api_token, settings.read_auth, open_paths)
     app.state.runtime = runtime
     app.state.metrics = metrics
+    app.state.access = access
     install_problem_handlers(app)
+
+    @app.exception_handler(TokenRequired)
+    async def _token_required(request: Request, exc: TokenRequired) -> Response:
+        return unauthorized(exc.what)
 
     @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
@@ -267,7 +250,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         prefix = f"/{spec.name}" if len(runtime.specs) > 1 else ""
         app.include_router(router, prefix=prefix, tags=[spec.name])
 
-    app.add_middleware(RequestContext, runtime=runtime, metrics=metrics)
+    app.add_middleware(RequestContext, access=access, metrics=metrics)
     if settings.http_root_path:
         app.add_middleware(RootPath, root_path=settings.http_root_path)  # outermost
     return app
@@ -350,17 +333,21 @@ def _answer(response: Response, aggregate_id: str, result: AppendResult) -> Comm
 async def wait_consistent(request: Request, projections: list[str] | None = None) -> None:
     """Wait until these projections passed the request's ``Chronik-Min-Position``.
 
-    503 (problem) if they do not within the configured wait: the client retries.
+    503 (problem) if they do not within the configured wait: the client retries. 400 for
+    a value that is no whole number or one above ``MAX_POSITION``, which no store reaches.
     """
     raw = request.headers.get(MIN_POSITION)
     if raw is None:
         return
-    try:
-        position = int(raw)
-        if position < 0:
-            raise ValueError
-    except ValueError:
-        raise HTTPException(400, f"{MIN_POSITION} must be a whole number >= 0") from None
+    raw = raw.strip()
+    if not _WHOLE.fullmatch(raw):
+        raise InvalidInputError(f"{MIN_POSITION} must be a whole number from 0 to {MAX_POSITION}")
+    if len(raw.lstrip("0")) > len(str(MAX_POSITION)) or int(raw) > MAX_POSITION:
+        # No store reaches it: waiting and answering 503 would invite endless retries.
+        raise InvalidInputError(
+            f"{MIN_POSITION} is beyond any position a store can reach (at most {MAX_POSITION})"
+        )
+    position = int(raw)
     runtime: Runtime = request.app.state.runtime
     wait = runtime.settings.consistency_wait
     if not await runtime.engine.wait_until(position, names=projections, max_wait=wait):

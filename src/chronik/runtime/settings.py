@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="When set, write requests need it as a Bearer token."
     )
+    read_auth: Literal["personal", "all", "none"] = Field(
+        "personal",
+        description="With an API token, the reads that need it too: those that return "
+        "personal data, all, or none.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -99,6 +104,15 @@ class Settings(BaseSettings):
         # it rather than guess whether auth was meant to be on or off.
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("the API token is empty: unset the variable to turn auth off")
+        return value
+
+    @field_validator("read_auth")
+    @classmethod
+    def _reads(cls, value: str, info: ValidationInfo) -> str:
+        # Every read protected, yet no token to protect them with: refuse rather than
+        # serve every read openly.
+        if value == "all" and info.data.get("api_token") is None:
+            raise ValueError(f"'all' needs {PREFIX}API_TOKEN: without a token no read is protected")
         return value
 
     @property
