@@ -23,6 +23,7 @@ from chronik.errors import (
     InvalidValueError,
     StoreUnavailableError,
     StreamNotFoundError,
+    SubjectForgottenError,
     UnknownEventTypeError,
 )
 from chronik.eventstore import (
@@ -62,6 +63,7 @@ __all__ = [
     "Repository",
     "StoreUnavailableError",
     "StreamNotFoundError",
+    "SubjectForgottenError",
     "UnknownEventTypeError",
     "Upcaster",
     "ValueObject",

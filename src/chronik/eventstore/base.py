@@ -12,7 +12,11 @@ from uuid import UUID
 
 import msgspec
 
-from chronik.errors import DuplicateEventError, InvalidInputError
+from chronik.errors import (
+    DuplicateEventError,
+    InvalidInputError,
+    SubjectForgottenError,
+)
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo
 from chronik.eventstore.context import current_idempotency, current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
@@ -69,6 +73,10 @@ class AppendRequest:
     expected: int  # -1 any, 0 no stream, n exactly n
     events: list[EncodedEvent]
     originals: list[object] = field(default_factory=list)  # the domain events, in order
+    #: subjects whose keys sealed personal fields: they must still have them at commit
+    sealed: tuple[str, ...] = ()
+    #: subjects forgotten by the append's events (``forgets=True``), in its transaction
+    forgets: tuple[str, ...] = ()
 
 
 #: Runs inside an append's transaction, on the adapter's own connection (a
@@ -247,11 +255,19 @@ class BaseEventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
-        """The subjects' keys; with ``create``, make the missing ones first."""
+        """The keys of the subjects that have one; with ``create``, make the missing ones.
+
+        A forgotten subject never gets a key again: they are left out, even with create.
+        """
 
     @abc.abstractmethod
     async def _forget(self, subject: str) -> None:
-        """Delete the subject's key and every snapshot that holds their data."""
+        """Delete the subject's key and every snapshot that holds their data, and record
+        the subject as forgotten (the tombstone), in one transaction."""
+
+    @abc.abstractmethod
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        """Those of ``subjects`` recorded as forgotten."""
 
     @abc.abstractmethod
     async def _stream_version(self, stream_id: str) -> int: ...
@@ -345,6 +361,7 @@ class BaseEventStore(abc.ABC):
         encoded: list[EncodedEvent] = []
         personal: list[tuple[int, _TypeInfo, object, str]] = []
         subjects: set[str] = set()
+        forgets: list[str] = []
         for item, new_id in zip(events, ids, strict=True):
             if type(item) is NewEvent:
                 event, event_id = item.event, item.id or new_id
@@ -366,11 +383,24 @@ class BaseEventStore(abc.ABC):
             if info.personal:
                 # Encrypted below, once the subjects' keys are at hand.
                 subject = stream_id if info.subject is None else str(getattr(event, info.subject))
+                if subject in forgets:  # forgotten by an earlier event of this append
+                    raise SubjectForgottenError(subject)
                 subjects.add(subject)
                 personal.append((len(encoded), info, event, subject))
                 data = b""
             else:
                 data = encode(info, event, stream_id, {})
+                if info.forgets:
+                    subject = (
+                        stream_id if info.subject is None else str(getattr(event, info.subject))
+                    )
+                    if not subject:
+                        raise InvalidInputError(
+                            f"stream {stream_id!r}: {type(event).__qualname__} forgets an "
+                            "empty data subject"
+                        )
+                    if subject not in forgets:
+                        forgets.append(subject)
             encoded.append(
                 EncodedEvent(
                     event_id, info.name, info.version, data, correlation, causation, headers
@@ -378,16 +408,51 @@ class BaseEventStore(abc.ABC):
             )
         if personal:
             keys = await self._keys(subjects, create=True)
+            for subject in sorted(subjects):
+                if subject not in keys:
+                    raise SubjectForgottenError(subject)
             for index, info, event, _ in personal:
                 encoded[index].data = encode(info, event, stream_id, keys)
         originals = [e.event if type(e) is NewEvent else e for e in events]
-        return AppendRequest(stream_id, expected_value, encoded, originals)
+        return AppendRequest(
+            stream_id, expected_value, encoded, originals, tuple(sorted(subjects)), tuple(forgets)
+        )
 
     async def forget(self, subject: str) -> None:
-        """Delete the data subject's key: their personal fields read as placeholders from now on."""
+        """Forget a data subject: their personal fields read as placeholders from now on.
+
+        Deletes their key and the snapshots holding their data, and records them as
+        forgotten: personal data for them is refused from then on (SubjectForgottenError).
+        An event type declared ``forgets=True`` does the same in its append's transaction.
+        """
         if not isinstance(subject, str) or not subject:
             raise InvalidInputError("a data subject must be a non-empty str")
         await self._forget(subject)
+
+    async def check_forgetting(self, *, repair: bool = False) -> list[str]:
+        """Subjects that a stored forgetting event names but who are not forgotten.
+
+        Only stores written before forgetting was atomic with its event can hold them
+        (the event was appended, the separate forget never ran). With ``repair`` each is
+        forgotten now. The forgetting event types are those of this store's registry.
+        """
+        names = sorted(self.types.forgetting_names)
+        named: set[str] = set()
+        after, head = 0, await self.head_position()
+        while names:
+            rows = await self._all_rows(after, 1000, names, head)
+            if not rows:
+                break
+            for record in await self._decode(rows):
+                subject = self.types.forgotten_by(record.event, record.stream_id)
+                if subject:
+                    named.add(subject)
+            after = rows[-1][0]
+        pending = sorted(named - await self._forgotten_among(named)) if named else []
+        if repair:
+            for subject in pending:
+                await self.forget(subject)
+        return pending
 
     # -- reading -----------------------------------------------------------------------
 

@@ -216,7 +216,10 @@ class EventStore(StreamReader, StreamWriter, AllEventsReader, SnapshotStore, Pro
     """The whole store, as every adapter implements it."""
 
     async def forget(self, subject: str) -> None:
-        """Delete the data subject's key: their personal fields read as placeholders."""
+        """Delete the data subject's key: their personal fields read as placeholders.
+
+        The subject stays forgotten: personal data for them is refused from then on.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -28,6 +28,7 @@ from chronik.errors import (
     DuplicateEventError,
     EventStoreError,
     StoreUnavailableError,
+    SubjectForgottenError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
@@ -71,6 +72,39 @@ MIGRATIONS: list[tuple[str, str]] = [
             key BLOB NOT NULL,
             created_at TEXT NOT NULL
         );
+        """,
+    ),
+    (
+        # A forgotten subject keeps their row, without a key: the tombstone that stops a
+        # new key being made for them (docs/adr/0010-forgotten-stays-forgotten.md).
+        # Subjects forgotten before it existed are found by their sealed values whose
+        # key is gone.
+        "0002_forgotten_subjects",
+        """
+        CREATE TABLE chronik_subject_keys_0002 (
+            subject TEXT PRIMARY KEY,
+            key BLOB,
+            created_at TEXT NOT NULL,
+            forgotten_at TEXT,
+            CHECK ((key IS NULL) = (forgotten_at IS NOT NULL))
+        );
+        INSERT INTO chronik_subject_keys_0002 (subject, key, created_at)
+            SELECT subject, key, created_at FROM chronik_subject_keys;
+        DROP TABLE chronik_subject_keys;
+        ALTER TABLE chronik_subject_keys_0002 RENAME TO chronik_subject_keys;
+        INSERT OR IGNORE INTO chronik_subject_keys (subject, key, created_at, forgotten_at)
+            SELECT DISTINCT subject, NULL, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'),
+                   strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+            FROM (
+                SELECT CASE WHEN f.type = 'object'
+                            THEN json_extract(f.value, '$."$enc"[0]') END AS subject
+                FROM (
+                    SELECT CASE WHEN json_valid(CAST(data AS TEXT))
+                                 AND json_type(CAST(data AS TEXT)) = 'object'
+                                THEN CAST(data AS TEXT) ELSE '{}' END AS doc
+                    FROM chronik_events WHERE instr(data, '"$enc"') > 0
+                ) AS e, json_each(e.doc) AS f
+            ) WHERE typeof(subject) = 'text'
         """,
     ),
 ]
@@ -203,14 +237,14 @@ class SQLiteEventStore(BaseEventStore):
             now = _now()
             at = datetime.fromisoformat(now)
             if len(requests) == 1:
-                result = _append_one(conn, requests[0], now)
+                result = _append_request(conn, requests[0], now)
                 await self._run_hooks(conn, requests[0], result, at)
                 return [result]
             results: list[AppendResult | BaseException] = []
             for request in requests:
                 conn.execute("SAVEPOINT chronik_append")
                 try:
-                    result = _append_one(conn, request, now)
+                    result = _append_request(conn, request, now)
                     await self._run_hooks(conn, request, result, at)
                 except Exception as exc:
                     conn.execute("ROLLBACK TO chronik_append")
@@ -343,9 +377,10 @@ class SQLiteEventStore(BaseEventStore):
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
         wanted = sorted(subjects)
         marks = ",".join("?" * len(wanted))
+        # A row without a key is a forgotten subject: it is never given one again.
         sql = f"SELECT subject, key FROM chronik_subject_keys WHERE subject IN ({marks})"
-        found = {s: bytes(k) for s, k in self._query(sql, wanted)}
-        missing = [s for s in wanted if s not in found]
+        rows = self._query(sql, wanted)
+        missing = [s for s in wanted if s not in {subject for subject, _ in rows}]
         if create and missing:
 
             def insert(conn: sqlite3.Connection) -> None:
@@ -357,35 +392,46 @@ class SQLiteEventStore(BaseEventStore):
                 )
 
             await self._write(insert)
-            found = {s: bytes(k) for s, k in self._query(sql, wanted)}
-        return found
+            rows = self._query(sql, wanted)
+        return {s: bytes(k) for s, k in rows if k is not None}
 
     async def _forget(self, subject: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM chronik_subject_keys WHERE subject = ?", (subject,))
-            conn.execute(
-                "DELETE FROM chronik_snapshots WHERE EXISTS "
-                "(SELECT 1 FROM json_each(chronik_snapshots.subjects) WHERE value = ?)",
-                (subject,),
-            )
+        await self._write(lambda conn: _forget_in(conn, (subject,), _now()))
 
-        await self._write(delete)
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        found: set[str] = set()
+        wanted = sorted(subjects)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(
+                s
+                for (s,) in self._query(
+                    "SELECT subject FROM chronik_subject_keys WHERE forgotten_at IS NOT NULL "
+                    f"AND subject IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return found
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        subjects = _subjects_encode(snapshot.subjects)
         row = (
             snapshot.stream_id,
             snapshot.version,
             snapshot.schema,
             snapshot.state,
-            _subjects_encode(snapshot.subjects),
+            subjects,
             _now(),
+            subjects,
         )
 
         def insert(conn: sqlite3.Connection) -> None:
+            # Not for a forgotten subject: it would bring their data back.
             conn.execute(
                 "INSERT OR REPLACE INTO chronik_snapshots "
                 "(stream_id, version, schema, state, subjects, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM chronik_subject_keys "
+                "WHERE forgotten_at IS NOT NULL AND subject IN (SELECT value FROM json_each(?)))",
                 row,
             )
 
@@ -438,18 +484,18 @@ def _append_batch(
 
     A single-event append is one statement: it writes nothing on a conflict, and SQLite
     undoes a failing statement by itself. Only multi-event appends, which could fail
-    half-way through (a reused id), need a savepoint of their own.
+    half-way through (a reused id), and forgetting ones need a savepoint of their own.
     """
     now = _now()
     if len(requests) == 1:
-        return [_append_one(conn, requests[0], now)]
+        return [_append_request(conn, requests[0], now)]
     results: list[AppendResult | BaseException] = []
     for request in requests:
-        guarded = len(request.events) > 1
+        guarded = len(request.events) > 1 or bool(request.forgets)
         if guarded:
             conn.execute("SAVEPOINT chronik_append")
         try:
-            results.append(_append_one(conn, request, now))
+            results.append(_append_request(conn, request, now))
         except EventStoreError as exc:
             if guarded:
                 conn.execute("ROLLBACK TO chronik_append")
@@ -457,6 +503,47 @@ def _append_batch(
         if guarded:
             conn.execute("RELEASE chronik_append")
     return results
+
+
+def _append_request(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:
+    """One append with what it does to data subjects, in the caller's transaction.
+
+    The keys that sealed its personal fields must still be there (no forget committed
+    since they were read); the subjects its events forget are forgotten with it.
+    """
+    if request.sealed:
+        marks = ",".join("?" * len(request.sealed))
+        kept = {
+            subject
+            for (subject,) in conn.execute(
+                f"SELECT subject FROM chronik_subject_keys WHERE subject IN ({marks}) "
+                "AND key IS NOT NULL",
+                request.sealed,
+            )
+        }
+        for subject in request.sealed:
+            if subject not in kept:
+                raise SubjectForgottenError(subject)
+    result = _append_one(conn, request, now)
+    if request.forgets:
+        _forget_in(conn, request.forgets, now)
+    return result
+
+
+def _forget_in(conn: sqlite3.Connection, subjects: Sequence[str], now: str) -> None:
+    """Delete the subjects' keys and snapshots, leaving their tombstones."""
+    for subject in subjects:
+        conn.execute(
+            "INSERT INTO chronik_subject_keys (subject, key, created_at, forgotten_at) "
+            "VALUES (?, NULL, ?, ?) ON CONFLICT (subject) DO UPDATE SET key = NULL, "
+            "forgotten_at = coalesce(forgotten_at, excluded.forgotten_at)",
+            (subject, now, now),
+        )
+        conn.execute(
+            "DELETE FROM chronik_snapshots WHERE EXISTS "
+            "(SELECT 1 FROM json_each(chronik_snapshots.subjects) WHERE value = ?)",
+            (subject,),
+        )
 
 
 def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:
