@@ -13,6 +13,7 @@ from uuid import UUID
 import msgspec
 
 from chronik.errors import (
+    CorruptEventError,
     DuplicateEventError,
     InvalidInputError,
     SubjectForgottenError,
@@ -28,6 +29,7 @@ from chronik.eventstore.port import (
     NewEvent,
     RecordedEvent,
     Snapshot,
+    Undecodable,
 )
 from chronik.eventstore.signal import HeadSignal
 
@@ -501,13 +503,20 @@ class BaseEventStore(abc.ABC):
         return await self._decode(await self._all_rows(after, limit))
 
     async def read_all_page(
-        self, after: int = 0, *, limit: int = 1000, types: Collection[str] | None = None
+        self,
+        after: int = 0,
+        *,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+        tolerant: bool = False,
     ) -> AllPage:
         """Like ``read_all``, only events of ``types`` (stored names) if given.
 
         With types, the head is read first and the page bounded by it: every position up
         to a visible head is committed or never will be (guarantee 2), so a reader may
-        move past the events it did not ask for.
+        move past the events it did not ask for. With ``tolerant``, an event that cannot
+        be decoded does not fail the page: it comes back in its place with an
+        ``Undecodable`` (holding the CorruptEventError) as its event.
         """
         _check_version("after", after, 0)
         _check_limit(limit)
@@ -519,7 +528,33 @@ class BaseEventStore(abc.ABC):
             head = await self.head_position()
             rows = await self._all_rows(after, limit, names, head) if names else []
             scanned = rows[-1][0] if len(rows) == limit else max(head, after)
-        return AllPage(await self._decode(rows), scanned)
+        try:
+            return AllPage(await self._decode(rows), scanned)
+        except CorruptEventError:
+            if not tolerant:
+                raise
+        # Some event of the page does not decode: find it (them) one by one.
+        events: list[RecordedEvent] = []
+        for row in rows:
+            try:
+                events.extend(await self._decode([row]))
+            except CorruptEventError as exc:
+                events.append(self._undecodable(row, exc))
+        return AllPage(events, scanned)
+
+    def _undecodable(self, row: Row, error: CorruptEventError) -> RecordedEvent:
+        position, stream_id, version, event_id, type_name, schema, at, _, corr, caus, hdr = row
+        return RecordedEvent(
+            event_id if self._load_id is None else self._load_id(event_id),
+            stream_id,
+            version,
+            position,
+            type_name,
+            schema,
+            at if self._load_time is None else self._load_time(at),
+            Undecodable(error),
+            Metadata(corr, caus, None if hdr is None else _headers_decode(hdr)),
+        )
 
     async def recorded_at_after(self, after: int) -> datetime | None:
         """When the first event above ``after`` was recorded (None if there is none).

@@ -16,6 +16,8 @@ from uuid import UUID
 
 import msgspec
 
+from chronik.errors import CorruptEventError
+
 __all__ = [
     "AllEventsReader",
     "AllPage",
@@ -29,6 +31,7 @@ __all__ = [
     "SnapshotStore",
     "StreamReader",
     "StreamWriter",
+    "Undecodable",
 ]
 
 
@@ -99,6 +102,13 @@ class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     recorded_at: datetime
     event: object
     metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands for an event a tolerant read could not decode; ``error`` says why."""
+
+    error: CorruptEventError
 
 
 class AppendResult(msgspec.Struct, frozen=True, gc=False):
@@ -192,9 +202,17 @@ class AllEventsReader(Protocol):
         ...
 
     async def read_all_page(
-        self, after: int = 0, *, limit: int = 1000, types: Collection[str] | None = None
+        self,
+        after: int = 0,
+        *,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+        tolerant: bool = False,
     ) -> AllPage:
-        """Like ``read_all``, only events of ``types`` (stored names) if given."""
+        """Like ``read_all``, only events of ``types`` (stored names) if given.
+
+        With ``tolerant``, an undecodable event comes back as an ``Undecodable``.
+        """
         ...
 
     async def wait_for_events(self, after: int, max_wait: float) -> None:

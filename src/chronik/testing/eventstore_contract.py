@@ -35,6 +35,7 @@ from chronik.eventstore import (
     RecordedEvent,
     Repository,
     Snapshot,
+    Undecodable,
     Upcaster,
 )
 from chronik.eventstore.context import ambient_metadata
@@ -508,6 +509,24 @@ class EventStoreContract:
         assert "version 2" in str(caught.value)
         [first] = await store.read_stream(sid, to_version=1)
         assert first.event == Withdrawn(1)
+
+    async def test_a_tolerant_page_read_gives_an_undecodable_event_in_its_place(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        start = await store.head_position()
+        await store.append(sid, [Withdrawn(1), Withdrawn(2), Withdrawn(3)])
+        await self.corrupt(store, sid, 2, b"{broken")
+        with pytest.raises(CorruptEventError):
+            await store.read_all_page(start, types=["contract.withdrawn"])
+        page = await store.read_all_page(start, types=["contract.withdrawn"], tolerant=True)
+        first, broken, third = page.events
+        assert (first.event, third.event) == (Withdrawn(1), Withdrawn(3))
+        assert (broken.stream_id, broken.version, broken.type) == (sid, 2, "contract.withdrawn")
+        assert broken.position == first.position + 1
+        assert isinstance(broken.event, Undecodable)
+        assert (broken.event.error.stream_id, broken.event.error.version) == (sid, 2)
+        assert page.scanned_to == await store.head_position()
 
     async def test_an_old_row_that_does_not_fit_after_upcasting_names_stream_and_version(
         self, store: BaseEventStore
