@@ -42,11 +42,13 @@ from chronik.eventstore.context import ambient_metadata
 
 __all__ = [
     "CONTRACT_TYPES",
+    "TWO_STEP_TYPES",
     "Account",
     "Deposited",
     "DurableEventStoreContract",
     "EventStoreContract",
     "HolderForgotten",
+    "HolderForgottenBefore",
     "Opened",
     "Renamed",
     "Withdrawn",
