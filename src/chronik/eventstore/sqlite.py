@@ -7,12 +7,17 @@ without waiting (``busy_timeout=0``); when another process holds it, the store
 waits asynchronously and tries again, so the loop never sleeps inside SQLite.
 Concurrent appends share a commit (group commit), each in its own savepoint.
 See docs/adr/0003-sqlite-on-the-event-loop.md.
+
+Forgetting reaches the files: connections run with ``secure_delete`` (deleted content
+is overwritten with zeros), and after a forget commits the write-ahead log, which still
+holds earlier copies of the pages, is checkpointed into the database and truncated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -39,6 +44,8 @@ from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 __all__ = ["MIGRATIONS", "SQLiteEventStore"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("chronik.eventstore.sqlite")
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -215,6 +222,9 @@ class SQLiteEventStore(BaseEventStore):
         except BaseException:
             writer.close()
             raise
+        # A process killed between a forget's commit and its checkpoint left copies in
+        # the log: one try now (another process's readers may hold it up; never wait).
+        await store.checkpoint_wal(wait=False)
         return store
 
     async def close(self) -> None:
@@ -227,6 +237,18 @@ class SQLiteEventStore(BaseEventStore):
         return await self._committer.submit(request)
 
     async def _commit_batch(
+        self, requests: list[AppendRequest]
+    ) -> list[AppendResult | BaseException]:
+        results = await self._commit_hooked(requests)
+        forgot = any(
+            r.forgets and not isinstance(res, BaseException)
+            for r, res in zip(requests, results, strict=True)
+        )
+        if forgot:
+            await self.checkpoint_wal()
+        return results
+
+    async def _commit_hooked(
         self, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
         if not self._hooks:
@@ -297,6 +319,41 @@ class SQLiteEventStore(BaseEventStore):
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    async def checkpoint_wal(self, *, wait: bool = True) -> bool:
+        """Copy the write-ahead log into the database file and truncate the log.
+
+        Called after forgetting: secure_delete zeroes deleted content in the pages, but
+        the log keeps earlier copies of them until a checkpoint resets it. A reader of
+        another process still on an older snapshot holds it up: with ``wait`` it is
+        tried again (without blocking the loop) up to lock_timeout. False (and a
+        warning) if it could not finish; the next forget, or the next open, tries again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._lock_timeout if wait else 0.0)
+        delay = 0.001
+        while True:
+            async with self._write_lock:
+                try:
+                    busy = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc):
+                        raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+                    busy = 1
+            if not busy:
+                return True
+            if loop.time() >= deadline:
+                if wait:
+                    log.warning(
+                        "SQLite %s: the write-ahead log could not be checkpointed within "
+                        "%g s (another connection reads an old snapshot); forgotten data "
+                        "may stay in it until the next checkpoint",
+                        self.path,
+                        self._lock_timeout,
+                    )
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
         """Apply the named migrations not yet applied, each once, in one transaction."""
@@ -397,6 +454,7 @@ class SQLiteEventStore(BaseEventStore):
 
     async def _forget(self, subject: str) -> None:
         await self._write(lambda conn: _forget_in(conn, (subject,), _now()))
+        await self.checkpoint_wal()
 
     async def _forgotten_among(self, subjects: set[str]) -> set[str]:
         found: set[str] = set()
@@ -460,6 +518,9 @@ def _connect(file: Path, synchronous: str, busy_ms: int) -> sqlite3.Connection:
         conn.close()
         raise StoreUnavailableError(f"SQLite {file}: cannot switch to WAL mode (got {mode})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # Deleted content (a forgotten subject's key, a read model's old document) is
+    # overwritten with zeros, not left in free space; freed pages too.
+    conn.execute("PRAGMA secure_delete = ON")
     return conn
 
 

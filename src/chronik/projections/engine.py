@@ -142,6 +142,8 @@ class ProjectionRunner:
         self.type_names = sorted(
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
+        #: the stored names among them of events that forget a data subject
+        self.forgetting = set(self.type_names) & store.types.forgetting_names
         self.state = "starting"
         #: True while this runner holds the projection and applies its events here
         self.leading = False
@@ -339,6 +341,9 @@ class ProjectionRunner:
                     raise _HandlerFailed(index, exc) from exc
             await tx.flush()
             await btx.advance(self.name, generation, rebuilding, expected, to)
+        if self.forgetting and any(r.type in self.forgetting for r in events):
+            # The page overwrote a forgotten subject's data: make it leave the files too.
+            await self.backend.forgotten()
         self._moved(rebuilding, to)
 
     async def _retry_or_park(
