@@ -336,9 +336,11 @@ class SQLiteEventStore(BaseEventStore):
             async with self._write_lock:
                 try:
                     busy = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-                except sqlite3.OperationalError as exc:
+                except sqlite3.Error as exc:
+                    # What called it has committed: a failure here must not undo that.
                     if not _is_busy(exc):
-                        raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+                        log.warning("SQLite %s: checkpoint failed: %s", self.path, exc)
+                        return False
                     busy = 1
             if not busy:
                 return True
