@@ -24,6 +24,7 @@ from chronik.errors import (
     StoreNotFoundError,
     StoreUnavailableError,
     StreamNotFoundError,
+    SubjectForgottenError,
     UnknownEventTypeError,
 )
 from chronik.eventstore import (
@@ -64,6 +65,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreUnavailableError",
     "StreamNotFoundError",
+    "SubjectForgottenError",
     "UnknownEventTypeError",
     "Upcaster",
     "ValueObject",

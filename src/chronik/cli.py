@@ -823,5 +823,50 @@ def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDi
     _run(work)
 
 
+personal_app = typer.Typer(help="Personal data: forgotten data subjects.", no_args_is_help=True)
+app.add_typer(personal_app, name="personal-data")
+
+
+@personal_app.command("check")
+def personal_data_check(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Forget each subject the check finds.")
+    ] = False,
+    app_ref: AppRef = None,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Find data subjects a forgetting event names who are not forgotten (exit 1 if any).
+
+    Stores written before forgetting was part of the forgetting event's append may hold
+    them: the event was stored, the separate forget never ran. The app says which event
+    types forget (``@event(..., forgets=True)``).
+    """
+    url = _store_url(store_url, data_dir)
+    specs = _specs(_settings(app=app_ref))
+    types = EventTypes([t for spec in specs for t in spec.event_types])
+    if not types.forgetting_names:
+        errors.print("[red]configuration:[/] no event type of the app forgets its subject")
+        raise typer.Exit(2)
+
+    async def work() -> list[str]:
+        async with _opened(url, types) as store:
+            return await store.check_forgetting(repair=repair)
+
+    found = _run(work)
+    shown = ", ".join(found)
+    if not found:
+        console.print("Every data subject a forgetting event names is forgotten.")
+    elif repair:
+        console.print(f"Forgot {len(found)} data subject(s): {shown}", markup=False)
+    else:
+        console.print(
+            f"{len(found)} data subject(s) named by a forgetting event are not forgotten: "
+            f"{shown}\nRun again with --repair to forget them.",
+            markup=False,
+        )
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

@@ -10,6 +10,7 @@
         ├── ConcurrencyError        the stream was not at the expected version
         ├── DuplicateEventError     an event id that is already stored
         ├── StreamNotFoundError     loading a stream or aggregate that has no events
+        ├── SubjectForgottenError   personal data for a data subject who was forgotten
         ├── CorruptEventError       a stored event that cannot be decoded; names stream and version
         │   └── UnknownEventTypeError   its type name is not registered
         └── StoreUnavailableError   the database cannot be reached or stays locked
@@ -33,6 +34,7 @@ __all__ = [
     "StoreNotFoundError",
     "StoreUnavailableError",
     "StreamNotFoundError",
+    "SubjectForgottenError",
     "UnknownEventTypeError",
 ]
 
@@ -106,6 +108,20 @@ class StreamNotFoundError(EventStoreError, LookupError):
         self.stream_id = stream_id
         suffix = f" {detail}" if detail else ""
         super().__init__(f"stream {stream_id!r} has no events{suffix}")
+
+
+class SubjectForgottenError(EventStoreError):
+    """An append carries personal data of a data subject who was forgotten.
+
+    A forgotten subject stays forgotten: the store never makes them a new key, so their
+    old events keep reading as placeholders. Nothing of the append was written.
+    """
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(
+            f"data subject {subject!r} was forgotten: their personal data is not stored again"
+        )
 
 
 class CorruptEventError(EventStoreError):

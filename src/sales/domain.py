@@ -112,10 +112,13 @@ class LeadClosed:
     at: datetime
 
 
-@event("sales.lead_anonymized")
+@event("sales.lead_anonymized", subject="lead_id", forgets=True)
 @dataclass(frozen=True, slots=True)
 class LeadAnonymized:
-    """The lead asked to be forgotten: their personal data is erased everywhere."""
+    """The lead asked to be forgotten: their personal data is erased everywhere.
+
+    Storing it forgets the lead (their key) in the same transaction.
+    """
 
     lead_id: str
     at: datetime
@@ -137,11 +140,13 @@ class Lead(Aggregate):
     """A sales lead: contacted, followed up, ordering, paying, closed.
 
     Invariants: nothing happens to a closed lead; a follow-up is in the future; an
-    order is submitted once; a payment confirms the order that was submitted.
+    order is submitted once; a payment confirms the order that was submitted; an
+    anonymized lead gets no contact details again (forgotten stays forgotten).
     """
 
     name: str
     phone: str
+    anonymized: bool
     status: str
     contacts: int
     follow_ups: int
@@ -152,6 +157,7 @@ class Lead(Aggregate):
         super().__init__(id)
         self.name = ""
         self.phone = ""
+        self.anonymized = False
         self.status = Status.NEW.value
         self.contacts = 0
         self.follow_ups = 0
@@ -170,6 +176,10 @@ class Lead(Aggregate):
 
     def change_contact_details(self, details: ContactDetails, at: datetime) -> None:
         self._open()
+        if self.anonymized:
+            raise DomainError(
+                f"lead {self.id} was anonymized at their request: it takes no contact details"
+            )
         if (details.name, details.phone) != (self.name, self.phone):
             self.record(ContactDetailsChanged(self.id, details.name, details.phone, at))
 
@@ -241,3 +251,4 @@ class Lead(Aggregate):
     @applies(LeadAnonymized)
     def _anonymized(self, e: LeadAnonymized) -> None:
         self.name = self.phone = ""
+        self.anonymized = True

@@ -167,14 +167,11 @@ def routes(runtime: Runtime) -> APIRouter:
 
     @router.post("/leads/{lead_id}/anonymize", response_model=CommandResult)
     async def anonymize(lead_id: str, request: Request, response: Response) -> Any:
-        """Forget the lead's personal data: events keep their shape, names read as placeholders."""
+        """Forget the lead's personal data: events keep their shape, names read as placeholders.
 
-        async def work() -> tuple[str, Any]:
-            result = await handlers.change(store, lead_id, lambda lead: lead.anonymize(_now()))
-            await store.forget(lead_id)
-            return lead_id, result
-
-        return await run_command(request, response, work, id_of=id_of)
+        LeadAnonymized forgets the lead in its own append: there is no second step to miss.
+        """
+        return await change(request, response, lead_id, lambda lead: lead.anonymize(_now()))
 
     @router.get(
         "/leads",

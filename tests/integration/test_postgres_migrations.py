@@ -2,7 +2,8 @@
 
 Migration 0002 replaces the append functions so they return the recorded_at they store;
 a schema made with 0001 alone must keep its events, append on, and from then on hand
-append hooks (outbox envelopes, inline read models) the time the rows hold.
+append hooks (outbox envelopes, inline read models) the time the rows hold. Migration
+0003 records the subjects forgotten before it as forgotten (their tombstones).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.errors import SubjectForgottenError
 from chronik.eventstore import RecordedEvent
 from chronik.eventstore import postgres as pg
 from chronik.eventstore.postgres import PostgresEventStore
-from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
+from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Opened, Withdrawn
 
 pytestmark = pytest.mark.postgres
 
@@ -77,3 +79,61 @@ async def test_a_schema_of_the_first_migration_is_migrated_and_hooks_see_stored_
     assert [(r.position, r.recorded_at) for r in seen] == [
         (r.position, r.recorded_at) for r in stored[1:]
     ]
+
+
+async def test_subjects_forgotten_before_tombstones_existed_stay_forgotten_after_migrating(
+    postgres_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone, kept = "holder-gone", "holder-kept"
+    with monkeypatch.context() as old:
+        old.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:2])
+        before = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+        try:
+            requests = [
+                await before.prepare("account-1", [Opened(gone, "Ada Lovelace", NOW)], 0),
+                await before.prepare("account-2", [Opened(kept, "Grace Hopper", NOW)], 0),
+            ]
+        finally:
+            await before.close()
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+            for request in requests:  # appended as the code of migration 0002 appended
+                e = request.events[0]
+                await conn.execute(
+                    f"SELECT {pg_schema}.chronik_append_one(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        request.stream_id,
+                        0,
+                        e.id,
+                        e.type,
+                        e.schema_version,
+                        e.data,
+                        None,
+                        None,
+                        None,
+                    ),
+                )
+            for n, junk in enumerate([b'{"$enc" is no JSON', b'["$enc"]', b'{"a": {"$enc": 7}}']):
+                await conn.execute(
+                    f"INSERT INTO {pg_schema}.chronik_events VALUES (nextval("
+                    f"'{pg_schema}.chronik_positions'), %s, 1, gen_random_uuid(), 'x', 1, now(), "
+                    "%s, NULL, NULL, NULL)",
+                    (f"junk-{n}", junk),
+                )
+            # ... and forgotten as that code forgot: the key row deleted.
+            await conn.execute(
+                f"DELETE FROM {pg_schema}.chronik_subject_keys WHERE subject = %s", (gone,)
+            )
+
+    store = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+    try:
+        with pytest.raises(SubjectForgottenError):
+            await store.append("account-3", [Opened(gone, "Ada King", NOW)])
+        [first] = await store.read_stream("account-1")
+        assert first.event == Opened(gone, "[forgotten]", NOW)
+        await store.append("account-2", [Opened(kept, "Grace B. Hopper", NOW)], expected=1)
+        assert [r.event for r in await store.read_stream("account-2")] == [
+            Opened(kept, "Grace Hopper", NOW),
+            Opened(kept, "Grace B. Hopper", NOW),
+        ]
+    finally:
+        await store.close()

@@ -8,7 +8,7 @@ from typing import get_type_hints
 
 import pytest
 
-from chronik.domain import DomainError, Personal
+from chronik.domain import DomainError, Personal, event_spec
 from chronik.errors import InvalidValueError
 from chronik.testing.scenario import Scenario
 from sales.domain import (
@@ -290,6 +290,17 @@ class TestAnonymize:
         lead(CLOSED).when(lambda x: x.anonymize(T1)).then(LeadAnonymized(LEAD, T1)).then_state(
             name="", phone="", status="closed"
         )
+
+    def test_an_anonymized_lead_takes_no_contact_details_again(self) -> None:
+        renamed = ContactDetails("Ada King", "12345")
+        lead(LeadAnonymized(LEAD, T0)).when(
+            lambda x: x.change_contact_details(renamed, T1)
+        ).then_raises(DomainError, match="lead L1 was anonymized at their request")
+
+    def test_anonymizing_forgets_the_lead_as_its_data_subject(self) -> None:
+        spec = event_spec(LeadAnonymized)
+        assert (spec.subject, spec.forgets) == ("lead_id", True)
+        assert event_spec(LeadInitialized).subject == "lead_id"
 
     def test_the_personal_fields_of_the_events_are_marked_personal(self) -> None:
         for event in (LeadInitialized, ContactDetailsChanged):

@@ -165,6 +165,27 @@ class TestRegistration:
         with pytest.raises(ConfigurationError, match="Shipped"):
             types.encode(shipped(), STREAM, {})
 
+    def test_an_event_that_forgets_its_subject_cannot_carry_personal_fields(self) -> None:
+        @event("unit.erased", subject="customer_id", forgets=True)
+        @dataclass(frozen=True, slots=True)
+        class Erased:
+            customer_id: str
+            reason: Annotated[str, Personal()]
+
+        with pytest.raises(ConfigurationError, match=r"Erased forgets .* \(reason\)"):
+            EventTypes([Erased])
+
+    def test_the_forgetting_types_are_known_by_every_stored_name(self) -> None:
+        @event("unit.erased", subject="customer_id", forgets=True, aliases=["unit.wiped"])
+        @dataclass(frozen=True, slots=True)
+        class Erased:
+            customer_id: str
+
+        types = EventTypes([Placed, Erased])
+        assert types.forgetting_names == {"unit.erased", "unit.wiped"}
+        assert types.forgotten_by(Erased("c-1"), STREAM) == "c-1"
+        assert types.forgotten_by(Placed(3), STREAM) is None
+
     def test_an_upcaster_for_an_unregistered_type_is_refused(self) -> None:
         with pytest.raises(ConfigurationError, match=r"unregistered event types: unit\.nowhere"):
             EventTypes([Placed], upcasters=[Upcaster("unit.nowhere", 1, dict)])

@@ -95,6 +95,17 @@ class TestTheClass:
             event("unit.bad_subject", subject="customer_id")(frozen_class())
 
 
+class TestForgetting:
+    def test_an_event_forgets_nobody_unless_declared(self) -> None:
+        assert event_spec(OrderPlaced).forgets is False
+        declared = event("unit.forget_me", subject="order_id", forgets=True)(frozen_class())
+        assert event_spec(declared).forgets is True
+
+    def test_forgets_must_be_a_bool(self) -> None:
+        with pytest.raises(ValueError, match="forgets must be True or False"):
+            event("unit.forget_me", forgets="yes")  # type: ignore[arg-type]
+
+
 class TestAliases:
     def test_aliases_are_kept_in_order(self) -> None:
         decorated = event("unit.paid", aliases=["unit.paid_in", "legacy:payment"])(frozen_class())

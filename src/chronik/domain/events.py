@@ -17,12 +17,16 @@ _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,199}")
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
-    """How an event class is stored: the stable name, the schema version, the data subject."""
+    """How an event class is stored: the stable name, the schema version, the data subject.
+
+    ``forgets``: appending the event forgets its data subject, in the same transaction.
+    """
 
     name: str
     version: int
     subject: str | None
     aliases: tuple[str, ...]
+    forgets: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,12 @@ class Personal:
 
 
 def event(
-    name: str, *, version: int = 1, subject: str | None = None, aliases: Iterable[str] = ()
+    name: str,
+    *,
+    version: int = 1,
+    subject: str | None = None,
+    aliases: Iterable[str] = (),
+    forgets: bool = False,
 ) -> Callable[[type[T]], type[T]]:
     """Register a frozen dataclass as a domain event stored under ``name`` at ``version``.
 
@@ -47,6 +56,10 @@ def event(
     names the field holding the data subject's id for personal fields (default: the
     stream id). Bump ``version`` when the shape changes, and register an upcaster from
     the old one.
+
+    With ``forgets=True`` the event records that its subject asked to be forgotten:
+    the store forgets the subject (deletes their key, their snapshots, and records them
+    as forgotten) in the transaction that appends the event, so the two never part.
     """
     if isinstance(aliases, str):
         aliases = (aliases,)
@@ -59,6 +72,8 @@ def event(
             )
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"event {name!r}: version must be an int >= 1, got {version!r}")
+    if not isinstance(forgets, bool):
+        raise ValueError(f"event {name!r}: forgets must be True or False, got {forgets!r}")
 
     def mark(cls: type[T]) -> type[T]:
         params = getattr(cls, "__dataclass_params__", None)
@@ -69,7 +84,9 @@ def event(
             )
         if subject is not None and subject not in {f.name for f in dataclasses.fields(cls)}:
             raise TypeError(f"@event({name!r}): subject {subject!r} is not a field of {cls!r}")
-        spec = EventSpec(name=name, version=version, subject=subject, aliases=tuple(aliases))
+        spec = EventSpec(
+            name=name, version=version, subject=subject, aliases=tuple(aliases), forgets=forgets
+        )
         setattr(cls, "__chronik_event__", spec)  # noqa: B010 - the attribute is not declared
         return cls
 

@@ -18,6 +18,7 @@ from chronik.eventstore.port import (
     SnapshotStore,
     StreamReader,
     StreamWriter,
+    Undecodable,
 )
 from chronik.eventstore.repository import Repository, handle_command
 from chronik.eventstore.url import open_event_store
@@ -37,6 +38,7 @@ __all__ = [
     "SnapshotStore",
     "StreamReader",
     "StreamWriter",
+    "Undecodable",
     "Upcaster",
     "handle_command",
     "open_event_store",

@@ -12,7 +12,12 @@ from uuid import UUID
 
 import msgspec
 
-from chronik.errors import DuplicateEventError, InvalidInputError
+from chronik.errors import (
+    CorruptEventError,
+    DuplicateEventError,
+    InvalidInputError,
+    SubjectForgottenError,
+)
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo, masked
 from chronik.eventstore.context import current_idempotency, current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
@@ -24,6 +29,7 @@ from chronik.eventstore.port import (
     NewEvent,
     RecordedEvent,
     Snapshot,
+    Undecodable,
 )
 from chronik.eventstore.signal import HeadSignal
 
@@ -69,6 +75,10 @@ class AppendRequest:
     expected: int  # -1 any, 0 no stream, n exactly n
     events: list[EncodedEvent]
     originals: list[object] = field(default_factory=list)  # the domain events, in order
+    #: subjects whose keys sealed personal fields: they must still have them at commit
+    sealed: tuple[str, ...] = ()
+    #: subjects forgotten by the append's events (``forgets=True``), in its transaction
+    forgets: tuple[str, ...] = ()
 
 
 #: Runs inside an append's transaction, on the adapter's own connection (a
@@ -250,11 +260,19 @@ class BaseEventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
-        """The subjects' keys; with ``create``, make the missing ones first."""
+        """The keys of the subjects that have one; with ``create``, make the missing ones.
+
+        A forgotten subject never gets a key again: they are left out, even with create.
+        """
 
     @abc.abstractmethod
     async def _forget(self, subject: str) -> None:
-        """Delete the subject's key and every snapshot that holds their data."""
+        """Delete the subject's key and every snapshot that holds their data, and record
+        the subject as forgotten (the tombstone), in one transaction."""
+
+    @abc.abstractmethod
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        """Those of ``subjects`` recorded as forgotten."""
 
     @abc.abstractmethod
     async def _stream_version(self, stream_id: str) -> int: ...
@@ -357,6 +375,7 @@ class BaseEventStore(abc.ABC):
         encoded: list[EncodedEvent] = []
         personal: list[tuple[int, _TypeInfo, object, str]] = []
         subjects: set[str] = set()
+        forgets: list[str] = []
         for item, new_id in zip(events, ids, strict=True):
             if type(item) is NewEvent:
                 event, event_id = item.event, item.id or new_id
@@ -378,11 +397,24 @@ class BaseEventStore(abc.ABC):
             if info.personal:
                 # Encrypted below, once the subjects' keys are at hand.
                 subject = stream_id if info.subject is None else str(getattr(event, info.subject))
+                if subject in forgets:  # forgotten by an earlier event of this append
+                    raise SubjectForgottenError(subject)
                 subjects.add(subject)
                 personal.append((len(encoded), info, event, subject))
                 data = b""
             else:
                 data = encode(info, event, stream_id, {})
+                if info.forgets:
+                    subject = (
+                        stream_id if info.subject is None else str(getattr(event, info.subject))
+                    )
+                    if not subject:
+                        raise InvalidInputError(
+                            f"stream {stream_id!r}: {type(event).__qualname__} forgets an "
+                            "empty data subject"
+                        )
+                    if subject not in forgets:
+                        forgets.append(subject)
             encoded.append(
                 EncodedEvent(
                     event_id, info.name, info.version, data, correlation, causation, headers
@@ -390,16 +422,51 @@ class BaseEventStore(abc.ABC):
             )
         if personal:
             keys = await self._keys(subjects, create=True)
+            for subject in sorted(subjects):
+                if subject not in keys:
+                    raise SubjectForgottenError(subject)
             for index, info, event, _ in personal:
                 encoded[index].data = encode(info, event, stream_id, keys)
         originals = [e.event if type(e) is NewEvent else e for e in events]
-        return AppendRequest(stream_id, expected_value, encoded, originals)
+        return AppendRequest(
+            stream_id, expected_value, encoded, originals, tuple(sorted(subjects)), tuple(forgets)
+        )
 
     async def forget(self, subject: str) -> None:
-        """Delete the data subject's key: their personal fields read as placeholders from now on."""
+        """Forget a data subject: their personal fields read as placeholders from now on.
+
+        Deletes their key and the snapshots holding their data, and records them as
+        forgotten: personal data for them is refused from then on (SubjectForgottenError).
+        An event type declared ``forgets=True`` does the same in its append's transaction.
+        """
         if not isinstance(subject, str) or not subject:
             raise InvalidInputError("a data subject must be a non-empty str")
         await self._forget(subject)
+
+    async def check_forgetting(self, *, repair: bool = False) -> list[str]:
+        """Subjects that a stored forgetting event names but who are not forgotten.
+
+        Only stores written before forgetting was atomic with its event can hold them
+        (the event was appended, the separate forget never ran). With ``repair`` each is
+        forgotten now. The forgetting event types are those of this store's registry.
+        """
+        names = sorted(self.types.forgetting_names)
+        named: set[str] = set()
+        after, head = 0, await self.head_position()
+        while names:
+            rows = await self._all_rows(after, 1000, names, head)
+            if not rows:
+                break
+            for record in await self._decode(rows):
+                subject = self.types.forgotten_by(record.event, record.stream_id)
+                if subject:
+                    named.add(subject)
+            after = rows[-1][0]
+        pending = sorted(named - await self._forgotten_among(named)) if named else []
+        if repair:
+            for subject in pending:
+                await self.forget(subject)
+        return pending
 
     # -- reading -----------------------------------------------------------------------
 
@@ -454,13 +521,20 @@ class BaseEventStore(abc.ABC):
         return await self._decode(await self._all_rows(after, limit))
 
     async def read_all_page(
-        self, after: int = 0, *, limit: int = 1000, types: Collection[str] | None = None
+        self,
+        after: int = 0,
+        *,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+        tolerant: bool = False,
     ) -> AllPage:
         """Like ``read_all``, only events of ``types`` (stored names) if given.
 
         With types, the head is read first and the page bounded by it: every position up
         to a visible head is committed or never will be (guarantee 2), so a reader may
-        move past the events it did not ask for.
+        move past the events it did not ask for. With ``tolerant``, an event that cannot
+        be decoded does not fail the page: it comes back in its place with an
+        ``Undecodable`` (holding the CorruptEventError) as its event.
         """
         _check_version("after", after, 0)
         _check_limit(limit)
@@ -472,7 +546,33 @@ class BaseEventStore(abc.ABC):
             head = await self.head_position()
             rows = await self._all_rows(after, limit, names, head) if names else []
             scanned = rows[-1][0] if len(rows) == limit else max(head, after)
-        return AllPage(await self._decode(rows), scanned)
+        try:
+            return AllPage(await self._decode(rows), scanned)
+        except CorruptEventError:
+            if not tolerant:
+                raise
+        # Some event of the page does not decode: find it (them) one by one.
+        events: list[RecordedEvent] = []
+        for row in rows:
+            try:
+                events.extend(await self._decode([row]))
+            except CorruptEventError as exc:
+                events.append(self._undecodable(row, exc))
+        return AllPage(events, scanned)
+
+    def _undecodable(self, row: Row, error: CorruptEventError) -> RecordedEvent:
+        position, stream_id, version, event_id, type_name, schema, at, _, corr, caus, hdr = row
+        return RecordedEvent(
+            event_id if self._load_id is None else self._load_id(event_id),
+            stream_id,
+            version,
+            position,
+            type_name,
+            schema,
+            at if self._load_time is None else self._load_time(at),
+            Undecodable(error),
+            Metadata(corr, caus, None if hdr is None else _headers_decode(hdr)),
+        )
 
     async def recorded_at_after(self, after: int) -> datetime | None:
         """When the first event above ``after`` was recorded (None if there is none).

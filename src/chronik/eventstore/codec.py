@@ -68,7 +68,16 @@ class Upcaster:
 
 
 class _TypeInfo:
-    __slots__ = ("cls", "decoder", "name", "personal", "subject", "upcasters", "version")
+    __slots__ = (
+        "cls",
+        "decoder",
+        "forgets",
+        "name",
+        "personal",
+        "subject",
+        "upcasters",
+        "version",
+    )
 
     def __init__(self, cls: type, upcasters: dict[int, Upcast]) -> None:
         spec = event_spec(cls)
@@ -76,7 +85,13 @@ class _TypeInfo:
         self.name = spec.name
         self.version = spec.version
         self.subject = spec.subject
+        self.forgets = spec.forgets
         self.personal = _personal_fields(cls)
+        if self.forgets and self.personal:
+            raise ConfigurationError(
+                f"{cls.__qualname__} forgets its subject, so it cannot carry personal fields "
+                f"({', '.join(self.personal)}): they would be unreadable as soon as stored"
+            )
         self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(cls)
         self.upcasters = upcasters
 
@@ -160,6 +175,10 @@ class EventTypes:
             for name, info in self._by_name.items()
             if not info.personal
         }
+        #: stored names (aliases too) of the event types that forget their subject
+        self.forgetting_names: set[str] = {
+            name for name, info in self._by_name.items() if info.forgets
+        }
 
     def include(self, *classes: type) -> None:
         """Register more event classes (the framework's own, like ``ProcessStepped``)."""
@@ -175,6 +194,8 @@ class EventTypes:
                 self._by_name[name] = info
                 if not info.personal:
                     self.fast_decoders[name] = (info.version, info.decoder.decode)
+                if info.forgets:
+                    self.forgetting_names.add(name)
 
     @property
     def classes(self) -> tuple[type, ...]:
@@ -210,6 +231,13 @@ class EventTypes:
         """The data subject whose key encrypts this event's personal fields, if it has any."""
         info = self._info(type(event))
         if not info.personal:
+            return None
+        return stream_id if info.subject is None else str(getattr(event, info.subject))
+
+    def forgotten_by(self, event: object, stream_id: str) -> str | None:
+        """The data subject this event forgets, if its type is declared ``forgets=True``."""
+        info = self._info(type(event))
+        if not info.forgets:
             return None
         return stream_id if info.subject is None else str(getattr(event, info.subject))
 

@@ -6,7 +6,7 @@ import bisect
 from datetime import UTC, datetime
 from uuid import UUID
 
-from chronik.errors import ConcurrencyError, DuplicateEventError
+from chronik.errors import ConcurrencyError, DuplicateEventError, SubjectForgottenError
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
@@ -23,6 +23,7 @@ class MemoryEventStore(BaseEventStore):
         self._streams: dict[str, list[Row]] = {}
         self._ids: set[object] = set()
         self._keys_by_subject: dict[str, bytes] = {}
+        self._forgotten: set[str] = set()  # the tombstones
         self._snapshots: dict[str, list[Snapshot]] = {}
 
     async def _append(self, request: AppendRequest) -> AppendResult:
@@ -57,9 +58,14 @@ class MemoryEventStore(BaseEventStore):
         result = AppendResult(stream_id, current + len(rows), first, first + len(rows) - 1)
         # Hooks run before anything is applied: one that raises leaves nothing behind.
         after = await self._run_hooks(None, request, result, now) if self._hooks else []
+        for subject in request.sealed:
+            if subject not in self._keys_by_subject:  # forgotten since the append took it
+                raise SubjectForgottenError(subject)
         self._rows.extend(rows)
         self._streams.setdefault(stream_id, stream).extend(rows)
         self._ids |= seen
+        for subject in request.forgets:
+            self._forget_now(subject)
         for done in after:
             done()
         return result
@@ -104,17 +110,26 @@ class MemoryEventStore(BaseEventStore):
 
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
         if create:
-            for subject in subjects:
+            for subject in subjects - self._forgotten:
                 self._keys_by_subject.setdefault(subject, new_subject_key())
         return {s: self._keys_by_subject[s] for s in subjects if s in self._keys_by_subject}
 
     async def _forget(self, subject: str) -> None:
+        self._forget_now(subject)
+
+    def _forget_now(self, subject: str) -> None:
         self._keys_by_subject.pop(subject, None)
+        self._forgotten.add(subject)
         for stream_id, snapshots in list(self._snapshots.items()):
             kept = [s for s in snapshots if subject not in s.subjects]
             self._snapshots[stream_id] = kept
 
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        return subjects & self._forgotten
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        if not self._forgotten.isdisjoint(snapshot.subjects):
+            return  # it would bring a forgotten subject's data back
         snapshots = self._snapshots.setdefault(snapshot.stream_id, [])
         snapshots[:] = [s for s in snapshots if s.version != snapshot.version]
         snapshots.append(snapshot)

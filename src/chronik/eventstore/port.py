@@ -16,6 +16,8 @@ from uuid import UUID
 
 import msgspec
 
+from chronik.errors import CorruptEventError
+
 __all__ = [
     "MAX_POSITION",
     "AllEventsReader",
@@ -30,6 +32,7 @@ __all__ = [
     "SnapshotStore",
     "StreamReader",
     "StreamWriter",
+    "Undecodable",
 ]
 
 #: The highest global position a store can give: positions are 64-bit signed integers
@@ -104,6 +107,13 @@ class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
     recorded_at: datetime
     event: object
     metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands for an event a tolerant read could not decode; ``error`` says why."""
+
+    error: CorruptEventError
 
 
 class AppendResult(msgspec.Struct, frozen=True, gc=False):
@@ -197,9 +207,17 @@ class AllEventsReader(Protocol):
         ...
 
     async def read_all_page(
-        self, after: int = 0, *, limit: int = 1000, types: Collection[str] | None = None
+        self,
+        after: int = 0,
+        *,
+        limit: int = 1000,
+        types: Collection[str] | None = None,
+        tolerant: bool = False,
     ) -> AllPage:
-        """Like ``read_all``, only events of ``types`` (stored names) if given."""
+        """Like ``read_all``, only events of ``types`` (stored names) if given.
+
+        With ``tolerant``, an undecodable event comes back as an ``Undecodable``.
+        """
         ...
 
     async def wait_for_events(self, after: int, max_wait: float) -> None:
@@ -221,7 +239,10 @@ class EventStore(StreamReader, StreamWriter, AllEventsReader, SnapshotStore, Pro
     """The whole store, as every adapter implements it."""
 
     async def forget(self, subject: str) -> None:
-        """Delete the data subject's key: their personal fields read as placeholders."""
+        """Delete the data subject's key: their personal fields read as placeholders.
+
+        The subject stays forgotten: personal data for them is refused from then on.
+        """
         ...
 
     async def close(self) -> None: ...

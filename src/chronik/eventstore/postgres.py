@@ -32,6 +32,7 @@ from chronik.errors import (
     DuplicateEventError,
     StoreNotFoundError,
     StoreUnavailableError,
+    SubjectForgottenError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
@@ -211,9 +212,165 @@ MIGRATIONS: list[tuple[str, str]] = [
         END $$;
         """,
     ),
+    (
+        # Forgotten stays forgotten (docs/adr/0010-forgotten-stays-forgotten.md): a
+        # forgotten subject keeps their row without a key, the tombstone, so no new key
+        # is ever made for them; subjects forgotten before it are found by their sealed
+        # values whose key is gone. The append functions check that the keys that sealed
+        # an append's personal fields still exist (FOR SHARE: a forget waits for the
+        # append's commit), and forget the subjects of forgetting events in the append's
+        # transaction. The new parameters have defaults: a caller of the old signature
+        # (code not yet upgraded) still appends.
+        "0003_forgotten_subjects",
+        """
+        ALTER TABLE {s}.chronik_subject_keys
+            ALTER COLUMN key DROP NOT NULL,
+            ADD COLUMN forgotten_at timestamptz;
+        CREATE FUNCTION {s}.chronik_json_or_null(p_data bytea) RETURNS jsonb
+        LANGUAGE plpgsql IMMUTABLE AS $$
+        BEGIN
+            RETURN convert_from(p_data, 'UTF8')::jsonb;
+        EXCEPTION WHEN others THEN
+            RETURN NULL;
+        END $$;
+        INSERT INTO {s}.chronik_subject_keys (subject, key, forgotten_at)
+            SELECT DISTINCT f.value -> '$enc' ->> 0, NULL::bytea, clock_timestamp()
+            FROM (
+                SELECT {s}.chronik_json_or_null(data) AS doc FROM {s}.chronik_events
+                WHERE position(convert_to('"$enc"', 'UTF8') IN data) > 0
+            ) AS e,
+            jsonb_each(CASE WHEN jsonb_typeof(e.doc) = 'object' THEN e.doc
+                            ELSE '{}'::jsonb END) AS f
+            WHERE jsonb_typeof(f.value -> '$enc' -> 0) = 'string'
+            ON CONFLICT (subject) DO NOTHING;
+        DROP FUNCTION {s}.chronik_json_or_null(bytea);
+        ALTER TABLE {s}.chronik_subject_keys ADD CONSTRAINT chronik_subject_keys_forgotten
+            CHECK ((key IS NULL) = (forgotten_at IS NOT NULL));
+        CREATE FUNCTION {s}.chronik_forget(p_subjects text[], p_at timestamptz) RETURNS void
+        LANGUAGE sql AS $$
+            INSERT INTO {s}.chronik_subject_keys AS k (subject, key, forgotten_at)
+                SELECT DISTINCT u.subject, NULL::bytea, p_at FROM unnest(p_subjects) AS u(subject)
+                ON CONFLICT (subject) DO UPDATE
+                SET key = NULL, forgotten_at = coalesce(k.forgotten_at, excluded.forgotten_at);
+            DELETE FROM {s}.chronik_snapshots WHERE subjects && p_subjects;
+        $$;
+        CREATE FUNCTION {s}.chronik_check_keys(p_subjects text[]) RETURNS void
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            gone text;
+        BEGIN
+            PERFORM 1 FROM {s}.chronik_subject_keys k
+                WHERE k.subject = ANY(p_subjects) AND k.key IS NOT NULL
+                ORDER BY k.subject FOR SHARE;
+            SELECT u.subject INTO gone FROM unnest(p_subjects) AS u(subject)
+                WHERE NOT EXISTS (SELECT 1 FROM {s}.chronik_subject_keys k
+                                  WHERE k.subject = u.subject AND k.key IS NOT NULL)
+                LIMIT 1;
+            IF gone IS NOT NULL THEN
+                RAISE EXCEPTION USING ERRCODE = 'CHF01',
+                    MESSAGE = 'chronik: the data subject was forgotten', DETAIL = gone;
+            END IF;
+        END $$;
+        DROP FUNCTION {s}.chronik_append_one(
+            text, integer, uuid, text, integer, bytea, text, text, bytea);
+        CREATE FUNCTION {s}.chronik_append_one(
+            p_stream text, p_expected integer, p_id uuid, p_type text, p_schema integer,
+            p_data bytea, p_correlation text, p_causation text, p_headers bytea,
+            p_sealed text[] DEFAULT '{}', p_forgets text[] DEFAULT '{}')
+        RETURNS bigint[]
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            current integer;
+            new_position bigint;
+            at timestamptz;
+        BEGIN
+            -- Returns ARRAY[version, position, recorded_at in microseconds since 1970];
+            -- position 0: the version did not match.
+            PERFORM pg_advisory_xact_lock({lock});
+            SELECT coalesce(max(e.version), 0) INTO current
+                FROM {s}.chronik_events e WHERE e.stream_id = p_stream;
+            IF p_expected >= 0 AND current <> p_expected THEN
+                RETURN ARRAY[current, 0, 0];
+            END IF;
+            IF cardinality(p_sealed) > 0 THEN
+                PERFORM {s}.chronik_check_keys(p_sealed);
+            END IF;
+            new_position := nextval('{s}.chronik_positions');
+            at := clock_timestamp();
+            INSERT INTO {s}.chronik_events VALUES (
+                new_position, p_stream, current + 1, p_id, p_type, p_schema, at,
+                p_data, p_correlation, p_causation, p_headers);
+            IF cardinality(p_forgets) > 0 THEN
+                PERFORM {s}.chronik_forget(p_forgets, at);
+            END IF;
+            RETURN ARRAY[current + 1, new_position, (extract(epoch FROM at) * 1000000)::bigint];
+        END $$;
+        DROP FUNCTION {s}.chronik_append_group(
+            text[], integer[], integer[], integer[], uuid[], text[], integer[], bytea[],
+            text[], text[], bytea[]);
+        CREATE FUNCTION {s}.chronik_append_group(
+            p_streams text[], p_expected integer[],
+            p_append integer[], p_offset integer[], p_ids uuid[], p_types text[],
+            p_schemas integer[], p_data bytea[], p_correlation text[], p_causation text[],
+            p_headers bytea[],
+            p_sealed_append integer[] DEFAULT '{}', p_sealed text[] DEFAULT '{}',
+            p_forget_append integer[] DEFAULT '{}', p_forgets text[] DEFAULT '{}',
+            OUT o_versions integer[], OUT o_first bigint, OUT o_last bigint,
+            OUT o_at timestamptz)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            inserted bigint;
+            subjects text[];
+        BEGIN
+            -- p_sealed_append / p_forget_append: the append (1-based) each subject is for.
+            PERFORM pg_advisory_xact_lock({lock});
+            o_at := clock_timestamp();
+            SELECT array_agg(coalesce(v.version, 0) ORDER BY s.i) INTO o_versions
+                FROM unnest(p_streams) WITH ORDINALITY AS s(stream_id, i)
+                LEFT JOIN LATERAL (
+                    SELECT max(e.version) AS version
+                    FROM {s}.chronik_events e WHERE e.stream_id = s.stream_id
+                ) v ON true;
+            IF cardinality(p_sealed) > 0 THEN
+                SELECT array_agg(u.subject) INTO subjects
+                    FROM unnest(p_sealed_append, p_sealed) AS u(a, subject)
+                    WHERE p_expected[u.a] < 0 OR p_expected[u.a] = o_versions[u.a];
+                IF subjects IS NOT NULL THEN
+                    PERFORM {s}.chronik_check_keys(subjects);
+                END IF;
+            END IF;
+            WITH ins AS (
+                INSERT INTO {s}.chronik_events
+                SELECT nextval('{s}.chronik_positions'), p_streams[u.a], o_versions[u.a] + u.k,
+                       u.id, u.t, u.sv, o_at, u.d, u.c, u.z, u.h
+                FROM unnest(p_append, p_offset, p_ids, p_types, p_schemas, p_data,
+                            p_correlation, p_causation, p_headers)
+                     WITH ORDINALITY AS u(a, k, id, t, sv, d, c, z, h, ord)
+                WHERE p_expected[u.a] < 0 OR p_expected[u.a] = o_versions[u.a]
+                ORDER BY u.ord
+                RETURNING position
+            )
+            SELECT min(position), max(position), count(*) INTO o_first, o_last, inserted
+                FROM ins;
+            IF inserted > 0 AND o_last - o_first + 1 <> inserted THEN
+                RAISE EXCEPTION 'chronik: positions of one group are not contiguous';
+            END IF;
+            IF cardinality(p_forgets) > 0 THEN
+                SELECT array_agg(u.subject) INTO subjects
+                    FROM unnest(p_forget_append, p_forgets) AS u(a, subject)
+                    WHERE p_expected[u.a] < 0 OR p_expected[u.a] = o_versions[u.a];
+                IF subjects IS NOT NULL THEN
+                    PERFORM {s}.chronik_forget(subjects, o_at);
+                END IF;
+            END IF;
+        END $$;
+        """,
+    ),
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: raised by chronik_check_keys: a key that sealed an append's personal data is gone
+_FORGOTTEN = "CHF01"
 
 _COLUMNS = (
     "position, stream_id, version, id, type, schema_version, recorded_at, data, "
@@ -226,7 +383,7 @@ def _refused_alone(exc: BaseException) -> bool:
 
     Not so for a lost connection, after which an autocommit statement may have committed.
     """
-    if isinstance(exc, DuplicateEventError):
+    if isinstance(exc, DuplicateEventError | SubjectForgottenError):
         return True
     cause = exc.__cause__ or exc.__context__
     return isinstance(cause, psycopg.Error) and not isinstance(cause, psycopg.OperationalError)
@@ -285,14 +442,16 @@ class PostgresEventStore(BaseEventStore):
         )
         s = schema
         self._sql_one = in_schema(
-            "SELECT {s}.chronik_append_one(%s, %s, %s::uuid, %s, %s, %s::bytea, %s, %s, %s::bytea)",
+            "SELECT {s}.chronik_append_one(%s, %s, %s::uuid, %s, %s, %s::bytea, %s, %s, "
+            "%s::bytea, %s::text[], %s::text[])",
             s,
         )
         self._sql_group = in_schema(
             # Binary parameters: psycopg dumps text arrays through a regex per element.
             "SELECT o_versions, o_first, o_last, o_at FROM {s}.chronik_append_group("
             "%b::text[], %b::int[], %b::int[], %b::int[], %b::uuid[], %b::text[], %b::int[], "
-            "%b::bytea[], %b::text[], %b::text[], %b::bytea[])",
+            "%b::bytea[], %b::text[], %b::text[], %b::bytea[], %b::int[], %b::text[], "
+            "%b::int[], %b::text[])",
             s,
         )
         self._sql_all = in_schema(
@@ -415,6 +574,12 @@ class PostgresEventStore(BaseEventStore):
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(f"PostgreSQL at {self._url}: {exc}")
 
+    def _refused(self, exc: psycopg.Error) -> SubjectForgottenError | StoreUnavailableError:
+        """What an append statement's failure means: a forgotten subject, or an outage."""
+        if exc.sqlstate == _FORGOTTEN:
+            return SubjectForgottenError(exc.diag.message_detail or "?")
+        return self._unavailable(exc)
+
     async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
         """Apply the named migrations not yet applied, each once, under a lock.
 
@@ -521,31 +686,35 @@ class PostgresEventStore(BaseEventStore):
                 if len(request.events) == 1:
                     return [await self._append_one(request)]
                 return list(await self._append_group(requests))
-            except (ConcurrencyError, DuplicateEventError) as exc:
+            except (ConcurrencyError, DuplicateEventError, SubjectForgottenError) as exc:
                 return [exc]
         # One stream at most once per call: a second append to it goes in the next call,
-        # where it sees the first one's version.
+        # where it sees the first one's version. Likewise personal data of a subject an
+        # earlier append of the call forgets: keys are checked before the call forgets.
         results: dict[int, AppendResult | BaseException] = {}
         todo = list(enumerate(requests))
         while todo:
             call: list[tuple[int, AppendRequest]] = []
             later: list[tuple[int, AppendRequest]] = []
             streams: set[str] = set()
+            forgotten: set[str] = set()
             for index, request in todo:
-                if request.stream_id in streams:
+                if request.stream_id in streams or not forgotten.isdisjoint(request.sealed):
                     later.append((index, request))
                 else:
                     streams.add(request.stream_id)
+                    forgotten.update(request.forgets)
                     call.append((index, request))
             try:
                 outcomes: Sequence[AppendResult | BaseException] = await self._append_group(
                     [r for _, r in call]
                 )
-            except (DuplicateEventError, StoreUnavailableError) as exc:
+            except (DuplicateEventError, SubjectForgottenError, StoreUnavailableError) as exc:
                 if not _refused_alone(exc):
                     raise
-                # Some append reuses a stored event id, or the database refused one (a
-                # trigger): the statement wrote nothing; find the culprit one by one.
+                # Some append reuses a stored event id, seals data of a forgotten subject, or
+                # the database refused one (a trigger): the statement wrote nothing; find
+                # the culprit one by one.
                 if len(call) == 1:
                     outcomes = [exc]
                 else:
@@ -559,7 +728,7 @@ class PostgresEventStore(BaseEventStore):
         """One append in its own statement: its result, or the error that is its own."""
         try:
             return (await self._append_group([request]))[0]
-        except (DuplicateEventError, StoreUnavailableError) as exc:
+        except (DuplicateEventError, SubjectForgottenError, StoreUnavailableError) as exc:
             if not _refused_alone(exc):
                 raise
             return exc
@@ -630,13 +799,15 @@ class PostgresEventStore(BaseEventStore):
             e.correlation_id,
             e.causation_id,
             e.headers,
+            list(request.sealed),
+            list(request.forgets),
         )
         try:
             row = await self._execute_write(self._sql_one, params)
         except psycopg.errors.UniqueViolation as exc:
             raise self._duplicate(request, exc) from None
         except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
+            raise self._refused(exc) from exc
         assert row is not None
         version, position, micros = row[0]
         if position == 0:
@@ -653,7 +824,15 @@ class PostgresEventStore(BaseEventStore):
         appends: list[int] = []
         offsets: list[int] = []
         ids, types, schemas, data, corr, caus, headers = [], [], [], [], [], [], []
+        sealed_by: list[int] = []
+        sealed: list[str] = []
+        forgets_by: list[int] = []
+        forgets: list[str] = []
         for number, request in enumerate(requests, start=1):
+            sealed_by += [number] * len(request.sealed)
+            sealed += request.sealed
+            forgets_by += [number] * len(request.forgets)
+            forgets += request.forgets
             for offset, e in enumerate(request.events, start=1):
                 appends.append(number)
                 offsets.append(offset)
@@ -676,6 +855,10 @@ class PostgresEventStore(BaseEventStore):
             corr,
             caus,
             headers,
+            sealed_by,
+            sealed,
+            forgets_by,
+            forgets,
         )
         try:
             row = await self._execute_write(self._sql_group, params)
@@ -684,7 +867,7 @@ class PostgresEventStore(BaseEventStore):
                 raise self._duplicate(requests[0], exc) from None
             raise DuplicateEventError(requests[0].stream_id, "?") from None
         except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
+            raise self._refused(exc) from exc
         assert row is not None
         versions, first, _last, at = row
         results: list[AppendResult | BaseException] = []
@@ -795,12 +978,14 @@ class PostgresEventStore(BaseEventStore):
 
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
         wanted = sorted(subjects)
+        # A row without a key is a forgotten subject (the tombstone): the insert below
+        # conflicts with it, so a forgotten subject is never given a key again.
         select = in_schema(
             "SELECT subject, key FROM {s}.chronik_subject_keys WHERE subject = ANY(%s::text[])",
             self.schema,
         )
-        found = {s: bytes(k) for s, k in await self._fetch(select, (wanted,))}
-        missing = [s for s in wanted if s not in found]
+        rows = await self._fetch(select, (wanted,))
+        missing = [s for s in wanted if s not in {subject for subject, _ in rows}]
         if create and missing:
             insert = in_schema(
                 "INSERT INTO {s}.chronik_subject_keys (subject, key) "
@@ -812,43 +997,63 @@ class PostgresEventStore(BaseEventStore):
                     await conn.execute(insert, (missing, [new_subject_key() for _ in missing]))
             except psycopg.Error as exc:
                 raise self._unavailable(exc) from exc
-            found = {s: bytes(k) for s, k in await self._fetch(select, (wanted,))}
-        return found
+            rows = await self._fetch(select, (wanted,))
+        return {s: bytes(k) for s, k in rows if k is not None}
 
     async def _forget(self, subject: str) -> None:
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
                 await conn.execute(
                     in_schema(
-                        "DELETE FROM {s}.chronik_subject_keys WHERE subject = %s", self.schema
-                    ),
-                    (subject,),
-                )
-                await conn.execute(
-                    in_schema(
-                        "DELETE FROM {s}.chronik_snapshots WHERE %s = ANY(subjects)", self.schema
+                        "SELECT {s}.chronik_forget(ARRAY[%s::text], clock_timestamp())",
+                        self.schema,
                     ),
                     (subject,),
                 )
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
 
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        rows = await self._fetch(
+            in_schema(
+                "SELECT subject FROM {s}.chronik_subject_keys "
+                "WHERE subject = ANY(%s::text[]) AND forgotten_at IS NOT NULL",
+                self.schema,
+            ),
+            (sorted(subjects),),
+        )
+        return {subject for (subject,) in rows}
+
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        # Not for a forgotten subject: it would bring their data back. The subjects'
+        # rows are locked first, so a forget either waits for this snapshot (and then
+        # deletes it) or is seen by the insert.
+        lock = in_schema(
+            "SELECT 1 FROM {s}.chronik_subject_keys WHERE subject = ANY(%s::text[]) "
+            "ORDER BY subject FOR SHARE",
+            self.schema,
+        )
         query = in_schema(
             "INSERT INTO {s}.chronik_snapshots (stream_id, version, schema, state, subjects) "
-            "VALUES (%s, %s, %s, %s, %s::text[]) ON CONFLICT (stream_id, version) DO UPDATE "
+            "SELECT %s, %s, %s, %s, %s::text[] WHERE NOT EXISTS (SELECT 1 FROM "
+            "{s}.chronik_subject_keys WHERE subject = ANY(%s::text[]) AND key IS NULL) "
+            "ON CONFLICT (stream_id, version) DO UPDATE "
             "SET schema = excluded.schema, state = excluded.state, subjects = excluded.subjects",
             self.schema,
         )
+        subjects = list(snapshot.subjects)
         params = (
             snapshot.stream_id,
             snapshot.version,
             snapshot.schema,
             snapshot.state,
-            list(snapshot.subjects),
+            subjects,
+            subjects,
         )
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection() as conn, conn.transaction():
+                if subjects:
+                    await conn.execute(lock, (subjects,))
                 await conn.execute(query, params)
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc

@@ -7,12 +7,17 @@ without waiting (``busy_timeout=0``); when another process holds it, the store
 waits asynchronously and tries again, so the loop never sleeps inside SQLite.
 Concurrent appends share a commit (group commit), each in its own savepoint.
 See docs/adr/0003-sqlite-on-the-event-loop.md.
+
+Forgetting reaches the files: connections run with ``secure_delete`` (deleted content
+is overwritten with zeros), and after a forget commits the write-ahead log, which still
+holds earlier copies of the pages, is checkpointed into the database and truncated.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +33,7 @@ from chronik.errors import (
     DuplicateEventError,
     StoreNotFoundError,
     StoreUnavailableError,
+    SubjectForgottenError,
 )
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
@@ -38,6 +44,8 @@ from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 __all__ = ["MIGRATIONS", "SQLiteEventStore"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("chronik.eventstore.sqlite")
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -71,6 +79,39 @@ MIGRATIONS: list[tuple[str, str]] = [
             key BLOB NOT NULL,
             created_at TEXT NOT NULL
         );
+        """,
+    ),
+    (
+        # A forgotten subject keeps their row, without a key: the tombstone that stops a
+        # new key being made for them (docs/adr/0010-forgotten-stays-forgotten.md).
+        # Subjects forgotten before it existed are found by their sealed values whose
+        # key is gone.
+        "0002_forgotten_subjects",
+        """
+        CREATE TABLE chronik_subject_keys_0002 (
+            subject TEXT PRIMARY KEY,
+            key BLOB,
+            created_at TEXT NOT NULL,
+            forgotten_at TEXT,
+            CHECK ((key IS NULL) = (forgotten_at IS NOT NULL))
+        );
+        INSERT INTO chronik_subject_keys_0002 (subject, key, created_at)
+            SELECT subject, key, created_at FROM chronik_subject_keys;
+        DROP TABLE chronik_subject_keys;
+        ALTER TABLE chronik_subject_keys_0002 RENAME TO chronik_subject_keys;
+        INSERT OR IGNORE INTO chronik_subject_keys (subject, key, created_at, forgotten_at)
+            SELECT DISTINCT subject, NULL, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'),
+                   strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')
+            FROM (
+                SELECT CASE WHEN f.type = 'object'
+                            THEN json_extract(f.value, '$."$enc"[0]') END AS subject
+                FROM (
+                    SELECT CASE WHEN json_valid(CAST(data AS TEXT))
+                                 AND json_type(CAST(data AS TEXT)) = 'object'
+                                THEN CAST(data AS TEXT) ELSE '{}' END AS doc
+                    FROM chronik_events WHERE instr(data, '"$enc"') > 0
+                ) AS e, json_each(e.doc) AS f
+            ) WHERE typeof(subject) = 'text'
         """,
     ),
 ]
@@ -195,6 +236,9 @@ class SQLiteEventStore(BaseEventStore):
         except BaseException:
             writer.close()
             raise
+        # A process killed between a forget's commit and its checkpoint left copies in
+        # the log: one try now (another process's readers may hold it up; never wait).
+        await store.checkpoint_wal(wait=False)
         return store
 
     async def close(self) -> None:
@@ -207,6 +251,18 @@ class SQLiteEventStore(BaseEventStore):
         return await self._committer.submit(request)
 
     async def _commit_batch(
+        self, requests: list[AppendRequest]
+    ) -> list[AppendResult | BaseException]:
+        results = await self._commit_all(requests)
+        forgot = any(
+            r.forgets and not isinstance(res, BaseException)
+            for r, res in zip(requests, results, strict=True)
+        )
+        if forgot:
+            await self.checkpoint_wal()
+        return results
+
+    async def _commit_all(
         self, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
         """Commit concurrent appends together; an append that fails fails alone.
@@ -247,7 +303,7 @@ class SQLiteEventStore(BaseEventStore):
         self, conn: sqlite3.Connection, index: int, request: AppendRequest, now: str, careful: bool
     ) -> AppendResult | BaseException:
         """One append of a shared commit: its result, its own failure, or _Culprit."""
-        guarded = careful or bool(self._hooks) or len(request.events) > 1
+        guarded = careful or bool(self._hooks) or len(request.events) > 1 or bool(request.forgets)
         if guarded:
             conn.execute("SAVEPOINT chronik_append")
         try:
@@ -260,8 +316,8 @@ class SQLiteEventStore(BaseEventStore):
                 conn.execute("ROLLBACK TO chronik_append")
                 conn.execute("RELEASE chronik_append")
                 return error
-            if isinstance(exc, ConcurrencyError | DuplicateEventError):
-                return error  # one statement that wrote nothing
+            if isinstance(exc, ConcurrencyError | DuplicateEventError | SubjectForgottenError):
+                return error  # refused before it wrote, or one statement that wrote nothing
             raise _Culprit(index, error) from exc
         if guarded:
             conn.execute("RELEASE chronik_append")
@@ -271,7 +327,7 @@ class SQLiteEventStore(BaseEventStore):
         self, conn: sqlite3.Connection, request: AppendRequest, now: str
     ) -> AppendResult:
         """Write one append and run the hooks on it."""
-        result = _append_one(conn, request, now)
+        result = _append_request(conn, request, now)
         if self._hooks:
             await self._run_hooks(conn, request, result, datetime.fromisoformat(now))
         return result
@@ -326,6 +382,43 @@ class SQLiteEventStore(BaseEventStore):
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    async def checkpoint_wal(self, *, wait: bool = True) -> bool:
+        """Copy the write-ahead log into the database file and truncate the log.
+
+        Called after forgetting: secure_delete zeroes deleted content in the pages, but
+        the log keeps earlier copies of them until a checkpoint resets it. A reader of
+        another process still on an older snapshot holds it up: with ``wait`` it is
+        tried again (without blocking the loop) up to lock_timeout. False (and a
+        warning) if it could not finish; the next forget, or the next open, tries again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._lock_timeout if wait else 0.0)
+        delay = 0.001
+        while True:
+            async with self._write_lock:
+                try:
+                    busy = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.Error as exc:
+                    # What called it has committed: a failure here must not undo that.
+                    if not _is_busy(exc):
+                        log.warning("SQLite %s: checkpoint failed: %s", self.path, exc)
+                        return False
+                    busy = 1
+            if not busy:
+                return True
+            if loop.time() >= deadline:
+                if wait:
+                    log.warning(
+                        "SQLite %s: the write-ahead log could not be checkpointed within "
+                        "%g s (another connection reads an old snapshot); forgotten data "
+                        "may stay in it until the next checkpoint",
+                        self.path,
+                        self._lock_timeout,
+                    )
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
         """Apply the named migrations not yet applied, each once, in one transaction."""
@@ -406,9 +499,10 @@ class SQLiteEventStore(BaseEventStore):
     async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
         wanted = sorted(subjects)
         marks = ",".join("?" * len(wanted))
+        # A row without a key is a forgotten subject: it is never given one again.
         sql = f"SELECT subject, key FROM chronik_subject_keys WHERE subject IN ({marks})"
-        found = {s: bytes(k) for s, k in self._query(sql, wanted)}
-        missing = [s for s in wanted if s not in found]
+        rows = self._query(sql, wanted)
+        missing = [s for s in wanted if s not in {subject for subject, _ in rows}]
         if create and missing:
 
             def insert(conn: sqlite3.Connection) -> None:
@@ -420,35 +514,47 @@ class SQLiteEventStore(BaseEventStore):
                 )
 
             await self._write(insert)
-            found = {s: bytes(k) for s, k in self._query(sql, wanted)}
-        return found
+            rows = self._query(sql, wanted)
+        return {s: bytes(k) for s, k in rows if k is not None}
 
     async def _forget(self, subject: str) -> None:
-        def delete(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM chronik_subject_keys WHERE subject = ?", (subject,))
-            conn.execute(
-                "DELETE FROM chronik_snapshots WHERE EXISTS "
-                "(SELECT 1 FROM json_each(chronik_snapshots.subjects) WHERE value = ?)",
-                (subject,),
-            )
+        await self._write(lambda conn: _forget_in(conn, (subject,), _now()))
+        await self.checkpoint_wal()
 
-        await self._write(delete)
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        found: set[str] = set()
+        wanted = sorted(subjects)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            found.update(
+                s
+                for (s,) in self._query(
+                    "SELECT subject FROM chronik_subject_keys WHERE forgotten_at IS NOT NULL "
+                    f"AND subject IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+        return found
 
     async def save_snapshot(self, snapshot: Snapshot) -> None:
+        subjects = _subjects_encode(snapshot.subjects)
         row = (
             snapshot.stream_id,
             snapshot.version,
             snapshot.schema,
             snapshot.state,
-            _subjects_encode(snapshot.subjects),
+            subjects,
             _now(),
+            subjects,
         )
 
         def insert(conn: sqlite3.Connection) -> None:
+            # Not for a forgotten subject: it would bring their data back.
             conn.execute(
                 "INSERT OR REPLACE INTO chronik_snapshots "
                 "(stream_id, version, schema, state, subjects, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM chronik_subject_keys "
+                "WHERE forgotten_at IS NOT NULL AND subject IN (SELECT value FROM json_each(?)))",
                 row,
             )
 
@@ -498,6 +604,9 @@ def _connect(file: Path, synchronous: str, busy_ms: int) -> sqlite3.Connection:
         conn.close()
         raise StoreUnavailableError(f"SQLite {file}: cannot switch to WAL mode (got {mode})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # Deleted content (a forgotten subject's key, a read model's old document) is
+    # overwritten with zeros, not left in free space; freed pages too.
+    conn.execute("PRAGMA secure_delete = ON")
     return conn
 
 
@@ -513,6 +622,47 @@ def _migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]]) ->
             if statement.strip():
                 conn.execute(statement)
         conn.execute("INSERT INTO chronik_migrations VALUES (?, ?)", (name, _now()))
+
+
+def _append_request(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:
+    """One append with what it does to data subjects, in the caller's transaction.
+
+    The keys that sealed its personal fields must still be there (no forget committed
+    since they were read); the subjects its events forget are forgotten with it.
+    """
+    if request.sealed:
+        marks = ",".join("?" * len(request.sealed))
+        kept = {
+            subject
+            for (subject,) in conn.execute(
+                f"SELECT subject FROM chronik_subject_keys WHERE subject IN ({marks}) "
+                "AND key IS NOT NULL",
+                request.sealed,
+            )
+        }
+        for subject in request.sealed:
+            if subject not in kept:
+                raise SubjectForgottenError(subject)
+    result = _append_one(conn, request, now)
+    if request.forgets:
+        _forget_in(conn, request.forgets, now)
+    return result
+
+
+def _forget_in(conn: sqlite3.Connection, subjects: Sequence[str], now: str) -> None:
+    """Delete the subjects' keys and snapshots, leaving their tombstones."""
+    for subject in subjects:
+        conn.execute(
+            "INSERT INTO chronik_subject_keys (subject, key, created_at, forgotten_at) "
+            "VALUES (?, NULL, ?, ?) ON CONFLICT (subject) DO UPDATE SET key = NULL, "
+            "forgotten_at = coalesce(forgotten_at, excluded.forgotten_at)",
+            (subject, now, now),
+        )
+        conn.execute(
+            "DELETE FROM chronik_snapshots WHERE EXISTS "
+            "(SELECT 1 FROM json_each(chronik_snapshots.subjects) WHERE value = ?)",
+            (subject,),
+        )
 
 
 def _append_one(conn: sqlite3.Connection, request: AppendRequest, now: str) -> AppendResult:

@@ -6,6 +6,7 @@ InvalidValueError              -> 422   a value object refused a field
 DomainError                    -> 409   a business rule forbids it in this state
 ConcurrencyError               -> 409   with the stream's current version
 DuplicateEventError            -> 409
+SubjectForgottenError          -> 409   personal data of a forgotten data subject
 StreamNotFoundError            -> 404
 StoreUnavailableError          -> 503   with Retry-After
 anything else                  -> 500   logged, with no detail that leaks internals
@@ -31,6 +32,7 @@ from chronik.errors import (
     InvalidValueError,
     StoreUnavailableError,
     StreamNotFoundError,
+    SubjectForgottenError,
 )
 
 __all__ = [
@@ -156,6 +158,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DuplicateEventError)
     async def _duplicate(request: Request, exc: DuplicateEventError) -> ProblemResponse:
         return problem(409, "Already done", str(exc), request=request)
+
+    @app.exception_handler(SubjectForgottenError)
+    async def _forgotten(request: Request, exc: SubjectForgottenError) -> ProblemResponse:
+        # The subject is not echoed: it identifies the person who asked to be forgotten.
+        return problem(
+            409,
+            "Forgotten",
+            "this data subject was forgotten at their request: their personal data is "
+            "not stored again",
+            request=request,
+        )
 
     @app.exception_handler(InvalidInputError)
     async def _bad_input(request: Request, exc: InvalidInputError) -> ProblemResponse:

@@ -4,7 +4,9 @@ One runner per projection follows "all events" (only the types it handles), appl
 page of events to the read model and moves the checkpoint in the same transaction: a
 crash at any moment leaves every event applied exactly once. Caught up, it waits to be
 woken by new events. A handler that keeps failing on one event is retried with backoff,
-then the event is parked with its error and the others flow on (state "degraded").
+then the event is parked with its error and the others flow on (state "degraded"). An
+event that cannot even be decoded (CorruptEventError) is parked at once the same way:
+pages are read tolerantly, so one bad event never stops the runner or a rebuild.
 A rebuild fills the next generation of the tables from position 0 while the serving
 generation keeps up, then switches in one transaction.
 
@@ -25,7 +27,7 @@ from typing import Any
 
 from chronik.errors import ChronikError, EventStoreError
 from chronik.eventstore.base import BaseEventStore
-from chronik.eventstore.port import RecordedEvent
+from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
 from chronik.projections.projection import Projection
 from chronik.projections.readmodel import (
@@ -140,6 +142,8 @@ class ProjectionRunner:
         self.type_names = sorted(
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
+        #: the stored names among them of events that forget a data subject
+        self.forgetting = set(self.type_names) & store.types.forgetting_names
         self.state = "starting"
         #: True while this runner holds the projection and applies its events here
         self.leading = False
@@ -253,7 +257,7 @@ class ProjectionRunner:
     async def _live_step(self) -> bool:
         assert self._row is not None
         page = await self.store.read_all_page(
-            self.checkpoint, limit=self.page_size, types=self.type_names
+            self.checkpoint, limit=self.page_size, types=self.type_names, tolerant=True
         )
         if page.scanned_to <= self.checkpoint:
             return False
@@ -269,7 +273,9 @@ class ProjectionRunner:
         if self._rebuild_started is None:
             self._rebuild_started = (time.monotonic(), done)
         if done < self.checkpoint:
-            page = await self.store.read_all_page(done, limit=self.page_size, types=self.type_names)
+            page = await self.store.read_all_page(
+                done, limit=self.page_size, types=self.type_names, tolerant=True
+            )
             await self._apply(page.events, page.scanned_to, row.rebuild_generation, rebuilding=True)
         if (row.rebuild_checkpoint or 0) >= self.checkpoint:
             self._row = await self.backend.switch(self.name, self.projection.tables)
@@ -323,6 +329,8 @@ class ProjectionRunner:
         async with self.backend.transaction() as btx:
             tx = ReadModelTx(btx, self._tables(generation))
             for index, recorded in enumerate(events):
+                if type(recorded.event) is Undecodable:
+                    raise _HandlerFailed(index, recorded.event.error)
                 handler = projection.handler_for(type(recorded.event))
                 if handler is None:
                     continue
@@ -333,6 +341,9 @@ class ProjectionRunner:
                     raise _HandlerFailed(index, exc) from exc
             await tx.flush()
             await btx.advance(self.name, generation, rebuilding, expected, to)
+        if self.forgetting and any(r.type in self.forgetting for r in events):
+            # The page overwrote a forgotten subject's data: make it leave the files too.
+            await self.backend.forgotten()
         self._moved(rebuilding, to)
 
     async def _retry_or_park(
@@ -344,7 +355,8 @@ class ProjectionRunner:
         expected: int,
     ) -> None:
         attempts = 1
-        while attempts < self.retries:
+        # An event that does not decode will not decode on a retry: it is parked at once.
+        while attempts < self.retries and type(recorded.event) is not Undecodable:
             await asyncio.sleep(self.retry_backoff * 2 ** (attempts - 1))
             attempts += 1
             try:
@@ -398,12 +410,15 @@ class ProjectionRunner:
         """Apply each parked event again, in position order; keep those that still fail."""
         assert self._row is not None
         for parked in await self.backend.parked(self.name):
-            found = await self.store.read_all(parked.position - 1, limit=1)
+            page = await self.store.read_all_page(parked.position - 1, limit=1, tolerant=True)
+            found = page.events
             if not found or found[0].position != parked.position:
                 await self.backend.unpark(self.name, parked.position)
                 continue
             recorded = found[0]
             try:
+                if type(recorded.event) is Undecodable:
+                    raise recorded.event.error
                 async with self.backend.transaction() as btx:
                     tx = ReadModelTx(btx, self._tables(self._row.generation))
                     handler = self.projection.handler_for(type(recorded.event))
@@ -449,7 +464,9 @@ class ProjectionRunner:
         lag_events = max(0, head - self.checkpoint)
         lag_seconds = 0.0
         if lag_events:
-            nxt = await self.store.read_all_page(self.checkpoint, limit=1, types=self.type_names)
+            nxt = await self.store.read_all_page(
+                self.checkpoint, limit=1, types=self.type_names, tolerant=True
+            )
             if nxt.events:
                 lag_seconds = max(
                     0.0, (datetime.now(UTC) - nxt.events[0].recorded_at).total_seconds()

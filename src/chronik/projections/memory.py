@@ -141,6 +141,9 @@ class MemoryProjectionBackend:
     async def leadership(self, name: str) -> AsyncIterator[bool]:
         yield True
 
+    async def forgotten(self) -> None:
+        """Memory keeps no old copies."""
+
     async def load(self, name: str) -> ProjectionRow | None:
         row = self.state.rows.get(name)
         return copy.copy(row) if row else None

@@ -228,6 +228,9 @@ class PostgresProjectionBackend:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.schema),))
             yield _Tx(conn, self.schema)
 
+    async def forgotten(self) -> None:
+        """Old row versions are PostgreSQL's to vacuum (see docs/personal-data.md)."""
+
     @contextlib.asynccontextmanager
     async def leadership(self, name: str) -> AsyncIterator[bool]:
         """Try the projection's advisory lock on a connection kept open while leading.

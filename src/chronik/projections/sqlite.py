@@ -261,6 +261,11 @@ class SQLiteProjectionBackend:
         # Embedded mode is one process: its engine runs each projection once.
         yield True
 
+    async def forgotten(self) -> None:
+        # The page overwrote the documents (secure_delete zeroes the old bytes); the
+        # log still holds the pages as they were until it is checkpointed.
+        await self.store.checkpoint_wal()
+
     async def load(self, name: str) -> ProjectionRow | None:
         rows = self.store.query(f"SELECT {_ROW} FROM chronik_projections WHERE name = ?", (name,))
         return _row(rows[0]) if rows else None

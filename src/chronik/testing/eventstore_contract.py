@@ -24,6 +24,7 @@ from chronik.errors import (
     EventStoreError,
     InvalidInputError,
     StreamNotFoundError,
+    SubjectForgottenError,
     UnknownEventTypeError,
 )
 from chronik.eventstore import (
@@ -36,16 +37,20 @@ from chronik.eventstore import (
     RecordedEvent,
     Repository,
     Snapshot,
+    Undecodable,
     Upcaster,
 )
 from chronik.eventstore.context import ambient_metadata
 
 __all__ = [
     "CONTRACT_TYPES",
+    "TWO_STEP_TYPES",
     "Account",
     "Deposited",
     "DurableEventStoreContract",
     "EventStoreContract",
+    "HolderForgotten",
+    "HolderForgottenBefore",
     "Opened",
     "Renamed",
     "Withdrawn",
@@ -80,6 +85,22 @@ class Renamed:
     note: str = ""
 
 
+@event("contract.holder_forgotten", subject="holder_id", forgets=True)
+@dataclass(frozen=True, slots=True)
+class HolderForgotten:
+    """The holder asked to be forgotten: appending this forgets them, atomically."""
+
+    holder_id: str
+
+
+@event("contract.holder_forgotten", subject="holder_id")
+@dataclass(frozen=True, slots=True)
+class HolderForgottenBefore:
+    """HolderForgotten as code declared it before forgetting was part of the append."""
+
+    holder_id: str
+
+
 @event("contract.deposited")
 @dataclass(frozen=True, slots=True)
 class DepositedV1:
@@ -89,10 +110,12 @@ class DepositedV1:
 
 
 CONTRACT_TYPES = EventTypes(
-    [Opened, Deposited, Withdrawn, Renamed],
+    [Opened, Deposited, Withdrawn, Renamed, HolderForgotten],
     upcasters=[Upcaster("contract.deposited", 1, lambda d: {**d, "currency": "EUR"})],
 )
 V1_TYPES = EventTypes([Opened, DepositedV1, Withdrawn, Renamed])
+#: the registry of code that forgot in a second step, after appending the event
+TWO_STEP_TYPES = EventTypes([Opened, Deposited, Withdrawn, Renamed, HolderForgottenBefore])
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -565,6 +588,24 @@ class EventStoreContract:
         [first] = await store.read_stream(sid, to_version=1)
         assert first.event == Withdrawn(1)
 
+    async def test_a_tolerant_page_read_gives_an_undecodable_event_in_its_place(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        start = await store.head_position()
+        await store.append(sid, [Withdrawn(1), Withdrawn(2), Withdrawn(3)])
+        await self.corrupt(store, sid, 2, b"{broken")
+        with pytest.raises(CorruptEventError):
+            await store.read_all_page(start, types=["contract.withdrawn"])
+        page = await store.read_all_page(start, types=["contract.withdrawn"], tolerant=True)
+        first, broken, third = page.events
+        assert (first.event, third.event) == (Withdrawn(1), Withdrawn(3))
+        assert (broken.stream_id, broken.version, broken.type) == (sid, 2, "contract.withdrawn")
+        assert broken.position == first.position + 1
+        assert isinstance(broken.event, Undecodable)
+        assert (broken.event.error.stream_id, broken.event.error.version) == (sid, 2)
+        assert page.scanned_to == await store.head_position()
+
     async def test_an_old_row_that_does_not_fit_after_upcasting_names_stream_and_version(
         self, store: BaseEventStore
     ) -> None:
@@ -612,6 +653,50 @@ class EventStoreContract:
         with pytest.raises(InvalidInputError):
             await store.forget("")
 
+    async def test_personal_data_for_a_forgotten_subject_is_refused_and_nothing_is_written(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        holder = f"holder-{uuid.uuid4()}"
+        await store.append(sid, [Opened(holder, "Grace Hopper", NOW)])
+        await store.forget(holder)
+        head = await store.head_position()
+        with pytest.raises(SubjectForgottenError) as caught:
+            await store.append(sid, [Withdrawn(1), Opened(holder, "Grace Murray", NOW)])
+        assert caught.value.subject == holder
+        assert holder in str(caught.value)
+        assert await store.stream_version(sid) == 1
+        assert await store.head_position() == head
+        # The old events still read, as placeholders: no new key was made for the subject.
+        [opened] = await store.read_stream(sid)
+        assert opened.event == Opened(holder, "[forgotten]", NOW)
+        # Events without personal data of that subject are taken as before.
+        await store.append(sid, [Withdrawn(1), Renamed("Someone Else")], expected=1)
+        assert (await store.read_stream(sid))[-1].event == Renamed("Someone Else")
+
+    async def test_a_subject_forgotten_before_their_first_event_is_refused_too(
+        self, store: BaseEventStore
+    ) -> None:
+        holder = f"holder-{uuid.uuid4()}"
+        await store.forget(holder)
+        await store.forget(holder)
+        with pytest.raises(SubjectForgottenError):
+            await store.append(_sid(), [Opened(holder, "Hedy Lamarr", NOW)])
+
+    async def test_an_append_sealed_before_a_forget_that_commits_first_is_refused(
+        self, store: BaseEventStore
+    ) -> None:
+        # The append took the subject's key, then the subject was forgotten before it
+        # committed: it must not land with data sealed by a key that no longer exists.
+        sid = _sid()
+        holder = f"holder-{uuid.uuid4()}"
+        await store.append(_sid(), [Opened(holder, "Radia Perlman", NOW)])
+        request = await store.prepare(sid, [Opened(holder, "Radia J. Perlman", NOW)])
+        await store.forget(holder)
+        with pytest.raises(SubjectForgottenError):
+            await store._append(request)
+        assert await store.stream_version(sid) == 0
+
     async def test_forgetting_drops_the_snapshots_that_hold_the_subjects_data(
         self, store: BaseEventStore
     ) -> None:
@@ -632,6 +717,105 @@ class EventStoreContract:
         reloaded = await repo.load(account.id)
         assert reloaded.holder == "[forgotten]"
         assert reloaded.balance == 10
+
+    async def test_appending_a_forgetting_event_forgets_its_subject_in_the_same_append(
+        self, store: BaseEventStore
+    ) -> None:
+        repo = Repository(store, Account, snapshot_every=2)
+        holder = f"holder-{uuid.uuid4()}"
+        account = Account.open(_sid(), holder, "Mary Jackson")
+        account.deposit(10)
+        await repo.save(account)
+        sid = repo.stream_id(account.id)
+        assert await store.load_snapshot(sid) is not None
+        result = await store.append(sid, [Withdrawn(1), HolderForgotten(holder)], expected=2)
+        assert result.version == 4
+        records = await store.read_stream(sid)
+        assert records[0].event == Opened(holder, "[forgotten]", NOW)
+        assert records[-1].event == HolderForgotten(holder)
+        assert await store.load_snapshot(sid) is None
+        with pytest.raises(SubjectForgottenError):
+            await store.append(sid, [Opened(holder, "M. Jackson", NOW)], expected=4)
+        with pytest.raises(SubjectForgottenError):
+            await store.append(_sid(), [Opened(holder, "Mary Winston", NOW)])
+        # Personal data before the forgetting event, in the same append, is forgotten too;
+        # after it, it is refused.
+        other = f"holder-{uuid.uuid4()}"
+        both = _sid()
+        await store.append(both, [Opened(other, "Annie Easley", NOW), HolderForgotten(other)])
+        assert (await store.read_stream(both))[0].event == Opened(other, "[forgotten]", NOW)
+        late = f"holder-{uuid.uuid4()}"
+        with pytest.raises(SubjectForgottenError):
+            await store.append(_sid(), [HolderForgotten(late), Opened(late, "Too Late", NOW)])
+        assert await store.check_forgetting() == []
+
+    async def test_a_forgetting_append_that_fails_forgets_nothing(
+        self, store: BaseEventStore
+    ) -> None:
+        holder = f"holder-{uuid.uuid4()}"
+        sid = _sid()
+        await store.append(sid, [Opened(holder, "Christine Darden", NOW)])
+
+        async def refuse(conn: object, events: list[RecordedEvent]) -> None:
+            if any(isinstance(r.event, HolderForgotten) for r in events):
+                raise RuntimeError("the outbox is full")
+
+        store.add_append_hook(refuse)
+        try:
+            with pytest.raises(RuntimeError, match="outbox is full"):
+                await store.append(sid, [HolderForgotten(holder)], expected=1)
+        finally:
+            store.remove_append_hook(refuse)
+        with pytest.raises(ConcurrencyError):
+            await store.append(sid, [HolderForgotten(holder)], expected=7)
+        # Shared commits: the forgetting append loses its version check among others.
+        outcomes = await asyncio.gather(
+            *(store.append(_sid(), [Withdrawn(1)]) for _ in range(3)),
+            store.append(sid, [Withdrawn(1), HolderForgotten(holder)], expected=5),
+            *(store.append(_sid(), [Withdrawn(1)]) for _ in range(3)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[3], ConcurrencyError)
+        assert await store.stream_version(sid) == 1
+        [opened] = await store.read_stream(sid)
+        assert opened.event == Opened(holder, "Christine Darden", NOW)
+        await store.append(sid, [Renamed("C. Darden")], expected=1)
+        assert await store.check_forgetting() == []
+
+    async def test_the_check_finds_a_subject_left_half_forgotten_and_repair_forgets_them(
+        self, store: BaseEventStore
+    ) -> None:
+        repo = Repository(store, Account, snapshot_every=1)
+        holder, bystander = f"holder-{uuid.uuid4()}", f"holder-{uuid.uuid4()}"
+        account = Account.open(_sid(), holder, "Evelyn Boyd")
+        await repo.save(account)
+        sid, elsewhere = repo.stream_id(account.id), _sid()
+        await store.append(elsewhere, [Opened(bystander, "Gladys West", NOW)])
+        # The old two-step path: the forgetting event is stored, the forget never ran.
+        await store.with_types(TWO_STEP_TYPES).append(sid, [HolderForgottenBefore(holder)])
+        done = f"holder-{uuid.uuid4()}"
+        await store.append(_sid(), [Opened(done, "Melba Mouton", NOW), HolderForgotten(done)])
+        assert await store.check_forgetting() == [holder]
+        assert (await store.read_stream(sid))[0].event == Opened(holder, "Evelyn Boyd", NOW)
+        assert await store.check_forgetting(repair=True) == [holder]
+        assert (await store.read_stream(sid))[0].event == Opened(holder, "[forgotten]", NOW)
+        assert await store.load_snapshot(sid) is None
+        assert await store.check_forgetting() == []
+        with pytest.raises(SubjectForgottenError):
+            await store.append(sid, [Opened(holder, "E. Boyd", NOW)])
+        [kept] = await store.read_stream(elsewhere)
+        assert kept.event == Opened(bystander, "Gladys West", NOW)
+
+    async def test_a_snapshot_of_a_forgotten_subjects_data_is_not_stored(
+        self, store: BaseEventStore
+    ) -> None:
+        holder = f"holder-{uuid.uuid4()}"
+        sid = _sid()
+        await store.forget(holder)
+        await store.save_snapshot(Snapshot(sid, 1, "s1", b"Vera Rubin", (holder,)))
+        assert await store.load_snapshot(sid) is None
+        await store.save_snapshot(Snapshot(sid, 1, "s1", b"nobody", ()))
+        assert await store.load_snapshot(sid) is not None
 
     # -- snapshots ---------------------------------------------------------------------
 

@@ -264,6 +264,58 @@ class ProjectionContract:
         finally:
             await engine.stop()
 
+    async def test_an_event_that_does_not_decode_is_parked_and_a_rebuild_passes_it_too(
+        self, store: BaseEventStore
+    ) -> None:
+        @event("contract.withdrawn")
+        @dataclass(frozen=True, slots=True)
+        class WithdrawnInWords:
+            """Another shape under Withdrawn's name: the projection's types cannot read it."""
+
+            amount: str
+
+        bad, good = _sid(), _sid()
+        await store.append(bad, [Opened("h", "Ada", NOW), Deposited(5, "EUR")])
+        words = store.with_types(EventTypes([WithdrawnInWords]))
+        await words.append(bad, [WithdrawnInWords("all of it")])
+        await store.append(bad, [Deposited(2, "EUR")])
+        await store.append(good, [Opened("g", "Grace", NOW), Deposited(7, "EUR")])
+        engine = await self._engine(store, retries=3)
+        rm = engine.read_models
+        try:
+            assert await engine.wait_until(await store.head_position(), max_wait=10)
+            assert (await rm.get("balances", "accounts", bad) or {})["balance"] == 7
+            assert (await rm.get("balances", "accounts", good) or {})["balance"] == 7
+            [parked] = await engine.parked("balances")
+            assert (parked.stream_id, parked.version, parked.type) == (bad, 3, "contract.withdrawn")
+            assert "CorruptEventError" in parked.error and "does not decode" in parked.error
+            [status] = await engine.statuses()
+            assert status.state == "degraded" and status.parked == 1 and status.lag_events == 0
+            # Replaying it fails the same way: it stays parked and the runner runs on.
+            await engine.request("balances", "replay-parked")
+
+            async def tried_again() -> bool:
+                return (await engine.parked("balances"))[0].attempts > parked.attempts
+
+            await wait_for(tried_again)
+            # A rebuild reads it again, parks it again, and switches in.
+            await engine.request("balances", "rebuild")
+
+            async def rebuilt() -> bool:
+                [status] = await engine.statuses()
+                return status.generation == 2 and status.rebuild is None
+
+            await wait_for(rebuilt)
+            result = await store.append(good, [Deposited(1, "EUR")])
+            assert await engine.wait_until(result.position, max_wait=10)
+            assert (await rm.get("balances", "accounts", bad) or {})["balance"] == 7
+            assert (await rm.get("balances", "accounts", good) or {})["balance"] == 8
+            [status] = await engine.statuses()
+            assert status.state == "degraded" and status.error is None
+            assert [p.position for p in await engine.parked("balances")] == [parked.position]
+        finally:
+            await engine.stop()
+
     async def test_skipping_parked_events_drops_them_unapplied(self, store: BaseEventStore) -> None:
         Balances.poison = {13}
         sid = _sid()
