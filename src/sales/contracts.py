@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Annotated
 
-from chronik.messaging import PublishedLanguage, public
+from chronik.messaging import PublishedLanguage, constraint, public
+
+#: A visit is due at most this long after the follow-up that asked for it: sales refuses
+#: any other date (``sales.domain.FOLLOW_UP_HORIZON``), so a consumer can plan for it.
+VISIT_HORIZON = timedelta(days=730)
 
 
 @public("sales.order_submitted.v1")
@@ -27,7 +32,17 @@ class VisitNeeded:
 
     lead_id: str
     city: str
-    on: datetime
+    on: Annotated[
+        datetime,
+        constraint(
+            tz=True,
+            description=(
+                "When the visit is due: a date-time with a timezone, after the moment the "
+                "follow-up was set (about the envelope's time) and at most "
+                f"{VISIT_HORIZON.days} days after it."
+            ),
+        ),
+    ]
 
 
 LANGUAGE = PublishedLanguage([OrderSubmitted, VisitNeeded])

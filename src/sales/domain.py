@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -39,6 +39,24 @@ class Money(ValueObject):
             self.refuse("cents", "must be positive")
         if not re.fullmatch(r"[A-Z]{3}", self.currency):
             self.refuse("currency", "must be a three-letter ISO code, like EUR")
+
+
+#: How far ahead a follow-up may be set. Sales' published language promises it to the
+#: contexts that act on a visit (``sales.contracts.VISIT_HORIZON``): a date sales lets
+#: out is one another context can plan for.
+FOLLOW_UP_HORIZON = timedelta(days=730)
+
+
+class FollowUpOutOfRange(DomainError):
+    """A follow-up date that is not in the future, lies beyond the horizon, or has no timezone."""
+
+    def __init__(self, on: datetime, at: datetime) -> None:
+        self.on = on
+        self.at = at
+        super().__init__(
+            f"a follow-up must be in the future and at most {FOLLOW_UP_HORIZON.days} days ahead, "
+            f"with a timezone (it is {at:%Y-%m-%d %H:%M})"
+        )
 
 
 class Status(StrEnum):
@@ -136,8 +154,9 @@ EVENTS = [
 class Lead(Aggregate):
     """A sales lead: contacted, followed up, ordering, paying, closed.
 
-    Invariants: nothing happens to a closed lead; a follow-up is in the future; an
-    order is submitted once; a payment confirms the order that was submitted.
+    Invariants: nothing happens to a closed lead; a follow-up is in the future and
+    within ``FOLLOW_UP_HORIZON``; an order is submitted once; a payment confirms the
+    order that was submitted.
     """
 
     name: str
@@ -179,8 +198,10 @@ class Lead(Aggregate):
 
     def set_follow_up(self, on: datetime, needs_visit: bool, city: str, at: datetime) -> None:
         self._open()
-        if on <= at:
-            raise DomainError(f"a follow-up must be in the future (it is {at:%Y-%m-%d %H:%M})")
+        # Compared as instants, which never overflows (converting one near year 1 or 9999
+        # to UTC would): a date outside the window is refused before it could leave sales.
+        if on.utcoffset() is None or not at < on <= at + FOLLOW_UP_HORIZON:
+            raise FollowUpOutOfRange(on, at)
         if needs_visit and not city.strip():
             raise DomainError("a follow-up visit needs a city")
         self.record(FollowUpSet(self.id, on, needs_visit, city, at))

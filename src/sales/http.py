@@ -30,7 +30,13 @@ class Note(BaseModel):
 
 
 class FollowUp(BaseModel):
-    on: datetime = Field(description="When to follow up; must be in the future")
+    on: datetime = Field(
+        description=(
+            "When to follow up: in the future and at most "
+            f"{domain.FOLLOW_UP_HORIZON.days} days ahead, else 409 (a time without a "
+            "timezone is taken as UTC)"
+        )
+    )
     needs_visit: bool = False
     city: str = Field("", max_length=100)
 

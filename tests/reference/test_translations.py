@@ -17,7 +17,8 @@ from campaigns import acl
 from campaigns.domain import Campaign, CampaignCreated
 from campaigns.partner import PlacementReceipt, PlacementRequest
 from chronik.eventstore import BaseEventStore, EventTypes, Metadata, RecordedEvent, open_event_store
-from chronik.messaging import MessageContext
+from chronik.messaging import Consumer, Delivery, MessageContext
+from chronik.messaging.envelope import encode_envelope, envelope
 from sales import contracts, handlers
 from sales import domain as sales
 from travel import domain as travel
@@ -164,3 +165,87 @@ class TestTravelTranslates:
         assert isinstance(visit, contracts.VisitNeeded)
         await travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed(visit, message())
         assert len(await trips_requested(store)) == 1
+
+
+async def deliver_visit(store: BaseEventStore, on: str, city: str = "Lyon") -> Consumer:
+    """One ``sales.visit_needed.v1`` message through travel's consumer, as the broker hands it."""
+    handler = travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed
+    consumer = Consumer(
+        "travel",
+        store,
+        contracts.LANGUAGE,
+        {contracts.VisitNeeded: handler},
+        retries=2,
+        retry_backoff=0.001,
+    )
+    await consumer.setup()
+    message_id = str(uuid.uuid4())
+    body = envelope(
+        id=message_id,
+        source="sales",
+        type="sales.visit_needed.v1",
+        subject="lead-L1",
+        time=T0,
+        data={"lead_id": "L1", "city": city, "on": on},
+    )
+    await consumer.deliver(Delivery(message_id, body.type, encode_envelope(body), 1))
+    await consumer.stop()
+    return consumer
+
+
+async def visits_declined(store: BaseEventStore) -> list[travel.VisitDeclined]:
+    records = await store.read_all_page(0, limit=100)
+    return [r.event for r in records.events if isinstance(r.event, travel.VisitDeclined)]
+
+
+class TestTravelTakesEveryVisitItsContractAllows:
+    """A value the published language allows never sends a message to the dead letters."""
+
+    @pytest.mark.parametrize(
+        ("on", "reason"),
+        [
+            ("9999-12-31T23:59:59-10:00", "cannot be booked: it is after 9999-12-31 in UTC"),
+            ("0001-01-01T00:00:00+10:00", "cannot be booked: it is before 0001-01-01 in UTC"),
+            ("2026-05-03T23:59:59Z", "its day, 2026-05-03, has passed"),
+        ],
+    )
+    async def test_a_visit_travel_cannot_book_is_declined_on_the_board_not_dead_lettered(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch, on: str, reason: str
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
+        consumer = await deliver_visit(store, on)
+        assert await consumer.storage.dead_letters("travel") == []
+        [declined] = await visits_declined(store)
+        assert (declined.lead_id, declined.destination, declined.on.isoformat()) == (
+            "L1",
+            "Lyon",
+            datetime.fromisoformat(on).isoformat(),
+        )
+        assert reason in declined.reason
+        assert await trips_requested(store) == []
+
+    @pytest.mark.parametrize(
+        ("on", "day"),
+        [
+            ("9999-12-31T23:59:59+10:00", date(9999, 12, 31)),
+            ("9999-12-30T23:00:00-00:30", date(9999, 12, 30)),
+            ("2026-05-04T00:00:00+10:00", date(2026, 5, 3)),  # 14:00 UTC the day before
+        ],
+    )
+    async def test_a_visit_on_a_day_travel_can_book_becomes_a_trip_however_far(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch, on: str, day: date
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0 - timedelta(days=2))
+        consumer = await deliver_visit(store, on)
+        assert await consumer.storage.dead_letters("travel") == []
+        [trip] = await trips_requested(store)
+        assert trip.depart_on == day
+
+    async def test_a_visit_that_names_no_city_is_declined(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
+        consumer = await deliver_visit(store, "2026-05-06T09:00:00Z", city=" ")
+        assert await consumer.storage.dead_letters("travel") == []
+        [declined] = await visits_declined(store)
+        assert "names no city" in declined.reason
