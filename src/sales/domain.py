@@ -29,14 +29,20 @@ class ContactDetails(ValueObject):
             )
 
 
+#: The largest order amount, in minor units (the published language promises it).
+MAX_CENTS = 10**12
+
+
 @dataclass(frozen=True, slots=True)
 class Money(ValueObject):
+    """An amount in the minor unit of a currency (cents of EUR, yen of JPY)."""
+
     cents: int
     currency: str
 
     def validate(self) -> None:
-        if self.cents <= 0:
-            self.refuse("cents", "must be positive")
+        if not 0 < self.cents <= MAX_CENTS:
+            self.refuse("cents", f"must be positive and at most {MAX_CENTS}")
         if not re.fullmatch(r"[A-Z]{3}", self.currency):
             self.refuse("currency", "must be a three-letter ISO code, like EUR")
 

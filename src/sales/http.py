@@ -42,7 +42,9 @@ class FollowUp(BaseModel):
 
 
 class NewOrder(BaseModel):
-    amount_cents: WholeNumber = Field(gt=0, le=10**12)
+    amount_cents: WholeNumber = Field(
+        gt=0, le=domain.MAX_CENTS, description="In the currency's minor unit (yen for JPY)"
+    )
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])
 
 

@@ -90,3 +90,44 @@ def test_a_visit_whose_date_breaks_the_contract_is_refused_when_decoded(on: str)
     data = {"lead_id": "L1", "city": "Lyon", "on": on}
     with pytest.raises(ValueError, match=r"sales.visit_needed.v1: .*\$\.on"):
         contracts.LANGUAGE.decode("sales.visit_needed.v1", data)
+
+
+def test_an_order_states_its_amount_in_minor_units_within_what_sales_takes() -> None:
+    fields = properties("sales.order_submitted.v1")
+    amount, currency = fields["amount_cents"], fields["currency"]
+    assert (amount["type"], amount["exclusiveMinimum"], amount["maximum"]) == (
+        "integer",
+        0,
+        domain.MAX_CENTS,
+    )
+    assert "minor unit" in amount["description"] and "ISO 4217" in amount["description"]
+    assert currency["pattern"] == "^[A-Z]{3}$"
+    assert contracts.MAX_AMOUNT == domain.MAX_CENTS
+
+
+def test_an_order_sales_publishes_fits_its_schema() -> None:
+    lead = domain.Lead.blank("L1")
+    lead.replay([domain.LeadInitialized("L1", "Ada", "12345", T0)], 1)
+    lead.submit_order("order-1", domain.Money(domain.MAX_CENTS, "JPY"), T0)
+    order = handlers.publish(recorded(lead.pending_events[-1]))
+    data = contracts.LANGUAGE.data_of(order)
+    jsonschema.validate(data, data_schema("sales.order_submitted.v1"))
+    assert contracts.LANGUAGE.decode("sales.order_submitted.v1", data) == order
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "where"),
+    [(0, "EUR", "amount_cents"), (10**12 + 1, "EUR", "amount_cents"), (5, "eur", "currency")],
+)
+def test_an_order_that_breaks_the_contract_is_refused_when_decoded(
+    amount: int, currency: str, where: str
+) -> None:
+    data = {
+        "lead_id": "L1",
+        "order_id": "order-1",
+        "amount_cents": amount,
+        "currency": currency,
+        "submitted_at": T0.isoformat(),
+    }
+    with pytest.raises(ValueError, match=rf"sales.order_submitted.v1: .*\$\.{where}"):
+        contracts.LANGUAGE.decode("sales.order_submitted.v1", data)

@@ -96,8 +96,11 @@ class TestMoney:
     def test_positive_cents_of_a_three_letter_currency_are_accepted(self) -> None:
         assert Money(1, "EUR") == Money(1, "EUR")
 
-    @pytest.mark.parametrize("cents", [0, -1, -12_000])
-    def test_cents_that_are_not_positive_are_refused_naming_the_cents_field(
+    def test_the_largest_amount_the_published_language_allows_is_accepted(self) -> None:
+        assert Money(10**12, "JPY").cents == 10**12
+
+    @pytest.mark.parametrize("cents", [0, -1, -12_000, 10**12 + 1])
+    def test_cents_that_are_not_positive_or_too_many_are_refused_naming_the_cents_field(
         self, cents: int
     ) -> None:
         with pytest.raises(InvalidValueError) as refused:
