@@ -18,6 +18,18 @@ class BudgetIncreased:
     at: datetime
 
 
+@event("campaigns.order_not_credited")
+@dataclass(frozen=True, slots=True)
+class OrderNotCredited:
+    """A sales order that adds nothing to the budget (see ``campaigns.acl``), and why."""
+
+    order_id: str
+    amount: int  # in the minor unit of its currency
+    currency: str
+    reason: str
+    at: datetime
+
+
 @event("campaigns.budget_reserved")
 @dataclass(frozen=True, slots=True)
 class BudgetReserved:
@@ -87,6 +99,7 @@ class CampaignCancelled:
 
 EVENTS = [
     BudgetIncreased,
+    OrderNotCredited,
     BudgetReserved,
     BudgetRefused,
     BudgetReleased,
@@ -155,6 +168,12 @@ class Budget(Aggregate):
             raise DomainError("a budget grows by a positive amount")
         self.record(BudgetIncreased(amount_cents, source, at))
 
+    def not_credited(
+        self, order_id: str, amount: int, currency: str, reason: str, at: datetime
+    ) -> None:
+        """Record an order that adds nothing: the budget keeps its word on every order."""
+        self.record(OrderNotCredited(order_id, amount, currency, reason, at))
+
     def reserve(self, campaign_id: str, amount_cents: int, at: datetime) -> None:
         """Hold money for a campaign, or record that there was not enough."""
         if campaign_id in self.held:
@@ -171,6 +190,10 @@ class Budget(Aggregate):
     @applies(BudgetIncreased)
     def _increased(self, e: BudgetIncreased) -> None:
         self.total_cents += e.amount_cents
+
+    @applies(OrderNotCredited)
+    def _not_credited(self, e: OrderNotCredited) -> None:
+        pass
 
     @applies(BudgetReserved)
     def _reserved(self, e: BudgetReserved) -> None:

@@ -81,10 +81,26 @@ class CampaignHandlers:
         await campaigns(self.store).handle(c.campaign_id, lambda x: x.cancel(c.reason, _now()))
 
     async def on_order_submitted(self, order: sales.OrderSubmitted, ctx: MessageContext) -> None:
-        """Inbound translation: a sales order grows the marketing budget (one append)."""
-        amount = acl.budget_from_order(order)
+        """Inbound translation: a sales order grows the marketing budget (one append).
+
+        An order the ACL does not credit (another currency) is recorded on the budget
+        with the reason: handled once, never retried into the dead letters.
+        """
+        credit = acl.budget_from_order(order)
+        if isinstance(credit, acl.Credit):
+            cents = credit.cents
+            await budgets(self.store).handle(
+                BUDGET, lambda b: b.increase(cents, order.order_id, _now()), retries=20, create=True
+            )
+            return
+        reason = credit.reason
         await budgets(self.store).handle(
-            BUDGET, lambda b: b.increase(amount, order.order_id, _now()), retries=20, create=True
+            BUDGET,
+            lambda b: b.not_credited(
+                order.order_id, order.amount_cents, order.currency, reason, _now()
+            ),
+            retries=20,
+            create=True,
         )
 
     async def top_up(self, amount_cents: int) -> None:

@@ -24,7 +24,8 @@ from rich.table import Table
 from chronik.errors import ChronikError, StoreNotFoundError
 from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
 from chronik.projections.engine import backend_for
-from chronik.projections.readmodel import ProjectionBackend
+from chronik.projections.health import describe, shown_state
+from chronik.projections.readmodel import ProjectionBackend, ProjectionRow
 from chronik.runtime.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -183,8 +184,13 @@ def _age(when: datetime | None) -> str:
 
 @projections_app.command("status")
 def projections_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
-    """Every projection in the store: state, checkpoint, lag, parked events, rebuilds."""
+    """Every projection and process runner in the store: state, checkpoint, lag, parked.
+
+    The state is computed as /readyz computes it; a runner whose heartbeat is older than
+    CHRONIK_STALE_AFTER seconds shows as "stale" (no process runs it, or it is stuck).
+    """
     url = _store_url(store_url, data_dir)
+    stale_after = _settings().stale_after
 
     async def work() -> None:
         async with _opened(url) as store:
@@ -195,24 +201,31 @@ def projections_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> 
             table.add_column("rebuild")
             table.add_column("heartbeat")
             rows = await backend.load_all()
+            failing = []
             for row in rows:
                 oldest = (
                     await store.recorded_at_after(row.checkpoint) if row.state != "inline" else None
                 )
-                lag = 0 if row.state == "inline" else max(0, head - row.checkpoint)
-                lag_s = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+                status = describe(
+                    row,
+                    head=head,
+                    parked=len(await backend.parked(row.name)),
+                    lag_seconds=(datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0,
+                    stale_after=stale_after,
+                )
                 rebuild = "-"
-                if row.rebuild_generation is not None:
-                    done = row.rebuild_checkpoint or 0
-                    rebuild = f"gen {row.rebuild_generation}: {done}/{head}"
+                if status.rebuild is not None:
+                    rebuild = f"gen {row.rebuild_generation}: {status.rebuild.done}/{head}"
+                if status.state == "error" and status.error:
+                    failing.append(f"{row.name}: {status.error}")
                 table.add_row(
                     row.name,
-                    row.state,
-                    str(row.generation),
-                    str(row.checkpoint),
-                    str(lag),
-                    f"{lag_s:.1f}",
-                    str(len(await backend.parked(row.name))),
+                    status.state,
+                    str(status.generation),
+                    str(status.checkpoint),
+                    str(status.lag_events),
+                    f"{status.lag_seconds:.1f}",
+                    str(status.parked),
                     rebuild,
                     _age(row.heartbeat_at),
                 )
@@ -220,6 +233,8 @@ def projections_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> 
                 console.print(f"No projection has run in this store yet (head at {head}).")
             else:
                 console.print(table)
+                for line in failing:
+                    console.print(f"[red]error[/] {escape(line)}", soft_wrap=True)
 
     _run(work)
 
@@ -236,8 +251,9 @@ async def _requested(
         yield store, backend
 
 
-def _stale(heartbeat: datetime | None) -> bool:
-    return heartbeat is None or (datetime.now(UTC) - heartbeat).total_seconds() > 30
+def _stale(row: ProjectionRow, stale_after: float) -> bool:
+    now = datetime.now(UTC)
+    return shown_state(row.state, row.heartbeat_at, now=now, stale_after=stale_after) == "stale"
 
 
 @projections_app.command("rebuild")
@@ -250,6 +266,7 @@ def projections_rebuild(
 ) -> None:
     """Rebuild a read model beside the serving one; it switches in once caught up."""
     url = _store_url(store_url, data_dir)
+    stale_after = _settings().stale_after
 
     async def work() -> None:
         async with _requested(url, name, "rebuild") as (store, back):
@@ -258,7 +275,7 @@ def projections_rebuild(
             console.print(
                 f"Rebuild of {name!r} requested (serving generation {before.generation})."
             )
-            if _stale(before.heartbeat_at):
+            if _stale(before, stale_after):
                 console.print(
                     "[yellow]No runner has reported for this projection lately: the rebuild "
                     "starts when one runs.[/]"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -29,16 +29,40 @@ class ContactDetails(ValueObject):
             )
 
 
+#: The largest order amount, in minor units (the published language promises it).
+MAX_CENTS = 10**12
+
+
 @dataclass(frozen=True, slots=True)
 class Money(ValueObject):
+    """An amount in the minor unit of a currency (cents of EUR, yen of JPY)."""
+
     cents: int
     currency: str
 
     def validate(self) -> None:
-        if self.cents <= 0:
-            self.refuse("cents", "must be positive")
+        if not 0 < self.cents <= MAX_CENTS:
+            self.refuse("cents", f"must be positive and at most {MAX_CENTS}")
         if not re.fullmatch(r"[A-Z]{3}", self.currency):
             self.refuse("currency", "must be a three-letter ISO code, like EUR")
+
+
+#: How far ahead a follow-up may be set. Sales' published language promises it to the
+#: contexts that act on a visit (``sales.contracts.VISIT_HORIZON``): a date sales lets
+#: out is one another context can plan for.
+FOLLOW_UP_HORIZON = timedelta(days=730)
+
+
+class FollowUpOutOfRange(DomainError):
+    """A follow-up date that is not in the future, lies beyond the horizon, or has no timezone."""
+
+    def __init__(self, on: datetime, at: datetime) -> None:
+        self.on = on
+        self.at = at
+        super().__init__(
+            f"a follow-up must be in the future and at most {FOLLOW_UP_HORIZON.days} days ahead, "
+            f"with a timezone (it is {at:%Y-%m-%d %H:%M})"
+        )
 
 
 class Status(StrEnum):
@@ -139,9 +163,10 @@ EVENTS = [
 class Lead(Aggregate):
     """A sales lead: contacted, followed up, ordering, paying, closed.
 
-    Invariants: nothing happens to a closed lead; a follow-up is in the future; an
-    order is submitted once; a payment confirms the order that was submitted; an
-    anonymized lead gets no contact details again (forgotten stays forgotten).
+    Invariants: nothing happens to a closed lead; a follow-up is in the future and
+    within ``FOLLOW_UP_HORIZON``; an order is submitted once; a payment confirms the
+    order that was submitted; an anonymized lead gets no contact details again
+    (forgotten stays forgotten).
     """
 
     name: str
@@ -189,8 +214,10 @@ class Lead(Aggregate):
 
     def set_follow_up(self, on: datetime, needs_visit: bool, city: str, at: datetime) -> None:
         self._open()
-        if on <= at:
-            raise DomainError(f"a follow-up must be in the future (it is {at:%Y-%m-%d %H:%M})")
+        # Compared as instants, which never overflows (converting one near year 1 or 9999
+        # to UTC would): a date outside the window is refused before it could leave sales.
+        if on.utcoffset() is None or not at < on <= at + FOLLOW_UP_HORIZON:
+            raise FollowUpOutOfRange(on, at)
         if needs_visit and not city.strip():
             raise DomainError("a follow-up visit needs a city")
         self.record(FollowUpSet(self.id, on, needs_visit, city, at))

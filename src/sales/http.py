@@ -31,13 +31,21 @@ class Note(BaseModel):
 
 
 class FollowUp(BaseModel):
-    on: datetime = Field(description="When to follow up; must be in the future")
+    on: datetime = Field(
+        description=(
+            "When to follow up: in the future and at most "
+            f"{domain.FOLLOW_UP_HORIZON.days} days ahead, else 409 (a time without a "
+            "timezone is taken as UTC)"
+        )
+    )
     needs_visit: bool = False
     city: str = Field("", max_length=100)
 
 
 class NewOrder(BaseModel):
-    amount_cents: WholeNumber = Field(gt=0, le=10**12)
+    amount_cents: WholeNumber = Field(
+        gt=0, le=domain.MAX_CENTS, description="In the currency's minor unit (yen for JPY)"
+    )
     currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from chronik.domain import Aggregate, DomainError, applies, command, event
 
@@ -109,6 +109,20 @@ class TripCancelled:
     at: datetime
 
 
+@event("travel.visit_declined")
+@dataclass(frozen=True, slots=True)
+class VisitDeclined:
+    """A visit sales asked for that travel cannot book: on the board, never lost."""
+
+    trip_id: str
+    traveller: str
+    destination: str
+    on: datetime  # the visit's time as sales gave it
+    lead_id: str
+    reason: str
+    at: datetime
+
+
 EVENTS = [
     TripRequested,
     FlightBooked,
@@ -122,6 +136,7 @@ EVENTS = [
     HotelCancelled,
     TripConfirmed,
     TripCancelled,
+    VisitDeclined,
 ]
 
 
@@ -168,6 +183,18 @@ class CancelTrip:
     reason: str
 
 
+def _visit_day(on: datetime, today: date) -> tuple[date | None, str | None]:
+    """The UTC day a visit departs on, or why travel cannot book it."""
+    try:
+        day = on.astimezone(UTC).date()
+    except OverflowError:  # near year 1 or 9999 the UTC day is out of a date's range
+        edge = "after 9999-12-31" if on.year > 1 else "before 0001-01-01"
+        return None, f"its time {on.isoformat()} cannot be booked: it is {edge} in UTC"
+    if day < today:
+        return day, f"its day, {day.isoformat()}, has passed"
+    return day, None
+
+
 class Trip(Aggregate):
     """A trip: its bookings and its approval. The booking process drives it."""
 
@@ -211,9 +238,28 @@ class Trip(Aggregate):
         )
         return trip
 
+    @classmethod
+    def for_visit(cls, trip_id: str, lead_id: str, city: str, on: datetime, at: datetime) -> Trip:
+        """A trip of the sales team for a visit sales needs, or the visit declined.
+
+        Every visit the published language allows is taken: one on a day travel can
+        book becomes a trip request (departing on the visit's day, in UTC), however far
+        ahead; any other is declined with the reason (the board shows it), not refused,
+        so the message is handled and not retried.
+        """
+        traveller = "sales team"
+        day, reason = _visit_day(on, at.date())
+        if reason is None and not city.strip():
+            reason = "the visit names no city"
+        if reason is not None or day is None:
+            trip = cls(trip_id)
+            trip.record(VisitDeclined(trip_id, traveller, city, on, lead_id, reason or "", at))
+            return trip
+        return cls.request(trip_id, traveller, city, day, at, lead_id=lead_id)
+
     @property
     def over(self) -> bool:
-        return self.status in ("confirmed", "cancelled")
+        return self.status in ("confirmed", "cancelled", "declined")
 
     def booked_flight(self, reference: str, at: datetime) -> None:
         if not self.over and self.flight is None:
@@ -305,3 +351,8 @@ class Trip(Aggregate):
     @applies(TripCancelled)
     def _cancelled(self, e: TripCancelled) -> None:
         self.status = "cancelled"
+
+    @applies(VisitDeclined)
+    def _declined(self, e: VisitDeclined) -> None:
+        self.traveller, self.destination = e.traveller, e.destination
+        self.status = "declined"

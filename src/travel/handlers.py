@@ -74,13 +74,10 @@ class TravelHandlers:
         await trips(self.store).handle(c.trip_id, lambda t: t.cancel(c.reason, _now()))
 
     async def on_visit_needed(self, visit: sales.VisitNeeded, ctx: MessageContext) -> None:
-        """Inbound translation: a sales visit becomes a trip request (one append)."""
-        trip = Trip.request(
-            uuid.uuid4().hex[:12],
-            traveller="sales team",
-            destination=visit.city,
-            depart_on=visit.on.astimezone(UTC).date(),  # the domain's dates are UTC's
-            at=_now(),
-            lead_id=visit.lead_id,
-        )
+        """Inbound translation: a sales visit becomes a trip request, or is declined.
+
+        One append either way: every visit the contract allows is handled, none is
+        retried into the dead letters (``Trip.for_visit`` says which visits are declined).
+        """
+        trip = Trip.for_visit(uuid.uuid4().hex[:12], visit.lead_id, visit.city, visit.on, _now())
         await trips(self.store).save(trip)

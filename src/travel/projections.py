@@ -14,6 +14,7 @@ from travel.domain import (
     TripConfirmed,
     TripRejected,
     TripRequested,
+    VisitDeclined,
 )
 
 
@@ -74,3 +75,21 @@ class TripBoard(Projection):
     @handles(TripCancelled)
     async def _cancelled(self, e: TripCancelled, tx: ReadModelTx) -> None:
         tx.patch("trips", e.trip_id, {"status": "cancelled", "reason": e.reason})
+
+    @handles(VisitDeclined)
+    async def _declined(self, e: VisitDeclined, tx: ReadModelTx) -> None:
+        tx.put(
+            "trips",
+            e.trip_id,
+            {
+                "trip_id": e.trip_id,
+                "traveller": e.traveller,
+                "destination": e.destination,
+                "depart_on": e.on.date().isoformat(),  # the day as sales gave it
+                "status": "declined",
+                "flight": None,
+                "hotel": None,
+                "lead_id": e.lead_id,
+                "reason": e.reason,
+            },
+        )

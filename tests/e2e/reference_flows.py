@@ -13,12 +13,13 @@ from typing import Any
 
 from reference_system import Api, Json, System, Written, eventually
 
-#: campaigns' marketing share of each order (campaigns.acl.MARKETING_SHARE)
-SHARE = 0.10
+#: campaigns' marketing share of each order in EUR, in percent (campaigns.acl)
+SHARE_PERCENT = 10
 
 
 def share_of(amount_cents: int) -> int:
-    return max(1, round(amount_cents * SHARE))
+    """What an order in EUR adds to the budget: the share rounded half up, at least 1."""
+    return max(1, (amount_cents * SHARE_PERCENT + 50) // 100)
 
 
 def soon(days: int = 3) -> datetime:

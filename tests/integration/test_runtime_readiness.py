@@ -131,8 +131,37 @@ async def test_readyz_is_503_while_a_projection_lags_beyond_the_threshold_and_20
 
         held.gate.set()
         assert await eventually(lambda: ready(client))
-        assert (await client.get("/readyz")).json() == {"status": "ready", "reasons": []}
+        assert (await client.get("/readyz")).json() == {
+            "status": "ready",
+            "reasons": [],
+            "projections": {"held_board": "live", "ticket_board": "live"},
+        }
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_runner_stuck_past_the_staleness_bound_is_stale_and_not_ready_until_it_beats(
+    start: Start,
+) -> None:
+    # The memory store: on SQLite the held page's write transaction would hold up the
+    # other runner's heartbeat too (and rightly show it stale).
+    held = HeldBoard()
+    spec = dataclasses.replace(SPEC, projections=[*SPEC.projections, held])
+    async with start([spec], event_store_url="memory://", stale_after=0.6) as (_, client):
+        try:
+            assert await eventually(lambda: ready(client))
+            opened = await client.post("/tickets", json=NEW_TICKET)
+            assert opened.status_code == 201
+
+            async def stale() -> bool:
+                body = (await client.get("/readyz")).json()
+                return "projection held_board is stale" in body["reasons"]
+
+            assert await eventually(stale)
+            body = (await client.get("/readyz")).json()
+            assert body["projections"] == {"held_board": "stale", "ticket_board": "live"}
+        finally:
+            held.gate.set()  # else stopping waits for the held handler for ever
+        assert await eventually(lambda: ready(client))
 
 
 async def test_a_new_runtime_is_not_ready_until_its_projections_caught_up(

@@ -18,6 +18,7 @@ from campaigns.domain import (
     Campaign,
     CampaignCancelled,
     CampaignCreated,
+    OrderNotCredited,
     PublicationConfirmed,
     PublicationRejected,
 )
@@ -47,6 +48,14 @@ class TestBudgetIncrease:
         budget(FUNDED).when(lambda b: b.increase(amount, "top-up", T1)).then_raises(
             DomainError, match="positive"
         )
+
+
+class TestOrderNotCredited:
+    def test_an_order_not_credited_is_recorded_and_adds_nothing(self) -> None:
+        reason = "an order of 1000 JPY is not credited"
+        budget(FUNDED).when(lambda b: b.not_credited("order-2", 1_000, "JPY", reason, T1)).then(
+            OrderNotCredited("order-2", 1_000, "JPY", reason, T1)
+        ).then_state(total_cents=10_000, available_cents=10_000)
 
 
 class TestBudgetReserve:

@@ -172,6 +172,24 @@ class TestSales:
         assert "closed" in refused.json()["detail"]
         assert past.status_code == 200  # anonymizing works even when closed
 
+    @pytest.mark.parametrize(
+        "on", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+10:00", "in 731 days"]
+    )
+    async def test_a_follow_up_date_outside_the_published_window_is_a_409_naming_the_rule(
+        self, on: str
+    ) -> None:
+        # Travel turns a visit into a trip: sales lets out no date it could not book.
+        when = in_days(731) if on == "in 731 days" else on
+        body = {"on": when, "needs_visit": True, "city": "Lyon"}
+        async with serving(sales.spec()) as svc:
+            lead = await new_lead(svc)
+            refused = await svc.client.post(f"/leads/{lead}/follow-up", json=body)
+            history = await svc.read(f"/leads/{lead}/history")
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"] == PROBLEM
+        assert "in the future and at most 730 days ahead" in refused.json()["detail"]
+        assert [e["type"] for e in history] == ["sales.lead_initialized"]
+
     async def test_a_phone_that_is_no_phone_number_is_a_422_naming_the_field(self) -> None:
         # The request model carries ContactDetails' rule, so the document says it too.
         async with serving(sales.spec()) as svc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -400,6 +400,24 @@ class TestTripBoard:
             doc = await rm.get("trip_board", "trips", "t1")
         assert doc is not None
         assert (doc["status"], doc["reason"]) == ("rejected", "too dear")
+
+    async def test_a_declined_visit_shows_the_day_sales_asked_for_and_why(
+        self, store_url: str
+    ) -> None:
+        honolulu = timezone(timedelta(hours=-10))
+        on = datetime(9999, 12, 31, 23, 59, 59, tzinfo=honolulu)
+        declined = travel.VisitDeclined("t1", "sales team", "Lyon", on, "L1", "no UTC day", T0)
+        async with projected(
+            store_url, travel.EVENTS, [TripBoard()], [("trip-t1", [declined])]
+        ) as rm:
+            doc = await rm.get("trip_board", "trips", "t1")
+        assert doc is not None
+        assert (doc["status"], doc["depart_on"], doc["lead_id"], doc["reason"]) == (
+            "declined",
+            "9999-12-31",
+            "L1",
+            "no UTC day",
+        )
 
     async def test_trips_are_listed_by_status(self, store_url: str) -> None:
         streams: Streams = [

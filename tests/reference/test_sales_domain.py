@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import get_type_hints
 
 import pytest
@@ -12,9 +12,11 @@ from chronik.domain import DomainError, Personal, event_spec
 from chronik.errors import InvalidValueError
 from chronik.testing.scenario import Scenario
 from sales.domain import (
+    FOLLOW_UP_HORIZON,
     ContactDetails,
     ContactDetailsChanged,
     Contacted,
+    FollowUpOutOfRange,
     FollowUpSet,
     Lead,
     LeadAnonymized,
@@ -94,8 +96,11 @@ class TestMoney:
     def test_positive_cents_of_a_three_letter_currency_are_accepted(self) -> None:
         assert Money(1, "EUR") == Money(1, "EUR")
 
-    @pytest.mark.parametrize("cents", [0, -1, -12_000])
-    def test_cents_that_are_not_positive_are_refused_naming_the_cents_field(
+    def test_the_largest_amount_the_published_language_allows_is_accepted(self) -> None:
+        assert Money(10**12, "JPY").cents == 10**12
+
+    @pytest.mark.parametrize("cents", [0, -1, -12_000, 10**12 + 1])
+    def test_cents_that_are_not_positive_or_too_many_are_refused_naming_the_cents_field(
         self, cents: int
     ) -> None:
         with pytest.raises(InvalidValueError) as refused:
@@ -185,6 +190,29 @@ class TestFollowUp:
     def test_a_follow_up_now_or_in_the_past_is_refused(self, on: datetime) -> None:
         lead().when(lambda x: x.set_follow_up(on, False, "", T1)).then_raises(
             DomainError, match="must be in the future"
+        )
+
+    def test_a_follow_up_at_the_horizon_is_recorded(self) -> None:
+        on = T1 + FOLLOW_UP_HORIZON
+        lead().when(lambda x: x.set_follow_up(on, True, "Lyon", T1)).then(
+            FollowUpSet(LEAD, on, True, "Lyon", T1)
+        )
+
+    @pytest.mark.parametrize(
+        "on",
+        [
+            T1 + FOLLOW_UP_HORIZON + timedelta(microseconds=1),
+            datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-10))),
+            datetime(1, 1, 1, 0, 0, tzinfo=timezone(timedelta(hours=10))),
+            datetime(2026, 5, 6, 9, 0),  # no timezone: no instant to compare
+        ],
+        ids=str,
+    )
+    def test_a_follow_up_beyond_the_horizon_or_without_a_timezone_is_refused_by_name(
+        self, on: datetime
+    ) -> None:
+        lead().when(lambda x: x.set_follow_up(on, True, "Lyon", T1)).then_raises(
+            FollowUpOutOfRange, match="at most 730 days ahead"
         )
 
     @pytest.mark.parametrize("city", ["", "   "])

@@ -14,10 +14,13 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from campaigns import acl
+from campaigns import domain as campaign_domain
+from campaigns import handlers as campaign_handlers
 from campaigns.domain import Campaign, CampaignCreated
-from campaigns.partner import PlacementReceipt, PlacementRequest
+from campaigns.partner import FakePartner, PlacementReceipt, PlacementRequest
 from chronik.eventstore import BaseEventStore, EventTypes, Metadata, RecordedEvent, open_event_store
-from chronik.messaging import MessageContext
+from chronik.messaging import Consumer, Delivery, MessageContext
+from chronik.messaging.envelope import encode_envelope, envelope
 from sales import contracts, handlers
 from sales import domain as sales
 from travel import domain as travel
@@ -77,13 +80,67 @@ class TestSalesPublishes:
 
 class TestCampaignsTranslate:
     @pytest.mark.parametrize(
-        ("cents", "budget"), [(12_000, 1_200), (15, 2), (14, 1), (1, 1), (4, 1)]
+        ("cents", "budget"),
+        [
+            (12_000, 1_200),
+            (14, 1),
+            (15, 2),  # a half cent rounds up ...
+            (25, 3),  # ... whatever the digit before it (not to even: 2)
+            (35, 4),
+            (16, 2),
+            (24, 2),
+            (26, 3),
+            (5, 1),
+            (4, 1),  # at least a cent
+            (1, 1),
+            (10**12 - 5, 10**11),  # the largest order sales takes, and exact
+            (10**12, 10**11),
+        ],
     )
-    def test_an_order_adds_a_tenth_of_its_amount_to_the_budget_and_at_least_a_cent(
+    def test_an_order_in_euros_adds_a_tenth_rounded_half_up_and_at_least_a_cent(
         self, cents: int, budget: int
     ) -> None:
         order = contracts.OrderSubmitted("L1", "order-1", cents, "EUR", T0)
-        assert acl.budget_from_order(order) == budget
+        assert acl.budget_from_order(order) == acl.Credit(budget)
+
+    @pytest.mark.parametrize(
+        ("amount", "currency", "shown"),
+        [
+            (1_000, "JPY", "1000 JPY"),
+            (12_345, "USD", "123.45 USD"),
+            (1_500, "KWD", "1.500 KWD"),
+        ],
+    )
+    def test_an_order_in_another_currency_is_not_credited_naming_it(
+        self, amount: int, currency: str, shown: str
+    ) -> None:
+        order = contracts.OrderSubmitted("L1", "order-1", amount, currency, T0)
+        outcome = acl.budget_from_order(order)
+        assert isinstance(outcome, acl.NotCredited)
+        assert outcome.reason == (
+            f"an order of {shown} is not credited: the budget is in EUR and campaigns "
+            "converts no currency"
+        )
+
+    @pytest.mark.parametrize("currency", ["XYZ", "EUX", "AAA"])
+    def test_an_order_in_a_currency_iso_4217_does_not_know_is_not_credited(
+        self, currency: str
+    ) -> None:
+        order = contracts.OrderSubmitted("L1", "order-1", 1_000, currency, T0)
+        assert acl.budget_from_order(order) == acl.NotCredited(
+            f"an order of 1000 in {currency!r} is not credited: not an ISO 4217 currency "
+            "campaigns knows"
+        )
+
+    def test_minor_units_follow_iso_4217(self) -> None:
+        assert {c: acl.MINOR_UNITS[c] for c in ("EUR", "USD", "JPY", "KRW", "KWD", "BHD")} == {
+            "EUR": 2,
+            "USD": 2,
+            "JPY": 0,
+            "KRW": 0,
+            "KWD": 3,
+            "BHD": 3,
+        }
 
     def test_a_campaign_is_placed_under_its_id_with_its_budget_in_euros(self) -> None:
         campaign = Campaign.blank("c1")
@@ -164,3 +221,147 @@ class TestTravelTranslates:
         assert isinstance(visit, contracts.VisitNeeded)
         await travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed(visit, message())
         assert len(await trips_requested(store)) == 1
+
+
+async def deliver_visit(store: BaseEventStore, on: str, city: str = "Lyon") -> Consumer:
+    """One ``sales.visit_needed.v1`` message through travel's consumer, as the broker hands it."""
+    handler = travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed
+    consumer = Consumer(
+        "travel",
+        store,
+        contracts.LANGUAGE,
+        {contracts.VisitNeeded: handler},
+        retries=2,
+        retry_backoff=0.001,
+    )
+    await consumer.setup()
+    message_id = str(uuid.uuid4())
+    body = envelope(
+        id=message_id,
+        source="sales",
+        type="sales.visit_needed.v1",
+        subject="lead-L1",
+        time=T0,
+        data={"lead_id": "L1", "city": city, "on": on},
+    )
+    await consumer.deliver(Delivery(message_id, body.type, encode_envelope(body), 1))
+    await consumer.stop()
+    return consumer
+
+
+async def visits_declined(store: BaseEventStore) -> list[travel.VisitDeclined]:
+    records = await store.read_all_page(0, limit=100)
+    return [r.event for r in records.events if isinstance(r.event, travel.VisitDeclined)]
+
+
+class TestTravelTakesEveryVisitItsContractAllows:
+    """A value the published language allows never sends a message to the dead letters."""
+
+    @pytest.mark.parametrize(
+        ("on", "reason"),
+        [
+            ("9999-12-31T23:59:59-10:00", "cannot be booked: it is after 9999-12-31 in UTC"),
+            ("0001-01-01T00:00:00+10:00", "cannot be booked: it is before 0001-01-01 in UTC"),
+            ("2026-05-03T23:59:59Z", "its day, 2026-05-03, has passed"),
+        ],
+    )
+    async def test_a_visit_travel_cannot_book_is_declined_on_the_board_not_dead_lettered(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch, on: str, reason: str
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
+        consumer = await deliver_visit(store, on)
+        assert await consumer.storage.dead_letters("travel") == []
+        [declined] = await visits_declined(store)
+        assert (declined.lead_id, declined.destination, declined.on.isoformat()) == (
+            "L1",
+            "Lyon",
+            datetime.fromisoformat(on).isoformat(),
+        )
+        assert reason in declined.reason
+        assert await trips_requested(store) == []
+
+    @pytest.mark.parametrize(
+        ("on", "day"),
+        [
+            ("9999-12-31T23:59:59+10:00", date(9999, 12, 31)),
+            ("9999-12-30T23:00:00-00:30", date(9999, 12, 30)),
+            ("2026-05-04T00:00:00+10:00", date(2026, 5, 3)),  # 14:00 UTC the day before
+        ],
+    )
+    async def test_a_visit_on_a_day_travel_can_book_becomes_a_trip_however_far(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch, on: str, day: date
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0 - timedelta(days=2))
+        consumer = await deliver_visit(store, on)
+        assert await consumer.storage.dead_letters("travel") == []
+        [trip] = await trips_requested(store)
+        assert trip.depart_on == day
+
+    async def test_a_visit_that_names_no_city_is_declined(
+        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
+        consumer = await deliver_visit(store, "2026-05-06T09:00:00Z", city=" ")
+        assert await consumer.storage.dead_letters("travel") == []
+        [declined] = await visits_declined(store)
+        assert "names no city" in declined.reason
+
+
+class TestCampaignsTakeEveryOrderTheirContractAllows:
+    """An order in any currency is handled once, and only the budget's currency credits."""
+
+    async def deliver_order(self, store: BaseEventStore, amount: int, currency: str) -> Consumer:
+        handler = campaign_handlers.CampaignHandlers(store, FakePartner()).on_order_submitted
+        consumer = Consumer(
+            "campaigns",
+            store,
+            contracts.LANGUAGE,
+            {contracts.OrderSubmitted: handler},
+            retries=2,
+            retry_backoff=0.001,
+        )
+        await consumer.setup()
+        message_id = str(uuid.uuid4())
+        data = {
+            "lead_id": "L1",
+            "order_id": f"order-{currency}",
+            "amount_cents": amount,
+            "currency": currency,
+            "submitted_at": T0.isoformat(),
+        }
+        body = envelope(
+            id=message_id,
+            source="sales",
+            type="sales.order_submitted.v1",
+            subject="lead-L1",
+            time=T0,
+            data=data,
+        )
+        await consumer.deliver(Delivery(message_id, body.type, encode_envelope(body), 1))
+        await consumer.stop()
+        return consumer
+
+    async def test_orders_in_euros_yen_and_an_unknown_currency_credit_only_the_euros(
+        self,
+    ) -> None:
+        store = await open_event_store("memory://", EventTypes(campaign_domain.EVENTS))
+        try:
+            for amount, currency in [(25, "EUR"), (1_000, "JPY"), (1_000, "XYZ")]:
+                consumer = await self.deliver_order(store, amount, currency)
+                assert await consumer.storage.dead_letters("campaigns") == []
+            budget = await campaign_handlers.budgets(store).load(campaign_handlers.BUDGET)
+            events = [r.event for r in await store.read_stream("budget-main")]
+        finally:
+            await store.close()
+        assert budget.total_cents == 3
+        assert [type(e).__name__ for e in events] == [
+            "BudgetIncreased",
+            "OrderNotCredited",
+            "OrderNotCredited",
+        ]
+        jpy, xyz = events[1], events[2]
+        assert isinstance(jpy, campaign_domain.OrderNotCredited)
+        assert isinstance(xyz, campaign_domain.OrderNotCredited)
+        assert (jpy.order_id, jpy.amount, jpy.currency) == ("order-JPY", 1_000, "JPY")
+        assert "converts no currency" in jpy.reason
+        assert "not an ISO 4217 currency" in xyz.reason

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -24,6 +24,7 @@ from travel.domain import (
     TripConfirmed,
     TripRejected,
     TripRequested,
+    VisitDeclined,
 )
 
 TRIP = "t1"
@@ -95,6 +96,43 @@ class TestRequest:
         Scenario(Trip, TRIP).when_created(
             lambda: Trip.request(TRIP, "Grace", "Lyon", DEPART, T0, simulate="no_train")
         ).then_raises(DomainError, match="none, no_flight, no_hotel")
+
+
+class TestVisits:
+    def test_a_visit_becomes_a_trip_of_the_sales_team_on_its_day_in_utc(self) -> None:
+        on = datetime(2026, 6, 1, 1, 0, tzinfo=timezone(timedelta(hours=2)))  # 31 May, UTC
+        Scenario(Trip, TRIP).when_created(lambda: Trip.for_visit(TRIP, "L1", "Lyon", on, T0)).then(
+            TripRequested(TRIP, "sales team", "Lyon", date(2026, 5, 31), "none", "L1", T0)
+        )
+
+    @pytest.mark.parametrize(
+        ("on", "city", "reason"),
+        [
+            (
+                datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-1))),
+                "Lyon",
+                "it is after 9999-12-31 in UTC",
+            ),
+            (
+                datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))),
+                "Lyon",
+                "it is before 0001-01-01 in UTC",
+            ),
+            (T0 - timedelta(days=1), "Lyon", "its day, 2026-05-03, has passed"),
+            (T0 + timedelta(days=1), "  ", "the visit names no city"),
+        ],
+        ids=["after 9999", "before 0001", "passed", "no city"],
+    )
+    def test_a_visit_travel_cannot_book_is_declined_with_the_reason(
+        self, on: datetime, city: str, reason: str
+    ) -> None:
+        Scenario(Trip, TRIP).when_created(
+            lambda: Trip.for_visit(TRIP, "L1", city, on, T0)
+        ).then_state(status="declined", over=True)
+        declined = Trip.for_visit(TRIP, "L1", city, on, T0).pending_events
+        assert len(declined) == 1 and isinstance(declined[0], VisitDeclined)
+        assert (declined[0].on, declined[0].lead_id) == (on, "L1")
+        assert reason in declined[0].reason
 
 
 class TestBookings:

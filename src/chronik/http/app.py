@@ -233,10 +233,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     async def readyz(response: Response) -> dict[str, Any]:
         reasons = await runtime.readiness()
+        # Each runner's state, computed as `chronik projections status` computes it.
+        states = await runtime.shown_states()
         if reasons:
             response.status_code = 503
-            return {"status": "not ready", "reasons": reasons}
-        return {"status": "ready", "reasons": []}
+            return {"status": "not ready", "reasons": reasons, "projections": states}
+        return {"status": "ready", "reasons": [], "projections": states}
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_class=Response)
     async def metrics_endpoint() -> Response:

@@ -2,7 +2,13 @@
 
 from chronik.messaging.broker import Broker, Delivery, OutgoingMessage
 from chronik.messaging.consumer import Consumer, MessageContext
-from chronik.messaging.contracts import PublicSpec, PublishedLanguage, public, public_spec
+from chronik.messaging.contracts import (
+    PublicSpec,
+    PublishedLanguage,
+    constraint,
+    public,
+    public_spec,
+)
 from chronik.messaging.envelope import Envelope
 from chronik.messaging.memory import MemoryBroker
 from chronik.messaging.outbox import Outbox, Translate
@@ -26,6 +32,7 @@ __all__ = [
     "Relay",
     "RelayStatus",
     "Translate",
+    "constraint",
     "public",
     "public_spec",
     "storage_for",

@@ -4,6 +4,11 @@ A context declares its public events in its own ``contracts.py`` (frozen datacla
 marked ``@public("sales.order_submitted.v1")``) and one pure function that decides
 which domain events leave the context and in what shape. Other contexts import only
 that module. A public type never changes shape: a new shape is a new ``.vN``.
+
+What a field promises beyond its type is written on it, as
+``Annotated[int, constraint(gt=0, description="...")]``: the JSON Schema (and so the
+AsyncAPI document) states it, and a message that breaks it is refused when decoded.
+Whatever the schema allows, a consumer must handle without failing.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import msgspec
 
 from chronik.errors import ConfigurationError
 
-__all__ = ["PublicSpec", "PublishedLanguage", "public", "public_spec"]
+__all__ = ["PublicSpec", "PublishedLanguage", "constraint", "public", "public_spec"]
 
 T = TypeVar("T")
 
@@ -52,6 +57,39 @@ def public(type_name: str) -> Callable[[type[T]], type[T]]:
         return cls
 
     return mark
+
+
+def constraint(
+    *,
+    description: str | None = None,
+    gt: int | None = None,
+    ge: int | None = None,
+    lt: int | None = None,
+    le: int | None = None,
+    pattern: str | None = None,
+    min_length: int | None = None,
+    max_length: int | None = None,
+    tz: bool | None = None,
+) -> Any:
+    """What a public field promises, for ``Annotated[T, constraint(...)]``.
+
+    The event's JSON Schema states it (JSON Schema has no keyword for ``tz=True``, a
+    date-time with a timezone: say it in the description). Decoding a message that
+    breaks it raises ``ValueError``: a consumer dead-letters it at once as undecodable
+    rather than act on it.
+    """
+    given: dict[str, Any] = {
+        "description": description,
+        "gt": gt,
+        "ge": ge,
+        "lt": lt,
+        "le": le,
+        "pattern": pattern,
+        "min_length": min_length,
+        "max_length": max_length,
+        "tz": tz,
+    }
+    return msgspec.Meta(**{k: v for k, v in given.items() if v is not None})
 
 
 def public_spec(cls: type) -> PublicSpec:

@@ -14,6 +14,12 @@ checkpoint and under one leader per database:
   handlers at least once, each inside an idempotency scope keyed by the command id, so
   a handler that appends does its work once even when a command goes twice.
 
+The follower and the dispatcher each keep a row with the projections' (``NAME_events``,
+``NAME_commands``): their checkpoint, and their state and heartbeat as a projection
+runner writes them (``chronik.projections.health``): ``catching_up`` until a read finds
+nothing new, then ``live``; ``error`` when the loops failed; ``stopped`` after a clean
+stop. A row whose process died shows as ``stale``.
+
 Messages from other contexts reach processes through a consumer calling ``handle``.
 """
 
@@ -26,7 +32,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from chronik.domain.commands import command_name
@@ -47,6 +53,7 @@ from chronik.processes.process import (
 )
 from chronik.projections import InlineProjections, Projection, ReadModelTx, handles
 from chronik.projections.engine import backend_for
+from chronik.projections.health import ProjectionStatus, StatusReporter, describe
 from chronik.runtime.service import Worker
 
 __all__ = ["CommandHandler", "InstanceView", "ProcessIndex", "Processes"]
@@ -161,6 +168,8 @@ class Processes(Worker):
         self._names = {m.name for m in self.managers}
         self.fired = 0
         self.dispatched = 0
+        #: the follower's and the dispatcher's status rows, by row name (made in setup)
+        self._beats: dict[str, StatusReporter] = {}
 
     @property
     def _followed(self) -> list[str]:
@@ -177,16 +186,22 @@ class Processes(Worker):
         await self.backend.setup()
         await self.index.setup()
         for loop in ("events", "commands"):
-            if await self.backend.load(f"{self.name}_{loop}") is None:
-                await self.backend.create(f"{self.name}_{loop}", 1, [], {})
+            name = f"{self.name}_{loop}"
+            if await self.backend.load(name) is None:
+                await self.backend.create(name, 1, [], {})
+            self._beats[name] = StatusReporter(self.backend, name, self.heartbeat)
 
     async def run(self, stop: asyncio.Event) -> None:
+        led = False
         while not stop.is_set():
             try:
                 async with self.backend.leadership(self.name) as leading:
                     if not leading:
+                        for beat in self._beats.values():
+                            beat.note("standby")
                         await _sleep(stop, 2.0)
                         continue
+                    led = True
                     await _together(
                         self._follow(stop, f"{self.name}_events", self._followed, self._on_event),
                         self._follow(
@@ -199,7 +214,37 @@ class Processes(Worker):
                     )
             except (EventStoreError, _Stop) as exc:
                 log.error("processes %s stopped: %s; again in 5 s", self.name, exc)
+                await self._report_all("error", f"{type(exc).__name__}: {exc}", led)
                 await _sleep(stop, 5.0)
+            except Exception as exc:
+                await self._report_all("error", f"{type(exc).__name__}: {exc}", led)
+                raise
+        await self._report_all("stopped", None, led)
+
+    async def _report_all(self, state: str, detail: str | None, led: bool) -> None:
+        """Write both loops' state, if this process led them (else the rows are another's)."""
+        if led:
+            for beat in self._beats.values():
+                await beat.report(state, detail, force=True, quiet=True)
+
+    async def statuses(self) -> list[ProjectionStatus]:
+        """The follower and the dispatcher (and the process index), as shown everywhere."""
+        head = await self.store.head_position()
+        found = []
+        for name, beat in self._beats.items():
+            row = await self.backend.load(name)
+            mine = beat.row(row)
+            oldest = await self.store.recorded_at_after(mine.checkpoint)
+            found.append(
+                describe(
+                    mine,
+                    head=head,
+                    parked=len(await self.backend.parked(name)),
+                    lag_seconds=(datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0,
+                    stale_after=self.stale_after,
+                )
+            )
+        return found + await self.index.statuses()
 
     async def readiness(self) -> list[str]:
         return []
@@ -216,6 +261,8 @@ class Processes(Worker):
         row = await self.backend.load(name)
         assert row is not None
         checkpoint = row.checkpoint
+        beat = self._beats[name]
+        await beat.report("catching_up", force=True)  # it leads: its row says so
         asked = 0.0
         while not stop.is_set():
             if time.monotonic() - asked >= 1.0:
@@ -223,13 +270,16 @@ class Processes(Worker):
                 asked = time.monotonic()
             page = await self.store.read_all_page(checkpoint, limit=self.page_size, types=types)
             if page.scanned_to <= checkpoint:
-                await self.store.wait_for_events(checkpoint, min(self.idle_wait, 1.0))
+                await beat.report("live")  # at the head (also the heartbeat while idle)
+                wait = min(self.idle_wait, 1.0, self.heartbeat)
+                await self.store.wait_for_events(checkpoint, wait)
                 continue
             for recorded in page.events:
                 await on_event(recorded)
             async with self.backend.transaction() as btx:
                 await btx.advance(name, 1, False, checkpoint, page.scanned_to)
             checkpoint = page.scanned_to
+            await beat.report("catching_up" if len(page.events) >= self.page_size else "live")
             await asyncio.sleep(0)
 
     async def _requests(
@@ -250,7 +300,8 @@ class Processes(Worker):
                     await on_event(found[0])  # parks it again if it still fails
         else:
             log.warning("processes %s: request %r ignored", name, row.request)
-        await self.backend.set_status(name, "live", None, clear_request=True)
+        beat = self._beats[name]
+        await beat.report(beat.state, beat.detail, clear_request=True)
 
     async def _on_event(self, recorded: RecordedEvent) -> None:
         await self.handle(recorded.event, trigger=str(recorded.id), recorded=recorded)

@@ -1,12 +1,7 @@
 """CQRS read side: projections, their read models, and the engine that runs them."""
 
-from chronik.projections.engine import (
-    LostLeadershipError,
-    ProjectionEngine,
-    ProjectionRunner,
-    ProjectionStatus,
-    RebuildProgress,
-)
+from chronik.projections.engine import LostLeadershipError, ProjectionEngine, ProjectionRunner
+from chronik.projections.health import ProjectionStatus, RebuildProgress
 from chronik.projections.inline import InlineProjections
 from chronik.projections.projection import Projection, handles
 from chronik.projections.readmodel import Parked, ReadModels, ReadModelTx

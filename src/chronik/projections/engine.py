@@ -11,17 +11,20 @@ A rebuild fills the next generation of the tables from position 0 while the serv
 generation keeps up, then switches in one transaction.
 
     catching_up -> live <-> degraded          rebuilding (beside either)
+
+Each runner writes its state to its row when it changes, and a heartbeat while it
+runs; ``chronik.projections.health`` turns that into the state everyone shows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +32,14 @@ from chronik.errors import ChronikError, EventStoreError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
+from chronik.projections.health import (
+    HEARTBEAT,
+    STALE_AFTER,
+    ProjectionStatus,
+    RebuildProgress,
+    StatusReporter,
+    describe,
+)
 from chronik.projections.projection import Projection
 from chronik.projections.readmodel import (
     Parked,
@@ -59,29 +70,6 @@ FOLLOW_POLL = 0.02
 
 class LostLeadershipError(ChronikError):
     """Another runner moved this projection's checkpoint: this one must stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class RebuildProgress:
-    done: int  # position the new generation has reached
-    total: int  # head position when measured
-    rate: float  # events per second since the rebuild began (0 until measured)
-    seconds_left: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionStatus:
-    name: str
-    state: str  # starting | standby | catching_up | live | degraded | error | stopped
-    checkpoint: int
-    head: int
-    lag_events: int
-    lag_seconds: float
-    parked: int
-    generation: int
-    version: int
-    rebuild: RebuildProgress | None
-    error: str | None = None
 
 
 class _HandlerFailed(Exception):
@@ -126,7 +114,8 @@ class ProjectionRunner:
         retry_backoff: float = 0.1,
         idle_wait: float = 1.0,
         standby_wait: float = 2.0,
-        heartbeat: float = 5.0,
+        heartbeat: float = HEARTBEAT,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         type(projection).check()
         self.projection = projection
@@ -139,6 +128,7 @@ class ProjectionRunner:
         self.idle_wait = idle_wait
         self.standby_wait = standby_wait
         self.heartbeat = heartbeat
+        self.stale_after = stale_after
         self.type_names = sorted(
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
@@ -153,8 +143,7 @@ class ProjectionRunner:
         self.parked_count = 0
         self._row: ProjectionRow | None = None
         self._progress = HeadSignal()
-        self._last_status_write = 0.0
-        self._written_state: tuple[str, str | None] | None = None
+        self._reporter = StatusReporter(backend, self.name, heartbeat)
         self._rebuild_started: tuple[float, int] | None = None
 
     # -- running -----------------------------------------------------------------------
@@ -168,6 +157,7 @@ class ProjectionRunner:
         """
         backoff = self.retry_backoff
         while not stop.is_set():
+            led = False
             try:
                 async with self.backend.leadership(self.name) as leading:
                     if not leading:
@@ -175,6 +165,7 @@ class ProjectionRunner:
                         await self._follow_leader()
                         await _sleep(stop, self.standby_wait)
                         continue
+                    led = True
                     await self._lead(stop)
                     backoff = self.retry_backoff
             except Exception as exc:
@@ -183,6 +174,8 @@ class ProjectionRunner:
                     log.warning("projection %s: %s; again in %.1f s", self.name, exc, backoff)
                 else:  # not an outage: a bug, whose traceback is worth the lines
                     log.exception("projection %s failed; again in %.1f s", self.name, backoff)
+                if led and not isinstance(exc, LostLeadershipError):  # else the row is another's
+                    await self._write_status(force=True, quiet=True)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         if self.state not in ("standby",):
@@ -207,11 +200,19 @@ class ProjectionRunner:
             worked = await self._live_step()
             if self._rebuilding:
                 worked = await self._rebuild_step() or worked
+            # "error" lasts until a whole step succeeds (the retry of a failing rebuild
+            # step must not show "catching_up" in between).
             if not worked:
                 self.state = "degraded" if self.parked_count else "live"
+                self.error = None
                 await self._write_status()
-                await self.store.wait_for_events(self.checkpoint, self.idle_wait)
+                # Woken at least once a heartbeat, to write it.
+                await self.store.wait_for_events(
+                    self.checkpoint, min(self.idle_wait, self.heartbeat)
+                )
             else:
+                if self.state == "error":
+                    self.state, self.error = "catching_up", None
                 await self._write_status()
                 # SQLite and memory pages may not suspend at all: let the rest of the
                 # process (HTTP requests, other runners) in between pages.
@@ -244,8 +245,9 @@ class ProjectionRunner:
         self.checkpoint = row.checkpoint
         self._progress.advance(row.checkpoint)
         self.parked_count = len(await self.backend.parked(self.name))
-        self.state = "catching_up"
-        self.error = None
+        if self.state != "error":
+            self.state, self.error = "catching_up", None
+        await self._write_status(force=True)  # it leads: its row says so, with a heartbeat
 
     @property
     def _rebuilding(self) -> bool:
@@ -404,7 +406,7 @@ class ProjectionRunner:
             self.parked_count = 0
         else:
             log.warning("projection %s: unknown request %r ignored", self.name, request)
-        await self.backend.set_status(self.name, self.state, self.error, clear_request=True)
+        await self._reporter.report(self.state, self.error, clear_request=True)
 
     async def _replay_parked(self) -> None:
         """Apply each parked event again, in position order; keep those that still fail."""
@@ -442,28 +444,13 @@ class ProjectionRunner:
     # -- status ------------------------------------------------------------------------
 
     async def _write_status(self, *, force: bool = False, quiet: bool = False) -> None:
-        now = time.monotonic()
-        current = (self.state, self.error)
-        if (
-            not force
-            and current == self._written_state
-            and now - self._last_status_write < self.heartbeat
-        ):
-            return
-        try:
-            await self.backend.set_status(self.name, self.state, self.error)
-        except EventStoreError:
-            if not quiet:
-                raise
-            return
-        self._written_state, self._last_status_write = current, now
+        await self._reporter.report(self.state, self.error, force=force, quiet=quiet)
 
     async def status(self) -> ProjectionStatus:
-        """Where this runner stands, measured now."""
+        """Where this runner stands, measured now: ``describe`` of its own row."""
         head = await self.store.head_position()
-        lag_events = max(0, head - self.checkpoint)
         lag_seconds = 0.0
-        if lag_events:
+        if head > self.checkpoint:
             nxt = await self.store.read_all_page(
                 self.checkpoint, limit=1, types=self.type_names, tolerant=True
             )
@@ -471,30 +458,27 @@ class ProjectionRunner:
                 lag_seconds = max(
                     0.0, (datetime.now(UTC) - nxt.events[0].recorded_at).total_seconds()
                 )
+        rate = 0.0
         row = self._row
-        rebuild = None
-        if row is not None and row.rebuild_generation is not None:
-            done = row.rebuild_checkpoint or 0
-            rate, left = 0.0, None
-            if self._rebuild_started is not None:
-                began, at = self._rebuild_started
-                elapsed = time.monotonic() - began
-                if elapsed > 0 and done > at:
-                    rate = (done - at) / elapsed
-                    left = max(0, head - done) / rate
-            rebuild = RebuildProgress(done, head, rate, left)
-        return ProjectionStatus(
-            name=self.name,
-            state="rebuilding" if rebuild is not None and self.state == "live" else self.state,
+        if row is not None and row.rebuild_generation is not None and self._rebuild_started:
+            began, at = self._rebuild_started
+            elapsed, done = time.monotonic() - began, row.rebuild_checkpoint or 0
+            if elapsed > 0 and done > at:
+                rate = (done - at) / elapsed
+        mine = dataclasses.replace(
+            self._reporter.row(row),
+            state=self.state,
+            detail=self.error,
             checkpoint=self.checkpoint,
-            head=head,
-            lag_events=lag_events,
-            lag_seconds=lag_seconds,
-            parked=self.parked_count,
-            generation=row.generation if row else 0,
             version=row.version if row else type(self.projection).version,
-            rebuild=rebuild,
-            error=self.error,
+        )
+        return describe(
+            mine,
+            head=head,
+            parked=self.parked_count,
+            lag_seconds=lag_seconds,
+            stale_after=self.stale_after,
+            rebuild_rate=rate,
         )
 
     async def wait_until(self, position: int, max_wait: float) -> bool:

@@ -17,11 +17,13 @@ from typing import Any
 
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent
-from chronik.projections.engine import ProjectionStatus, backend_for
+from chronik.projections.engine import backend_for
+from chronik.projections.health import ProjectionStatus, describe
 from chronik.projections.projection import Projection
 from chronik.projections.readmodel import (
     BackendTx,
     ProjectionBackend,
+    ProjectionRow,
     ReadModels,
     ReadModelTx,
     physical,
@@ -109,20 +111,10 @@ class InlineProjections:
         statuses = []
         for name, projection in self.projections.items():
             row = await self.backend.load(name)
-            statuses.append(
-                ProjectionStatus(
-                    name=name,
-                    state="inline",
-                    checkpoint=head,
-                    head=head,
-                    lag_events=0,
-                    lag_seconds=0.0,
-                    parked=0,
-                    generation=row.generation if row else 0,
-                    version=row.version if row else type(projection).version,
-                    rebuild=None,
-                )
-            )
+            if row is None:
+                row = ProjectionRow(name, 0, type(projection).version, head)
+            row.state = "inline"
+            statuses.append(describe(row, head=head, parked=0, lag_seconds=0.0))
         return statuses
 
 

@@ -28,7 +28,13 @@ from chronik.messaging.outbox import Outbox, Translate
 from chronik.messaging.relay import Relay
 from chronik.messaging.url import open_broker
 from chronik.projections import InlineProjections, Projection, ProjectionEngine
-from chronik.projections.engine import ProjectionStatus
+from chronik.projections.health import (
+    HEARTBEAT,
+    NOT_READY,
+    STALE_AFTER,
+    ProjectionStatus,
+    heartbeat_for,
+)
 from chronik.runtime.settings import Settings
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
@@ -49,6 +55,10 @@ class Worker:
     """A long-running part of a service (a process manager, a timer) the runtime starts."""
 
     name: str = "worker"
+    #: how often it writes its heartbeat, and when a silent one shows as stale: the
+    #: runtime sets both from ``CHRONIK_STALE_AFTER`` before ``setup``
+    heartbeat: float = HEARTBEAT
+    stale_after: float = STALE_AFTER
 
     async def setup(self) -> None:
         """Create what it needs before anything runs."""
@@ -59,6 +69,10 @@ class Worker:
 
     async def readiness(self) -> list[str]:
         """Reasons it is not ready (empty when ready)."""
+        return []
+
+    async def statuses(self) -> list[ProjectionStatus]:
+        """The runners it keeps a row for (``chronik projections status`` shows them)."""
         return []
 
 
@@ -122,7 +136,10 @@ class Runtime:
         )
         self.store = await open_event_store(settings.store_url, types)
         projections = [p for s in self.specs for p in s.projections]
-        self.engine = ProjectionEngine(self.store, projections)
+        beat = heartbeat_for(settings.stale_after)
+        self.engine = ProjectionEngine(
+            self.store, projections, heartbeat=beat, stale_after=settings.stale_after
+        )
         self.inline = InlineProjections(
             self.store, [p for s in self.specs for p in s.inline_projections]
         )
@@ -146,6 +163,7 @@ class Runtime:
             if spec.workers is not None:
                 self.workers.extend(spec.workers(self))
         for worker in self.workers:
+            worker.heartbeat, worker.stale_after = beat, settings.stale_after
             await worker.setup()
         self.migrated = True
         for spec in self.specs:
@@ -198,10 +216,27 @@ class Runtime:
         raise KeyError(name)
 
     async def projection_statuses(self) -> list[ProjectionStatus]:
+        """Every runner this process runs (and its inline read models), as shown."""
         statuses = await self.inline.statuses()
         if "projections" in self.roles:
             statuses += await self.engine.statuses()
+        if "processes" in self.roles:
+            for worker in self.workers:
+                statuses += await worker.statuses()
         return statuses
+
+    async def shown_states(self) -> dict[str, str]:
+        """Each runner's state as shown (the same as ``chronik projections status``).
+
+        Empty while shutting down or when the store cannot be read (readiness says why).
+        """
+        if self.shutting_down:
+            return {}
+        try:
+            statuses = await asyncio.wait_for(self.projection_statuses(), 2.0)
+        except (TimeoutError, ChronikError, OSError):
+            return {}
+        return {status.name: status.state for status in statuses}
 
     async def readiness(self) -> list[str]:
         """Why this process must not get traffic; empty when it is ready."""
@@ -218,10 +253,11 @@ class Runtime:
         if self.broker is not None and not self.broker.connected:
             reasons.append("broker not connected")
         if "projections" in self.roles:
+            # The states /readyz and `chronik projections status` show: one computation.
             for status in await self.engine.statuses():
                 if status.state == "standby":
                     continue
-                if status.state in ("starting", "error", "stopped"):
+                if status.state in NOT_READY:
                     reasons.append(f"projection {status.name} is {status.state}")
                 elif (
                     status.lag_events > self.settings.ready_max_lag

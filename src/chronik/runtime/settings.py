@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         1000, ge=0, description="Readiness: most events a projection may lag."
     )
     ready_max_lag_seconds: float = Field(30.0, ge=0, description="Readiness: most seconds of lag.")
+    stale_after: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Seconds without a heartbeat after which a projection or process runner shows "
+            "as stale (status, readiness); runners beat every third of it, at most every 5 s."
+        ),
+    )
     consistency_wait: float = Field(
         5.0, ge=0, description="Longest a read waits for its consistency token."
     )
