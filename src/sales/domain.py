@@ -11,6 +11,11 @@ from typing import Annotated
 from chronik.domain import Aggregate, DomainError, Personal, ValueObject, applies, event
 
 _PHONE = re.compile(r"\+?[0-9 ()\-]{5,20}")
+#: A name holds at least one character that is not white space. The class is spelled out
+#: so that every regex dialect reads it alike: Python's, the JSON Schema (ECMAScript) of
+#: the HTTP document, and pydantic's (Rust) each mean something else by ``\s``.
+NAME_PATTERN = r"[^\t-\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_NAME = re.compile(NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +26,7 @@ class ContactDetails(ValueObject):
     phone: str
 
     def validate(self) -> None:
-        if not self.name.strip() or len(self.name) > 200:
+        if not _NAME.search(self.name) or len(self.name) > 200:
             self.refuse("name", "must be 1-200 characters")
         if not _PHONE.fullmatch(self.phone):
             self.refuse(

@@ -22,7 +22,9 @@ PROJECTIONS = ["lead_search", "lead_analysis"]
 
 class NewLead(BaseModel):
     # The same rules as ContactDetails, so the document promises what the domain takes.
-    name: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["Ada Lovelace"])
+    name: str = Field(
+        min_length=1, max_length=200, pattern=domain.NAME_PATTERN, examples=["Ada Lovelace"]
+    )
     phone: str = Field(pattern=r"^\+?[0-9 ()\-]{5,20}$", examples=["+44 20 7946 0958"])
 
 

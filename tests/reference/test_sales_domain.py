@@ -73,6 +73,22 @@ class TestContactDetails:
             ContactDetails(name, "12345")
         assert (refused.value.owner, refused.value.field) == ("ContactDetails", "name")
 
+    @pytest.mark.parametrize("name", ["\x1e", "\x85", "\ufeff", "\u3000 \u2028", "\xa0"])
+    def test_a_name_of_white_space_alone_is_refused_here_and_by_the_http_schema_alike(
+        self, name: str
+    ) -> None:
+        from pydantic import ValidationError
+
+        from sales.http import NewLead
+
+        with pytest.raises(InvalidValueError):
+            ContactDetails(name, "12345")
+        with pytest.raises(ValidationError):
+            NewLead(name=name, phone="12345")
+        # With one visible character both accept it.
+        assert ContactDetails(f"A{name}", "12345").name == f"A{name}"
+        assert NewLead(name=f"A{name}", phone="12345").name == f"A{name}"
+
     def test_a_name_of_200_characters_is_accepted(self) -> None:
         assert len(ContactDetails("x" * 200, "12345").name) == 200
 
