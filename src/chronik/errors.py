@@ -3,7 +3,9 @@
     ChronikError
     ├── DomainError                 a command broke a business rule (raised by domain code)
     │   └── InvalidValueError       a value object refused a field; names the field
-    ├── ConfigurationError          bad URL, bad option, bad event registration
+    ├── ConfigurationError          bad URL, bad option, bad event registration, or
+    │                               credentials or a database a server refused
+    ├── BrokerUnavailableError      the broker could not be reached (within the wait allowed)
     └── EventStoreError
         ├── InvalidInputError       a stream id, version or payload the store refuses
         ├── ConcurrencyError        the stream was not at the expected version
@@ -20,6 +22,7 @@ Errors carry the facts as attributes as well as in the message, so that callers
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailableError",
     "ChronikError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -55,6 +58,14 @@ class InvalidValueError(DomainError, ValueError):
 
 class ConfigurationError(ChronikError, ValueError):
     """A URL, option or registration is malformed; the message says which and why."""
+
+
+class BrokerUnavailableError(ChronikError):
+    """The broker could not be reached: refused, unknown host, no answer; the message says which.
+
+    A broker that answers and refuses (a wrong password) is a ``ConfigurationError``
+    instead: waiting longer would not help.
+    """
 
 
 class EventStoreError(ChronikError):

@@ -114,7 +114,7 @@ async def test_config_show_lists_every_setting_with_its_source_and_masks_the_tok
     assert rows["CHRONIK_API_TOKEN"] == ("********", "secrets")
     assert rows["CHRONIK_SERVICE"] == ("chronik", "default")
     assert rows["CHRONIK_EVENT_STORE_URL"] == ("-", "default")
-    assert len([name for name in rows if name.startswith("CHRONIK_")]) == 19
+    assert len([name for name in rows if name.startswith("CHRONIK_")]) == 20
     assert SECRET not in done.out + done.err
 
     from_env = await chronik("config", "show", env={"CHRONIK_API_TOKEN": SECRET})
@@ -317,20 +317,24 @@ UNREACHABLE = f"postgresql://app:{SECRET}@127.0.0.1:1/x?connect_timeout=1"
 
 
 @pytest.mark.parametrize(
-    ("url", "says"),
+    ("url", "code", "says"),
     [
-        (UNREACHABLE, "error: cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1/x"),
-        ("mysql://x", "error: event store URL scheme 'mysql' is not supported"),
-        ("sqlite://host/x.db", "error: sqlite URL 'sqlite://host/x.db' has a host part"),
-        ("postgresql://h/db?pool_min=0", "pool_min='0' must be positive"),
+        (
+            UNREACHABLE,
+            1,
+            "error: cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1/x",
+        ),
+        ("mysql://x", 2, "configuration: event store URL scheme 'mysql' is not supported"),
+        ("sqlite://host/x.db", 2, "configuration: sqlite URL 'sqlite://host/x.db' has a host"),
+        ("postgresql://h/db?pool_min=0", 2, "pool_min='0' must be positive"),
     ],
     ids=["unreachable", "scheme", "sqlite-host", "option"],
 )
 async def test_migrate_of_a_store_it_cannot_use_fails_with_a_clear_error(
-    url: str, says: str
+    url: str, code: int, says: str
 ) -> None:
     done = await chronik("migrate", "--store-url", url)
-    assert done.code == 1
+    assert done.code == code
     assert "Traceback" not in done.out + done.err
     assert says in done.err_lines[-1], done.err
     assert SECRET not in done.out + done.err
@@ -415,7 +419,7 @@ async def test_dead_letters_list_shows_each_letter_with_its_error(
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("mysql://x", "error: event store URL scheme 'mysql' is not supported"),
+        ("mysql://x", "configuration: event store URL scheme 'mysql' is not supported"),
         ("memory://nowhere", "memory:// takes no path"),
         ("not-a-url", "is not a URL"),
     ],
@@ -423,7 +427,7 @@ async def test_dead_letters_list_shows_each_letter_with_its_error(
 async def test_outbox_and_dead_letters_given_a_bad_store_say_so_in_one_line(
     command: list[str], url: str, says: str
 ) -> None:
-    _one_clear_line(await chronik(*command, "--store-url", url), 1, says)
+    _one_clear_line(await chronik(*command, "--store-url", url), 2, says)
 
 
 async def test_outbox_and_dead_letters_with_a_bad_setting_say_which_in_one_line() -> None:
@@ -466,7 +470,12 @@ async def test_serve_starts_answers_healthz_and_stops_on_sigterm(
         (["--run", "http,bogus"], {}, 2, "CHRONIK_RUN (from flag)"),
         ([], {"CHRONIK_APP": ""}, 2, "CHRONIK_APP (or --app module:attribute) is not set"),
         (["--app", "nosuch.module:SPEC"], {}, 2, "No module named 'nosuch'"),
-        (["--store-url", "mysql://x"], {}, 1, "scheme 'mysql' is not supported"),
+        (
+            ["--store-url", "mysql://x"],
+            {},
+            2,
+            "CHRONIK_EVENT_STORE_URL (from flag): event store URL scheme 'mysql' is not",
+        ),
         (["--data-dir", "/dev/null/x"], {}, 1, "cannot open SQLite database"),
     ],
     ids=["port", "run", "no-app", "app", "store-url", "data-dir"],
@@ -484,7 +493,7 @@ async def test_serve_of_an_unreachable_postgres_exits_with_a_clear_error() -> No
     )
     assert done.code == 1
     assert "Traceback" not in done.err
-    assert done.err_lines[-1].startswith("error: cannot connect to PostgreSQL")
+    assert done.err_lines[-1].startswith("error: CHRONIK_EVENT_STORE_URL: cannot connect to")
     assert SECRET not in done.err
 
 

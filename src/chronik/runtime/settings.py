@@ -10,8 +10,9 @@ errors. This module is the only one that reads the environment.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -24,9 +25,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from chronik.errors import ConfigurationError
+from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnavailableError
+from chronik.eventstore.url import check_event_store_url, redact
+from chronik.messaging.url import DEFAULT_CONNECT_TIMEOUT, check_broker_url
 
-__all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings"]
+__all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
+
+T = TypeVar("T")
 
 ROLES = ("http", "projections", "relay", "consumers", "processes")
 PREFIX = "CHRONIK_"
@@ -47,6 +52,11 @@ class Settings(BaseSettings):
         description="memory://, sqlite:///PATH or postgresql://...; default: SQLite in data_dir.",
     )
     broker_url: str = Field("memory://", description="memory://, nats://HOST:4222 or amqp://...")
+    broker_connect_timeout: float = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        gt=0,
+        description="Seconds a start keeps trying to reach the broker before it gives up.",
+    )
     run: str = Field(
         "all", description=f"What this process runs: 'all' or a comma list of {', '.join(ROLES)}."
     )
@@ -75,6 +85,19 @@ class Settings(BaseSettings):
     )
     config_file: Path | None = Field(None, description="A TOML or YAML file of settings.")
     secrets_dir: Path | None = Field(None, description="A directory of secrets, one file each.")
+
+    @field_validator("event_store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_event_store_url(value)
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        check_broker_url(value)
+        return value
 
     @field_validator("run")
     @classmethod
@@ -144,8 +167,6 @@ _URL_FIELDS = frozenset(n for n in Settings.model_fields if n.endswith("_url"))
 
 def _redact(url: str) -> str:
     """The URL with its password hidden, by the helper every other place uses."""
-    from chronik.eventstore.url import redact
-
     return redact(url)
 
 
@@ -187,6 +208,18 @@ def load_settings(flags: dict[str, Any] | None = None) -> LoadedSettings:
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, sources)) from None
     return LoadedSettings(settings, sources)
+
+
+async def opened_from(setting: str, opening: Awaitable[T]) -> T:
+    """What ``opening`` opens; if it fails, its one-line error begins with ``setting``.
+
+    For the composition root and the commands: the adapters name the URL (password
+    hidden) and the cause, not the setting the URL came from.
+    """
+    try:
+        return await opening
+    except (ConfigurationError, BrokerUnavailableError, StoreUnavailableError) as exc:
+        raise type(exc)(f"{setting}: {exc}") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -241,7 +274,7 @@ def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else "?"
         where = sources.get(name, "default")
-        message = error["msg"]
+        message = str(error["msg"]).removeprefix("Value error, ")
         if name not in secrets and "input" in error and where != "default":
             shown = error["input"]
             if name in _URL_FIELDS and isinstance(shown, str):
