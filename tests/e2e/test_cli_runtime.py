@@ -114,7 +114,7 @@ async def test_config_show_lists_every_setting_with_its_source_and_masks_the_tok
     assert rows["CHRONIK_API_TOKEN"] == ("********", "secrets")
     assert rows["CHRONIK_SERVICE"] == ("chronik", "default")
     assert rows["CHRONIK_EVENT_STORE_URL"] == ("-", "default")
-    assert len([name for name in rows if name.startswith("CHRONIK_")]) == 20
+    assert len([name for name in rows if name.startswith("CHRONIK_")]) == 21
     assert SECRET not in done.out + done.err
 
     from_env = await chronik("config", "show", env={"CHRONIK_API_TOKEN": SECRET})
@@ -128,6 +128,58 @@ async def test_config_show_with_a_bad_value_says_which_in_one_line_without_the_t
     _one_clear_line(done, 2, "configuration: CHRONIK_HTTP_PORT (from env)")
     assert "'eighty'" in done.err
     assert SECRET not in done.out + done.err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CHRONIK_EVENT_STORE_URL", f"mysql://app:{SECRET}@db/x", "scheme 'mysql' is not"),
+        ("CHRONIK_BROKER_URL", f"kafka://app:{SECRET}@broker/", "scheme 'kafka' is not"),
+    ],
+)
+async def test_config_show_refuses_a_url_it_could_not_use_naming_the_setting(
+    variable: str, value: str, says: str
+) -> None:
+    done = await chronik("config", "show", env={variable: value})
+    _one_clear_line(done, 2, f"configuration: {variable} (from env): ")
+    assert says in done.err
+    assert SECRET not in done.out + done.err
+
+
+async def test_config_show_refuses_a_misspelt_variable_naming_the_setting_meant() -> None:
+    done = await chronik("config", "show", env={"CHRONIK_HTTP_PROT": "9000"})
+    _one_clear_line(
+        done,
+        2,
+        "CHRONIK_HTTP_PROT (from env): not a chronik setting (did you mean CHRONIK_HTTP_PORT?)",
+    )
+
+
+async def test_config_show_with_unknown_settings_allowed_warns_in_one_line() -> None:
+    env = {"CHRONIK_HTTP_PROT": "9000", "CHRONIK_ALLOW_UNKNOWN_SETTINGS": "1"}
+    done = await chronik("config", "show", env=env)
+    assert done.code == 0, done.err
+    assert done.err_lines == [
+        "warning: chronik.settings: CHRONIK_HTTP_PROT (from env): not a chronik setting "
+        "(did you mean CHRONIK_HTTP_PORT?); ignored"
+    ]
+    rows = _table(done.out)
+    assert rows["CHRONIK_ALLOW_UNKNOWN_SETTINGS"] == ("True", "env")
+    assert rows["CHRONIK_HTTP_PORT"] == ("8000", "default")
+
+
+async def test_config_show_in_a_pod_with_kubernetes_service_links_shows_the_defaults() -> None:
+    links = {
+        "CHRONIK_HTTP_PORT": "tcp://10.0.0.2:8000",
+        "CHRONIK_HTTP_PORT_8000_TCP": "tcp://10.0.0.2:8000",
+        "CHRONIK_HTTP_SERVICE_HOST": "10.0.0.2",
+        "CHRONIK_SERVICE_PORT": "80",
+        "CHRONIK_REQUIRE_SERVICES": "1",
+    }
+    done = await chronik("config", "show", env=links)
+    assert done.code == 0, done.err
+    assert done.err == ""
+    assert _table(done.out)["CHRONIK_HTTP_PORT"] == ("8000", "default")
 
 
 async def test_config_show_hides_the_password_in_the_event_store_url() -> None:

@@ -6,11 +6,20 @@ mounted Secret provides) > the config file (``CHRONIK_CONFIG_FILE``, TOML or YAM
 mounted ConfigMap provides) > default. Each value remembers where it came from
 (``chronik config show``). Secrets are ``SecretStr``: masked in ``repr``, logs and
 errors. This module is the only one that reads the environment.
+
+A ``CHRONIK_*`` variable that is not a setting is refused with the nearest setting's
+name (``CHRONIK_ALLOW_UNKNOWN_SETTINGS=1`` makes it a warning), except the variables
+Kubernetes injects for a Service named ``chronik`` or ``chronik-*`` and the names
+reserved for chronik's own tests and benchmarks (see ``_ignored``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import difflib
+import logging
+import os
+import re
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +28,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -31,16 +41,41 @@ from chronik.messaging.url import DEFAULT_CONNECT_TIMEOUT, check_broker_url
 
 __all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
 
+log = logging.getLogger("chronik.settings")
+
 T = TypeVar("T")
 
 ROLES = ("http", "projections", "relay", "consumers", "processes")
 PREFIX = "CHRONIK_"
+
+#: names that are never settings: chronik's test suite and benchmarks use them
+RESERVED = ("CHRONIK_REQUIRE_SERVICES", "CHRONIK_TEST_*", "CHRONIK_BENCH_*")
+# Kubernetes service links for a Service S (here chronik or chronik-*): S_SERVICE_HOST,
+# S_SERVICE_PORT[_NAME], S_PORT=tcp://IP:PORT, S_PORT_<port>_<PROTO>=tcp://IP:PORT and
+# S_PORT_<port>_<PROTO>_{PROTO,PORT,ADDR}.
+_LINK_URL = re.compile(r"(tcp|udp|sctp)://\S+:\d+", re.IGNORECASE)
+_LINK_URL_NAME = re.compile(r"CHRONIK(_\w+)?_PORT(_\d+_(TCP|UDP|SCTP))?")
+_LINK_NAME = re.compile(
+    r"CHRONIK(_\w+)?_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)_(PROTO|PORT|ADDR))"
+)
 
 
 class Settings(BaseSettings):
     """Every setting of a chronik service; ``CHRONIK_<NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: ``load_settings`` reads and merges the sources itself."""
+        return (init_settings,)
 
     service: str = Field("chronik", description="The service's name, for logs.")
     app: str | None = Field(
@@ -85,6 +120,9 @@ class Settings(BaseSettings):
     )
     config_file: Path | None = Field(None, description="A TOML or YAML file of settings.")
     secrets_dir: Path | None = Field(None, description="A directory of secrets, one file each.")
+    allow_unknown_settings: bool = Field(
+        False, description="Warn about unknown CHRONIK_* variables instead of refusing them."
+    )
 
     @field_validator("event_store_url")
     @classmethod
@@ -178,6 +216,9 @@ def load_settings(flags: dict[str, Any] | None = None) -> LoadedSettings:
     """Read the settings once; ConfigurationError with one line naming what is wrong."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = EnvSettingsSource(Settings, case_sensitive=False, env_prefix=PREFIX)()
+    # A Service named chronik-http makes Kubernetes set CHRONIK_HTTP_PORT=tcp://IP:PORT.
+    env = {k: v for k, v in env.items() if not _ignored(PREFIX + k.upper(), str(v))}
+    unknown = _unknown_variables(os.environ)
     located = {**env, **flags}
     file_values: dict[str, Any] = {}
     file_name = located.get("config_file")
@@ -197,17 +238,60 @@ def load_settings(flags: dict[str, Any] | None = None) -> LoadedSettings:
         for key, value in values.items():
             name = key.lower()
             if name not in Settings.model_fields:
-                origin = (
-                    f"{PREFIX}{name.upper()}" if source == "env" else f"{name!r} in the {source}"
-                )
-                raise ConfigurationError(f"{origin}: not a chronik setting")
+                close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(f"{name!r} in the {source}: not a chronik setting{hint}")
             merged[name] = value
             sources[name] = source
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, sources)) from None
+    if unknown and not settings.allow_unknown_settings:
+        raise ConfigurationError(
+            "; ".join(
+                f"{_unknown(name)}; set {PREFIX}ALLOW_UNKNOWN_SETTINGS=1 to allow it"
+                for name in unknown
+            )
+        )
+    for name in unknown:
+        log.warning("%s; ignored", _unknown(name))
     return LoadedSettings(settings, sources)
+
+
+def _ignored(name: str, value: str) -> bool:
+    """Whether a ``CHRONIK_*`` variable is someone else's: a service link or a reserved name.
+
+    Kubernetes sets ``<SERVICE>_SERVICE_HOST``, ``<SERVICE>_PORT=tcp://IP:PORT`` and the
+    like in every pod of the namespace (unless ``enableServiceLinks: false``); a Service
+    named ``chronik-http`` even sets ``CHRONIK_HTTP_PORT`` so. Names ending in ``_PORT``
+    count as links only with such a value, so that ``CHRONIK_HTPP_PORT=9000`` is caught.
+    """
+    name = name.upper()
+    if name in RESERVED or name.startswith(tuple(r[:-1] for r in RESERVED if r.endswith("*"))):
+        return True
+    if _LINK_NAME.fullmatch(name):
+        return True
+    return bool(_LINK_URL_NAME.fullmatch(name) and _LINK_URL.fullmatch(value.strip()))
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CHRONIK_*`` variables that name no setting and are not someone else's."""
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        name
+        for name, value in environ.items()
+        if name.upper().startswith(PREFIX)
+        and name.upper() not in known
+        and not _ignored(name, value)
+    )
+
+
+def _unknown(name: str) -> str:
+    """'CHRONIK_X (from env): not a chronik setting', with the nearest setting's name."""
+    close = difflib.get_close_matches(name[len(PREFIX) :].lower(), list(Settings.model_fields), n=1)
+    hint = f" (did you mean {PREFIX}{close[0].upper()}?)" if close else ""
+    return f"{name} (from env): not a chronik setting{hint}"
 
 
 async def opened_from(setting: str, opening: Awaitable[T]) -> T:
