@@ -12,6 +12,7 @@ from chronik.domain import (
     event,
 )
 from chronik.errors import (
+    BrokerUnavailableError,
     ChronikError,
     ConcurrencyError,
     ConfigurationError,
@@ -44,6 +45,7 @@ from chronik.eventstore import (
 __all__ = [
     "Aggregate",
     "AppendResult",
+    "BrokerUnavailableError",
     "ChronikError",
     "ConcurrencyError",
     "ConfigurationError",

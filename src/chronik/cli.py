@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from chronik.errors import ChronikError, StoreNotFoundError
+from chronik.errors import ChronikError, ConfigurationError, StoreNotFoundError
 from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
 from chronik.projections.engine import backend_for
 from chronik.projections.health import describe, shown_state
@@ -87,7 +87,9 @@ def _store_url(store_url: str | None, data_dir: Path | None) -> str:
 def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; a chronik error is one line on stderr and exit code 1.
 
-    A store that is not there (a mistyped --data-dir, say) is a bad setting: exit code 2.
+    Exit code 2 for a configuration problem (a URL that cannot work, credentials a
+    server refused, a store that is not there: a mistyped --data-dir), as for a bad
+    setting: trying again will not help.
     """
     try:
         return asyncio.run(work())
@@ -96,6 +98,9 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
             f"[red]configuration:[/] {escape(str(exc))} (commands that read create no store; "
             "`chronik migrate` does)"
         )
+        raise typer.Exit(2) from None
+    except ConfigurationError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except (ChronikError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -383,18 +388,28 @@ def projections_parked(name: str, store_url: StoreUrl = None, data_dir: DataDir 
 # -- messaging -----------------------------------------------------------------------
 
 BrokerUrl = Annotated[
-    str, typer.Option("--broker-url", help="memory://, nats://HOST:4222 or amqp://USER:PW@HOST/")
+    str | None,
+    typer.Option(
+        "--broker-url", help="CHRONIK_BROKER_URL: nats://HOST:4222 or amqp://USER:PW@HOST/"
+    ),
 ]
 
 
 @app.command()
 def relay(
-    broker_url: BrokerUrl,
+    broker_url: BrokerUrl = None,
     store_url: StoreUrl = None,
     data_dir: DataDir = None,
     batch: Annotated[int, typer.Option(help="Messages per pipelined batch.")] = 256,
 ) -> None:
     """Relay the outbox to the broker until SIGTERM or Ctrl-C (for its own Deployment)."""
+    settings = _settings(broker_url=broker_url)
+    if settings.broker_url.lower().startswith("memory:"):
+        errors.print(
+            "[red]configuration:[/] CHRONIK_BROKER_URL: the relay needs nats:// or amqp://; "
+            "memory:// reaches no other process"
+        )
+        raise typer.Exit(2)
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
@@ -402,23 +417,29 @@ def relay(
 
         from chronik.messaging.relay import Relay
         from chronik.messaging.url import open_broker
+        from chronik.runtime.settings import opened_from
 
+        # The broker first, within its connect timeout: a relay that cannot reach it
+        # exits having opened (or created) no store.
+        broker = await opened_from(
+            "CHRONIK_BROKER_URL",
+            open_broker(settings.broker_url, connect_timeout=settings.broker_connect_timeout),
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with _opened(url, create=True) as store:
-            broker = await open_broker(broker_url)
-            try:
+        try:
+            async with _opened(url, create=True) as store:
                 worker = Relay(store, broker, batch=batch)
                 await worker.storage.setup()
                 errors.print(
                     f"relaying the outbox of {escape(_redact(url))} "
-                    f"to {escape(_redact(broker_url))}"
+                    f"to {escape(_redact(settings.broker_url))}"
                 )
                 await worker.run(stop)
-            finally:
-                await broker.close()
+        finally:
+            await broker.close()
         errors.print(f"relay stopped after {worker.relayed} messages")
 
     _run(work)

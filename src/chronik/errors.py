@@ -3,8 +3,10 @@
     ChronikError
     ├── DomainError                 a command broke a business rule (raised by domain code)
     │   └── InvalidValueError       a value object refused a field; names the field
-    ├── ConfigurationError          bad URL, bad option, bad event registration
+    ├── ConfigurationError          bad URL, bad option, bad event registration, or
+    │   │                           credentials or a database a server refused
     │   └── StoreNotFoundError      opening without creating, and no store is there
+    ├── BrokerUnavailableError      the broker could not be reached (within the wait allowed)
     └── EventStoreError
         ├── InvalidInputError       a stream id, version or payload the store refuses
         ├── ConcurrencyError        the stream was not at the expected version
@@ -22,6 +24,7 @@ Errors carry the facts as attributes as well as in the message, so that callers
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailableError",
     "ChronikError",
     "ConcurrencyError",
     "ConfigurationError",
@@ -65,6 +68,14 @@ class StoreNotFoundError(ConfigurationError):
     """A store opened only if it exists (``create=False``) is not there: no file, no tables.
 
     A configuration problem: the URL or data directory names the wrong place.
+    """
+
+
+class BrokerUnavailableError(ChronikError):
+    """The broker could not be reached: refused, unknown host, no answer; the message says which.
+
+    A broker that answers and refuses (a wrong password) is a ``ConfigurationError``
+    instead: waiting longer would not help.
     """
 
 

@@ -136,4 +136,4 @@ async def test_a_bad_command_line_says_what_is_wrong(
     assert "no projection named 'nosuch'" in unknown.err
     assert "Traceback" not in unknown.err
     bad_url = await chronik("projections", "status", "--store-url", "mysql://x")
-    assert bad_url.code == 1 and "scheme 'mysql' is not supported" in bad_url.err
+    assert bad_url.code == 2 and "scheme 'mysql' is not supported" in bad_url.err

@@ -148,6 +148,58 @@ async def test_config_show_takes_the_store_options_the_other_commands_take(
     assert SECRET not in done.out + done.err
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CHRONIK_EVENT_STORE_URL", f"mysql://app:{SECRET}@db/x", "scheme 'mysql' is not"),
+        ("CHRONIK_BROKER_URL", f"kafka://app:{SECRET}@broker/", "scheme 'kafka' is not"),
+    ],
+)
+async def test_config_show_refuses_a_url_it_could_not_use_naming_the_setting(
+    variable: str, value: str, says: str
+) -> None:
+    done = await chronik("config", "show", env={variable: value})
+    _one_clear_line(done, 2, f"configuration: {variable} (from env): ")
+    assert says in done.err
+    assert SECRET not in done.out + done.err
+
+
+async def test_config_show_refuses_a_misspelt_variable_naming_the_setting_meant() -> None:
+    done = await chronik("config", "show", env={"CHRONIK_HTTP_PROT": "9000"})
+    _one_clear_line(
+        done,
+        2,
+        "CHRONIK_HTTP_PROT (from env): not a chronik setting (did you mean CHRONIK_HTTP_PORT?)",
+    )
+
+
+async def test_config_show_with_unknown_settings_allowed_warns_in_one_line() -> None:
+    env = {"CHRONIK_HTTP_PROT": "9000", "CHRONIK_ALLOW_UNKNOWN_SETTINGS": "1"}
+    done = await chronik("config", "show", env=env)
+    assert done.code == 0, done.err
+    assert done.err_lines == [
+        "warning: chronik.settings: CHRONIK_HTTP_PROT (from env): not a chronik setting "
+        "(did you mean CHRONIK_HTTP_PORT?); ignored"
+    ]
+    rows = _table(done.out)
+    assert rows["CHRONIK_ALLOW_UNKNOWN_SETTINGS"] == ("True", "env")
+    assert rows["CHRONIK_HTTP_PORT"] == ("8000", "default")
+
+
+async def test_config_show_in_a_pod_with_kubernetes_service_links_shows_the_defaults() -> None:
+    links = {
+        "CHRONIK_HTTP_PORT": "tcp://10.0.0.2:8000",
+        "CHRONIK_HTTP_PORT_8000_TCP": "tcp://10.0.0.2:8000",
+        "CHRONIK_HTTP_SERVICE_HOST": "10.0.0.2",
+        "CHRONIK_SERVICE_PORT": "80",
+        "CHRONIK_REQUIRE_SERVICES": "1",
+    }
+    done = await chronik("config", "show", env=links)
+    assert done.code == 0, done.err
+    assert done.err == ""
+    assert _table(done.out)["CHRONIK_HTTP_PORT"] == ("8000", "default")
+
+
 async def test_config_show_hides_the_password_in_the_event_store_url() -> None:
     url = f"postgresql://app:{SECRET}@db.internal:5432/sales"
     done = await chronik("config", "show", env={"CHRONIK_EVENT_STORE_URL": url})
@@ -416,20 +468,24 @@ UNREACHABLE = f"postgresql://app:{SECRET}@127.0.0.1:1/x?connect_timeout=1"
 
 
 @pytest.mark.parametrize(
-    ("url", "says"),
+    ("url", "code", "says"),
     [
-        (UNREACHABLE, "error: cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1/x"),
-        ("mysql://x", "error: event store URL scheme 'mysql' is not supported"),
-        ("sqlite://host/x.db", "error: sqlite URL 'sqlite://host/x.db' has a host part"),
-        ("postgresql://h/db?pool_min=0", "pool_min='0' must be positive"),
+        (
+            UNREACHABLE,
+            1,
+            "error: cannot connect to PostgreSQL at postgresql://app:***@127.0.0.1:1/x",
+        ),
+        ("mysql://x", 2, "configuration: event store URL scheme 'mysql' is not supported"),
+        ("sqlite://host/x.db", 2, "configuration: sqlite URL 'sqlite://host/x.db' has a host"),
+        ("postgresql://h/db?pool_min=0", 2, "pool_min='0' must be positive"),
     ],
     ids=["unreachable", "scheme", "sqlite-host", "option"],
 )
 async def test_migrate_of_a_store_it_cannot_use_fails_with_a_clear_error(
-    url: str, says: str
+    url: str, code: int, says: str
 ) -> None:
     done = await chronik("migrate", "--store-url", url)
-    assert done.code == 1
+    assert done.code == code
     assert "Traceback" not in done.out + done.err
     assert says in done.err_lines[-1], done.err
     assert SECRET not in done.out + done.err
@@ -514,7 +570,7 @@ async def test_dead_letters_list_shows_each_letter_with_its_error(
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("mysql://x", "error: event store URL scheme 'mysql' is not supported"),
+        ("mysql://x", "configuration: event store URL scheme 'mysql' is not supported"),
         ("memory://nowhere", "memory:// takes no path"),
         ("not-a-url", "is not a URL"),
     ],
@@ -522,7 +578,7 @@ async def test_dead_letters_list_shows_each_letter_with_its_error(
 async def test_outbox_and_dead_letters_given_a_bad_store_say_so_in_one_line(
     command: list[str], url: str, says: str
 ) -> None:
-    _one_clear_line(await chronik(*command, "--store-url", url), 1, says)
+    _one_clear_line(await chronik(*command, "--store-url", url), 2, says)
 
 
 async def test_outbox_and_dead_letters_with_a_bad_setting_say_which_in_one_line() -> None:
@@ -565,7 +621,12 @@ async def test_serve_starts_answers_healthz_and_stops_on_sigterm(
         (["--run", "http,bogus"], {}, 2, "CHRONIK_RUN (from flag)"),
         ([], {"CHRONIK_APP": ""}, 2, "CHRONIK_APP (or --app module:attribute) is not set"),
         (["--app", "nosuch.module:SPEC"], {}, 2, "No module named 'nosuch'"),
-        (["--store-url", "mysql://x"], {}, 1, "scheme 'mysql' is not supported"),
+        (
+            ["--store-url", "mysql://x"],
+            {},
+            2,
+            "CHRONIK_EVENT_STORE_URL (from flag): event store URL scheme 'mysql' is not",
+        ),
         (["--data-dir", "/dev/null/x"], {}, 1, "cannot open SQLite database"),
     ],
     ids=["port", "run", "no-app", "app", "store-url", "data-dir"],
@@ -583,7 +644,7 @@ async def test_serve_of_an_unreachable_postgres_exits_with_a_clear_error() -> No
     )
     assert done.code == 1
     assert "Traceback" not in done.err
-    assert done.err_lines[-1].startswith("error: cannot connect to PostgreSQL")
+    assert done.err_lines[-1].startswith("error: CHRONIK_EVENT_STORE_URL: cannot connect to")
     assert SECRET not in done.err
 
 

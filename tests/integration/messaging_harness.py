@@ -384,8 +384,8 @@ class CountingBroker:
         self.deliveries: Counter[str] = Counter()
 
     @property
-    def connected(self) -> bool:
-        return self.inner.connected
+    def problem(self) -> str | None:
+        return self.inner.problem
 
     async def connect(self) -> None:
         await self.inner.connect()

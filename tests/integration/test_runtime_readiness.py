@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,14 +21,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+from messaging_harness import NATS_URL, RABBITMQ_URL, nats_problem, rabbitmq_problem
 
 from chronik.http.app import create_app
 from chronik.http.problems import PROBLEM
+from chronik.messaging import PublishedLanguage, public
 from chronik.projections import Projection, ReadModelTx, handles
 from chronik.runtime.service import Runtime, ServiceSpec
 from chronik.runtime.settings import load_settings
 from chronik.testing.sample_service import SPEC
 from chronik.tour import TicketOpened
+from conftest import service_missing
 
 NEW_TICKET = {"title": "Printer on fire", "reporter": "Ada"}
 
@@ -308,3 +312,81 @@ async def test_readyz_turns_200_again_once_postgres_is_back_and_projections_resu
             headers={"Chronik-Min-Position": opened.headers["chronik-position"]},
         )
         assert ticket.status_code == 200
+
+
+# -- a broker that goes away after the start ------------------------------------------
+
+
+@public("tickets.ticket_opened.v1")
+@dataclasses.dataclass(frozen=True)
+class PublicTicketOpened:
+    title: str
+
+
+def _publishing() -> ServiceSpec:
+    """The ticket service with a published language: it relays, so it needs a broker."""
+    return dataclasses.replace(
+        SPEC,
+        language=PublishedLanguage([PublicTicketOpened]),
+        translate=lambda recorded: (
+            PublicTicketOpened(recorded.event.title)
+            if isinstance(recorded.event, TicketOpened)
+            else None
+        ),
+    )
+
+
+@pytest.fixture(params=["nats", "rabbitmq"])
+async def proxied_broker(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A URL of a shared broker through a proxy the test controls, and the proxy."""
+    if request.param == "nats":
+        problem, port = await nats_problem(NATS_URL), 4222
+    else:
+        problem, port = await rabbitmq_problem(RABBITMQ_URL), 5672
+    if problem is not None:
+        service_missing(problem)
+    proxy = TcpProxy("127.0.0.1", port)
+    await proxy.restore()
+    namespace = f"t{uuid.uuid4().hex[:12]}"
+    if request.param == "nats":
+        url = f"nats://127.0.0.1:{proxy.port}?namespace={namespace}"
+    else:
+        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/?namespace={namespace}"
+    try:
+        yield url, proxy
+    finally:
+        await proxy.cut()
+
+
+@pytest.mark.slow
+async def test_readyz_is_503_saying_why_while_the_broker_is_unreachable_and_200_once_back(
+    start: Start, tmp_path: Path, proxied_broker: tuple[str, TcpProxy]
+) -> None:
+    url, proxy = proxied_broker
+    shown = url.replace(":guest@", ":***@")
+    async with start(
+        [_publishing()],
+        event_store_url=f"sqlite:///{tmp_path}/chronik.db",
+        broker_url=url,
+        run="http,relay",
+    ) as (_, client):
+        assert await eventually(lambda: ready(client))
+
+        await proxy.cut()
+
+        async def says_why() -> bool:
+            answer = await client.get("/readyz")
+            reasons = answer.json()["reasons"]
+            return answer.status_code == 503 and any(
+                r.startswith(f"broker {shown} unreachable: ") for r in reasons
+            )
+
+        assert await eventually(says_why, within=30, every=0.1), (
+            await client.get("/readyz")
+        ).json()
+        assert (await client.get("/healthz")).status_code == 200
+
+        await proxy.restore()
+        assert await eventually(lambda: ready(client), within=60, every=0.2), (
+            await client.get("/readyz")
+        ).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -135,13 +136,106 @@ def test_the_config_file_may_name_the_secrets_directory(tmp_path: Path) -> None:
     assert loaded.sources["config_file"] == "flag"
 
 
-def test_unknown_chronik_environment_variables_are_ignored(
+# -- variables that are not settings ------------------------------------------------
+
+#: what Kubernetes sets in every pod of a namespace with Services chronik and chronik-http
+SERVICE_LINKS = {
+    "CHRONIK_SERVICE_HOST": "10.0.0.1",
+    "CHRONIK_SERVICE_PORT": "80",
+    "CHRONIK_SERVICE_PORT_HTTP": "80",
+    "CHRONIK_PORT": "tcp://10.0.0.1:80",
+    "CHRONIK_PORT_80_TCP": "tcp://10.0.0.1:80",
+    "CHRONIK_PORT_80_TCP_PROTO": "tcp",
+    "CHRONIK_PORT_80_TCP_PORT": "80",
+    "CHRONIK_PORT_80_TCP_ADDR": "10.0.0.1",
+    "CHRONIK_HTTP_SERVICE_HOST": "10.0.0.2",
+    "CHRONIK_HTTP_SERVICE_PORT": "8000",
+    "CHRONIK_HTTP_PORT": "tcp://10.0.0.2:8000",
+    "CHRONIK_HTTP_PORT_8000_TCP": "tcp://10.0.0.2:8000",
+    "CHRONIK_HTTP_PORT_8000_TCP_ADDR": "10.0.0.2",
+    "CHRONIK_METRICS_PORT_9090_UDP": "udp://[fd00::7]:9090",
+}
+
+
+def test_the_variables_kubernetes_sets_for_a_chronik_service_are_ignored(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # ADR 8: Kubernetes injects <SERVICE>_SERVICE_HOST for a Service named chronik-...
-    monkeypatch.setenv("CHRONIK_SERVICE_HOST", "10.0.0.1")
-    monkeypatch.setenv("CHRONIK_PORT_8000_TCP", "tcp://10.0.0.1:8000")
+    for name, value in SERVICE_LINKS.items():
+        monkeypatch.setenv(name, value)
+    loaded = load_settings()
+    assert loaded.sources == {}
+    # A Service named chronik-http collides with the setting: its tcp:// value is not a port.
+    assert loaded.settings.http_port == 8000
+
+
+@pytest.mark.parametrize(
+    "name", ["CHRONIK_REQUIRE_SERVICES", "CHRONIK_TEST_POSTGRES_URL", "CHRONIK_BENCH_NATS_URL"]
+)
+def test_the_names_the_test_suite_and_benchmarks_use_are_reserved_and_ignored(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "1")
     assert load_settings().sources == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("CHRONIK_HTTP_PROT", "CHRONIK_HTTP_PORT"),
+        ("chronik_http_prot", "CHRONIK_HTTP_PORT"),
+        ("CHRONIK_HTPP_PORT", "CHRONIK_HTTP_PORT"),  # a _PORT name, but not a link's value
+        ("CHRONIK_EVENTSTORE_URL", "CHRONIK_EVENT_STORE_URL"),
+        ("CHRONIK_API_TOKN", "CHRONIK_API_TOKEN"),
+    ],
+)
+def test_an_unknown_chronik_variable_is_refused_naming_the_setting_it_is_nearest(
+    monkeypatch: pytest.MonkeyPatch, name: str, meant: str
+) -> None:
+    monkeypatch.setenv(name, "9000")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith(f"{name} (from env): not a chronik setting (did you mean {meant}?)")
+    assert "CHRONIK_ALLOW_UNKNOWN_SETTINGS=1" in message
+    assert "\n" not in message
+
+
+def test_an_unknown_variable_like_no_setting_is_refused_without_a_guess(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHRONIK_ZZZ", "1")
+    with pytest.raises(
+        ConfigurationError, match=r"^CHRONIK_ZZZ \(from env\): not a chronik setting;"
+    ):
+        load_settings()
+
+
+def test_several_unknown_variables_are_all_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHRONIK_HTTP_PROT", "9000")
+    monkeypatch.setenv("CHRONIK_LOG_LEVLE", "debug")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "CHRONIK_HTTP_PROT (from env)" in message
+    assert "CHRONIK_LOG_LEVLE (from env)" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_allowing_unknown_settings_turns_the_refusal_into_a_warning(
+    place: Place, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, source: str
+) -> None:
+    monkeypatch.setenv("CHRONIK_HTTP_PROT", "9000")
+    flags = place(source, "allow_unknown_settings", "true")
+    with caplog.at_level(logging.WARNING, logger="chronik.settings"):
+        loaded = load_settings(flags)
+    assert loaded.settings.allow_unknown_settings is True
+    assert loaded.settings.http_port == 8000
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "chronik.settings"]
+    assert warning.startswith("CHRONIK_HTTP_PROT (from env): not a chronik setting (did you mean")
+    assert warning.endswith("; ignored")
 
 
 # -- precedence ----------------------------------------------------------------------
@@ -218,6 +312,13 @@ def test_a_bad_value_names_the_variable_and_its_source_in_one_line(
         ("CHRONIK_LOG_LEVEL", "verbose", "'debug', 'info', 'warning' or 'error'"),
         ("CHRONIK_SHUTDOWN_GRACE", "0", "greater than 0"),
         ("CHRONIK_READY_MAX_LAG", "-1", "greater than or equal to 0"),
+        ("CHRONIK_BROKER_CONNECT_TIMEOUT", "0", "greater than 0"),
+        ("CHRONIK_EVENT_STORE_URL", "mysql://db", "event store URL scheme 'mysql' is not"),
+        ("CHRONIK_EVENT_STORE_URL", "sqlite://host/x.db", "has a host part"),
+        ("CHRONIK_EVENT_STORE_URL", "postgresql://h/db?pool_max=0", "pool_max='0' must be"),
+        ("CHRONIK_BROKER_URL", "ftp://broker", "broker URL scheme 'ftp' is not supported"),
+        ("CHRONIK_BROKER_URL", "nats://h:4222?namespace=Bad", "namespace 'Bad'"),
+        ("CHRONIK_BROKER_URL", "nats", "is not a URL"),
     ],
 )
 def test_each_kind_of_bad_value_is_explained_in_one_line(
@@ -272,7 +373,10 @@ def test_an_unknown_key_in_the_config_file_is_refused_by_name(
     config = tmp_path / "c.toml"
     config.write_text("http_prot = 9000\n")
     monkeypatch.setenv("CHRONIK_CONFIG_FILE", str(config))
-    with pytest.raises(ConfigurationError, match=r"^'http_prot' in the file: not a chronik"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^'http_prot' in the file: not a chronik setting \(did you mean 'http_port'\?\)$",
+    ):
         load_settings()
 
 
@@ -294,6 +398,18 @@ def test_a_config_file_that_does_not_parse_is_named_in_one_line(
     message = str(raised.value)
     assert message.startswith(f"CHRONIK_CONFIG_FILE: {config} does not parse")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("variable", ["CHRONIK_EVENT_STORE_URL", "CHRONIK_BROKER_URL"])
+def test_a_url_that_cannot_work_is_refused_with_its_password_hidden(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, f"ftp://app:{SECRET}@host/x")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(f"{variable} (from env): ")
+    assert "ftp://app:***@host/x" in str(raised.value)
+    assert SECRET not in str(raised.value)
 
 
 # -- the secret ----------------------------------------------------------------------

@@ -139,12 +139,13 @@ class ConnectionAttempted(Exception):
 
 @pytest.fixture
 def no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a PostgreSQL pool raises ConnectionAttempted instead."""
+    """Any attempt to connect to PostgreSQL raises ConnectionAttempted instead."""
     postgres = pytest.importorskip("chronik.eventstore.postgres")
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionAttempted
 
+    monkeypatch.setattr(postgres, "_first_connection", refuse)
     monkeypatch.setattr(postgres, "AsyncConnectionPool", refuse)
 
 

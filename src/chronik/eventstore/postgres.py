@@ -501,6 +501,9 @@ class PostgresEventStore(BaseEventStore):
             raise ConfigurationError(
                 f"postgres pool sizes need 1 <= pool_min <= pool_max, got {pool_min}, {pool_max}"
             )
+        # One connection first, so that a refusal ends the wait at once and a failure
+        # says its cause; the pool would only time out, having logged each attempt.
+        await _first_connection(url, connect_timeout)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             url,
             min_size=pool_min,
@@ -1073,3 +1076,57 @@ class PostgresEventStore(BaseEventStore):
             return None
         version, schema, state, subjects = rows[0]
         return Snapshot(stream_id, version, schema, bytes(state), tuple(subjects))
+
+
+#: what a server that answered says when trying again cannot help
+_REFUSALS = (
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "password is required",
+    "permission denied for database",
+)
+
+
+async def _first_connection(url: str, within: float) -> None:
+    """Connect once within ``within`` s, trying again after failures a wait may cure.
+
+    ``ConfigurationError`` at once when the server refuses (credentials, a database that
+    does not exist); ``StoreUnavailableError`` with the last cause when time is up.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        left = deadline - loop.time()
+        try:
+            async with asyncio.timeout(max(left, 0.1)):
+                conn = await psycopg.AsyncConnection.connect(
+                    url, connect_timeout=max(2, min(10, round(left)))
+                )
+        except (psycopg.Error, TimeoutError) as exc:
+            cause = _connect_cause(exc)
+            if isinstance(exc, psycopg.ProgrammingError):  # libpq refused the URL itself
+                raise ConfigurationError(f"PostgreSQL URL {redact(url)}: {cause}") from None
+            if any(refusal in cause for refusal in _REFUSALS):
+                raise ConfigurationError(
+                    f"PostgreSQL at {redact(url)} refused the connection: {cause}"
+                ) from None
+            if loop.time() + 0.5 >= deadline:
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact(url)} within {within:g} s: {cause}"
+                ) from None
+            await asyncio.sleep(0.5)
+            continue
+        await conn.close()
+        return
+
+
+def _connect_cause(exc: BaseException) -> str:
+    """libpq's connection error, its cause only: 'connection refused', 'database "x" ...'."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:")
+    cause = " ".join(cause.split())
+    return cause[:1].lower() + cause[1:]

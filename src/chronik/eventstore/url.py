@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from chronik.errors import ConfigurationError, StoreNotFoundError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.codec import EventTypes
 
-__all__ = ["open_event_store", "redact"]
+__all__ = ["check_event_store_url", "open_event_store", "redact"]
 
 _SQLITE_OPTIONS = {"synchronous", "lock_timeout"}
 _POSTGRES_OPTIONS = {"schema", "pool_min", "pool_max", "connect_timeout"}
+
+Opener = Callable[[EventTypes, bool], Awaitable[BaseEventStore]]
 
 
 def redact(url: str) -> str:
@@ -35,29 +38,35 @@ async def open_event_store(url: str, types: EventTypes, *, create: bool = True) 
       convention), options ``synchronous=full|normal`` and ``lock_timeout=SECONDS``.
     - ``postgresql://user:password@host:port/database``, options ``schema=NAME``
       (default ``public``), ``pool_min``, ``pool_max``, ``connect_timeout``; other
-      query parameters go to libpq (``sslmode=require``, say).
+      query parameters go to libpq (``sslmode=require``, say). A server that does not
+      answer is tried again until ``connect_timeout`` (10 s) has passed
+      (``StoreUnavailableError``, with the cause); one that answers and refuses (a wrong
+      password, a database that does not exist) is a ``ConfigurationError`` at once.
     """
+    return await _opener(url)(types, create)
+
+
+def check_event_store_url(url: str) -> None:
+    """Refuse a URL ``open_event_store`` would refuse, without opening anything (for settings)."""
+    _opener(url)
+
+
+def _opener(url: str) -> Opener:
+    """How to open the store the URL names, once its form and options are checked."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
-            f"event store URL {url!r} is not a URL: use memory://, sqlite:///PATH or "
-            "postgresql://USER@HOST/DB"
+            f"event store URL {redact(str(url))!r} is not a URL: use memory://, sqlite:///PATH "
+            "or postgresql://USER@HOST/DB"
         )
     scheme = url.split("://", 1)[0].lower()
     if scheme == "memory":
-        from chronik.eventstore.memory import MemoryEventStore
-
         if url.split("://", 1)[1] not in ("", "/"):
-            raise ConfigurationError(f"event store URL {url!r}: memory:// takes no path")
-        if not create:
-            raise StoreNotFoundError(
-                "memory:// keeps its events in the process that wrote them: there is no "
-                "store here to read"
-            )
-        return MemoryEventStore(types)
+            raise ConfigurationError(f"event store URL {redact(url)!r}: memory:// takes no path")
+        return _open_memory
     if scheme == "sqlite":
-        return await _open_sqlite(url, types, create)
+        return _sqlite(url)
     if scheme in ("postgresql", "postgres"):
-        return await _open_postgres(url, types, create)
+        return _postgres(url)
     raise ConfigurationError(
         f"event store URL scheme {scheme!r} is not supported: use memory, sqlite or postgresql"
     )
@@ -98,9 +107,18 @@ def _number(
     return value
 
 
-async def _open_sqlite(url: str, types: EventTypes, create: bool) -> BaseEventStore:
-    from chronik.eventstore.sqlite import SQLiteEventStore
+async def _open_memory(types: EventTypes, create: bool) -> BaseEventStore:
+    from chronik.eventstore.memory import MemoryEventStore
 
+    if not create:
+        raise StoreNotFoundError(
+            "memory:// keeps its events in the process that wrote them: there is no "
+            "store here to read"
+        )
+    return MemoryEventStore(types)
+
+
+def _sqlite(url: str) -> Opener:
     options, _ = _options(url, _SQLITE_OPTIONS, passthrough=False)
     rest = url.split("://", 1)[1].split("?", 1)[0]
     if not rest.startswith("/"):
@@ -111,23 +129,20 @@ async def _open_sqlite(url: str, types: EventTypes, create: bool) -> BaseEventSt
     path = rest[1:]
     if not path or path.endswith("/"):
         raise ConfigurationError(f"sqlite URL {url!r} names no database file")
-    return await SQLiteEventStore.open(
-        path,
-        types,
-        synchronous=options.get("synchronous", "full"),
-        lock_timeout=_number(options, "lock_timeout", 10.0, float),
-        create=create,
-    )
+    synchronous = options.get("synchronous", "full")
+    lock_timeout = _number(options, "lock_timeout", 10.0, float)
+
+    async def open_sqlite(types: EventTypes, create: bool) -> BaseEventStore:
+        from chronik.eventstore.sqlite import SQLiteEventStore
+
+        return await SQLiteEventStore.open(
+            path, types, synchronous=synchronous, lock_timeout=lock_timeout, create=create
+        )
+
+    return open_sqlite
 
 
-async def _open_postgres(url: str, types: EventTypes, create: bool) -> BaseEventStore:
-    try:
-        from chronik.eventstore.postgres import PostgresEventStore
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ConfigurationError(
-            f"postgresql:// needs the postgres extra: pip install 'chronik[postgres]' ({exc})"
-        ) from None
-
+def _postgres(url: str) -> Opener:
     options, conninfo = _options(url, _POSTGRES_OPTIONS, passthrough=True)
     parts = urlsplit(conninfo)
     try:
@@ -137,12 +152,26 @@ async def _open_postgres(url: str, types: EventTypes, create: bool) -> BaseEvent
     if not parts.hostname and not parts.path.strip("/"):
         raise ConfigurationError(f"postgresql URL {redact(url)!r} names no host or database")
     del port
-    return await PostgresEventStore.open(
-        conninfo,
-        types,
-        schema=options.get("schema", "public"),
-        pool_min=int(_number(options, "pool_min", 1, int)),
-        pool_max=int(_number(options, "pool_max", 10, int)),
-        connect_timeout=_number(options, "connect_timeout", 10.0, float),
-        create=create,
-    )
+    schema = options.get("schema", "public")
+    pool_min = int(_number(options, "pool_min", 1, int))
+    pool_max = int(_number(options, "pool_max", 10, int))
+    connect_timeout = _number(options, "connect_timeout", 10.0, float)
+
+    async def open_postgres(types: EventTypes, create: bool) -> BaseEventStore:
+        try:
+            from chronik.eventstore.postgres import PostgresEventStore
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ConfigurationError(
+                f"postgresql:// needs the postgres extra: pip install 'chronik[postgres]' ({exc})"
+            ) from None
+        return await PostgresEventStore.open(
+            conninfo,
+            types,
+            schema=schema,
+            pool_min=pool_min,
+            pool_max=pool_max,
+            connect_timeout=connect_timeout,
+            create=create,
+        )
+
+    return open_postgres

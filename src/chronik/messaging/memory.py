@@ -64,8 +64,8 @@ class MemoryBroker:
         self._subscriptions: set[_Subscription] = set()
 
     @property
-    def connected(self) -> bool:
-        return True
+    def problem(self) -> str | None:
+        return None
 
     async def connect(self) -> None:
         """Nothing to connect."""

@@ -11,6 +11,11 @@ context's messages arrive in the order they were stored; types it did not ask fo
 acked and passed over. Messages are handled one at a time; when a handler raises, the
 same message is tried again after a pause (keeping its ack deadline away), so the
 messages behind it never overtake it.
+
+Connecting: nats-py retries on its own; ``connect`` lets it for ``connect_timeout`` seconds
+and stops it early when the server refuses the credentials. Its errors come to one
+callback here, which keeps the latest cause for readiness and logs a change of it once,
+as one line, instead of the client's traceback at each attempt.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
-from chronik.errors import ConfigurationError
-from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage
+from chronik.errors import BrokerUnavailableError, ConfigurationError
+from chronik.eventstore.url import redact
+from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage, connection_cause
 
 __all__ = ["NatsBroker"]
 
@@ -71,8 +77,10 @@ class NatsBroker:
         fetch_batch: int = 64,
         redeliver_delay: float = 0.5,
         namespace: str = "",
+        connect_timeout: float = 30.0,
     ) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.namespace = namespace
         self.prefix = f"{PREFIX}{namespace}." if namespace else PREFIX
         self.stream = stream
@@ -82,38 +90,114 @@ class NatsBroker:
         self.redeliver_delay = redeliver_delay
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._cause: str | None = None  # of the latest failure; None while connected
+        self._refused: asyncio.Future[str] | None = None  # set when credentials are refused
 
     @property
-    def connected(self) -> bool:
-        return self._nc is not None and self._nc.is_connected
+    def problem(self) -> str | None:
+        if self._nc is not None and self._nc.is_connected:
+            return None
+        if self._nc is None:
+            return "not connected"
+        return f"{self._cause or 'disconnected'}; reconnecting"
 
     async def connect(self) -> None:
-        self._nc = await nats.connect(
-            servers=[self.url],
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            connect_timeout=5,
-            allow_reconnect=True,
-        )
-        self._js = self._nc.jetstream(timeout=self.ack_timeout)
-        try:
-            await self._js.stream_info(self.stream)
-        except nats.js.errors.NotFoundError:
-            await self._js.add_stream(
-                StreamConfig(
-                    name=self.stream,
-                    subjects=[f"{PREFIX}>"],
-                    storage=StorageType.FILE,
-                    duplicate_window=self.duplicate_window,
-                )
+        shown = redact(self.url)
+        client = Client()
+        self._refused = asyncio.get_running_loop().create_future()
+        # nats-py annotates these as int, yet takes (and sleeps) fractions of a second.
+        options: dict[str, Any] = {
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": min(5.0, self.connect_timeout),
+            "allow_reconnect": True,
+        }
+        connecting = asyncio.create_task(
+            client.connect(
+                servers=[self.url],
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+                **options,
             )
+        )
+        waiting: set[asyncio.Future[Any]] = {connecting, self._refused}
+        await asyncio.wait(
+            waiting, timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        refused, self._refused = self._refused, None
+        if not connecting.done() or connecting.exception() is not None:
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            with contextlib.suppress(Exception):
+                await client.close()
+            if refused.done():
+                raise ConfigurationError(f"the NATS server at {shown} refused: {refused.result()}")
+            failure = connecting.exception() if not connecting.cancelled() else None
+            cause = connection_cause(failure) if failure else self._cause or "no answer"
+            raise BrokerUnavailableError(
+                f"cannot reach the NATS server at {shown} within {self.connect_timeout:g} s: "
+                f"{cause}"
+            )
+        refused.cancel()
+        self._nc, self._cause = client, None
+        self._js = client.jetstream(timeout=self.ack_timeout)
+        try:
+            await self._ensure_stream(self._js)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _ensure_stream(self, js: JetStreamContext) -> None:
+        shown = redact(self.url)
+        try:
+            try:
+                await js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                await js.add_stream(
+                    StreamConfig(
+                        name=self.stream,
+                        subjects=[f"{PREFIX}>"],
+                        storage=StorageType.FILE,
+                        duplicate_window=self.duplicate_window,
+                    )
+                )
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            raise ConfigurationError(
+                f"the NATS server at {shown} has no JetStream: start it with -js"
+            ) from None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BrokerUnavailableError(
+                f"the NATS server at {shown} did not set up stream {self.stream}: "
+                f"{connection_cause(exc)}"
+            ) from None
+
+    async def _on_error(self, exc: Exception) -> None:
+        cause = _refusal(exc)
+        if cause is not None and self._refused is not None and not self._refused.done():
+            self._refused.set_result(cause)
+        cause = cause or connection_cause(exc)
+        if self._nc is not None and cause != self._cause:
+            # Connected before: an outage, said once per cause (at start, connect() says it).
+            log.warning("NATS at %s: %s; reconnecting", redact(self.url), cause)
+        self._cause = cause
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None and self._cause is None:
+            self._cause = "disconnected"
+            log.warning("NATS at %s: disconnected; reconnecting", redact(self.url))
+
+    async def _on_reconnected(self) -> None:
+        if self._nc is not None:
+            log.info("NATS at %s: reconnected", redact(self.url))
+        self._cause = None
 
     async def close(self) -> None:
-        if self._nc is not None:
+        client, self._nc, self._js = self._nc, None, None
+        if client is not None:
             with contextlib.suppress(Exception):
-                await self._nc.drain()
-            self._nc = None
-            self._js = None
+                await client.drain()
 
     def _jetstream(self) -> JetStreamContext:
         if self._js is None:
@@ -183,15 +267,21 @@ class NatsBroker:
         wanted: frozenset[str],
         handler: MessageHandler,
     ) -> None:
+        failing = False  # said once per outage, not at every retry
         while True:
             try:
                 batch = await subscription.fetch(self.fetch_batch, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except (nats.errors.Error, nats.js.errors.Error) as exc:
-                log.warning("NATS fetch failed (%s); retrying", exc)
+                if not failing:
+                    log.warning("NATS fetch failed (%s); retrying until it works", exc)
+                failing = True
                 await asyncio.sleep(self.redeliver_delay)
                 continue
+            if failing:
+                log.info("NATS fetch works again")
+                failing = False
             await self._handle_batch(batch, wanted, handler)
 
     async def _handle_batch(
@@ -241,3 +331,15 @@ def _outcome(
         result.cancel()
         return TimeoutError(f"no ack from NATS JetStream within {timeout:g} s")
     return result.exception()
+
+
+def _refusal(exc: BaseException) -> str | None:
+    """What the server refused, if ``exc`` is a refusal that trying again cannot change."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in (
+        text.lower()
+    ):
+        return f"authentication failed ({text or 'authorization violation'})"
+    if "authentication expired" in text.lower() or "account authentication" in text.lower():
+        return f"authentication failed ({text})"
+    return None

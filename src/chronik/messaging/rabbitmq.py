@@ -8,6 +8,11 @@ type it handles; messages are handled one at a time and acked after the handler
 returned; a handler that raises gets the same message again after a short pause, so
 the messages behind it never overtake it.
 RabbitMQ does not deduplicate: the consumer's inbox drops a redelivered message.
+
+Connecting: ``connect`` tries every half second for ``connect_timeout`` seconds, the
+driver's own log lines about each failed attempt held back (it says the outcome once); a
+refused login or virtual host ends it at once. Once connected, aio-pika's robust
+connection reconnects on its own; the cause of the loss is kept for readiness.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 
-from chronik.errors import ConfigurationError
-from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage
+from chronik.errors import BrokerUnavailableError, ConfigurationError
+from chronik.eventstore.url import redact
+from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage, connection_cause
 from chronik.messaging.envelope import CONTENT_TYPE
 
 __all__ = ["RabbitMQBroker"]
@@ -30,6 +38,8 @@ __all__ = ["RabbitMQBroker"]
 log = logging.getLogger("chronik.messaging.rabbitmq")
 
 EXCHANGE = "chronik"
+#: the driver's loggers that report each failed connection attempt
+_DRIVER_LOGGERS = ("aiormq.connection", "aio_pika.robust_connection")
 
 
 class _Subscription:
@@ -55,8 +65,10 @@ class RabbitMQBroker:
         redeliver_delay: float = 0.5,
         window: int = 256,
         namespace: str = "",
+        connect_timeout: float = 30.0,
     ) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.prefix = f"{namespace}." if namespace else ""
         self.confirm_timeout = confirm_timeout
         self.prefetch = prefetch
@@ -65,23 +77,78 @@ class RabbitMQBroker:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._channel: aio_pika.abc.AbstractChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._cause: str | None = None  # of the latest loss of the connection
 
     @property
-    def connected(self) -> bool:
-        return self._connection is not None and not self._connection.is_closed
+    def problem(self) -> str | None:
+        if self._connection is None:
+            return "not connected"
+        if self._connection.connected.is_set():
+            return None
+        return f"{self._cause or 'disconnected'}; reconnecting"
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.url, timeout=10)
-        self._channel = await self._connection.channel(publisher_confirms=True)
+        shown = redact(self.url)
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                with _quiet(_DRIVER_LOGGERS):
+                    connection = await aio_pika.connect_robust(
+                        self.url, timeout=max(0.1, min(left, 10.0))
+                    )
+                break
+            except (
+                aio_pika.exceptions.AuthenticationError,
+                aio_pika.exceptions.ProbableAuthenticationError,
+            ):
+                raise ConfigurationError(
+                    f"the RabbitMQ server at {shown} refused the login: authentication failed "
+                    "(check the user and password)"
+                ) from None
+            except aio_pika.exceptions.ProtocolSyntaxError as exc:
+                if "Connection.Close" not in str(exc):
+                    raise BrokerUnavailableError(
+                        f"the RabbitMQ server at {shown} broke off the connection: "
+                        f"{connection_cause(exc)}"
+                    ) from None
+                vhost = unquote(urlsplit(self.url).path[1:]) or "/"
+                raise ConfigurationError(
+                    f"the RabbitMQ server at {shown} refused virtual host {vhost!r}: it does "
+                    "not exist, or the user may not use it"
+                ) from None
+            except (OSError, aio_pika.exceptions.AMQPError) as exc:
+                if time.monotonic() + 0.5 >= deadline:
+                    raise BrokerUnavailableError(
+                        f"cannot reach the RabbitMQ server at {shown} within "
+                        f"{self.connect_timeout:g} s: {connection_cause(exc)}"
+                    ) from None
+                await asyncio.sleep(0.5)
+        self._connection, self._cause = connection, None
+        connection.close_callbacks.add(self._on_close)
+        connection.reconnect_callbacks.add(self._on_reconnect)
+        self._channel = await connection.channel(publisher_confirms=True)
         self._exchange = await self._channel.declare_exchange(
             EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
 
+    def _on_close(self, _: object, exc: BaseException | None) -> None:
+        if self._connection is None or exc is None or isinstance(exc, asyncio.CancelledError):
+            return  # closed by close()
+        self._cause = f"connection lost: {connection_cause(exc)}"
+        log.warning("RabbitMQ at %s: %s; reconnecting", redact(self.url), self._cause)
+
+    def _on_reconnect(self, _: object) -> None:
+        if self._cause is not None:
+            log.info("RabbitMQ at %s: reconnected", redact(self.url))
+        self._cause = None
+
     async def close(self) -> None:
-        if self._connection is not None:
+        connection, self._connection = self._connection, None
+        self._channel = self._exchange = None
+        if connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
-        self._connection = self._channel = self._exchange = None
+                await connection.close()
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> list[BaseException | None]:
         exchange = self._exchange
@@ -168,3 +235,22 @@ class RabbitMQBroker:
             # The channel went away under it: the broker delivers it again, and the
             # consumer's inbox knows it was handled.
             log.warning("ack of %s failed (%s); it will come again", delivery.id, exc)
+
+
+class _Silence(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet(names: Sequence[str]) -> Iterator[None]:
+    """Hold back these loggers' records for the block."""
+    silence = _Silence()
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(silence)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(silence)

@@ -21,6 +21,7 @@ from typing import Any
 from chronik.domain import Aggregate
 from chronik.errors import ChronikError, ConfigurationError
 from chronik.eventstore import BaseEventStore, EventTypes, Upcaster, open_event_store
+from chronik.eventstore.url import redact
 from chronik.messaging.broker import Broker
 from chronik.messaging.consumer import Consumer, Handler
 from chronik.messaging.contracts import PublishedLanguage
@@ -35,7 +36,7 @@ from chronik.projections.health import (
     ProjectionStatus,
     heartbeat_for,
 )
-from chronik.runtime.settings import Settings
+from chronik.runtime.settings import Settings, opened_from
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
@@ -128,13 +129,30 @@ class Runtime:
         return self.store.types
 
     async def start(self) -> None:
-        """Open everything, migrate, and start the roles this process runs."""
+        """Open everything, migrate, and start the roles this process runs.
+
+        The broker first: a process that cannot reach it (``CHRONIK_BROKER_CONNECT_TIMEOUT``)
+        exits having changed nothing. An error names the setting that was wrong.
+        """
         settings = self.settings
         types = EventTypes(
             [t for s in self.specs for t in s.event_types],
             upcasters=[u for s in self.specs for u in s.upcasters],
         )
-        self.store = await open_event_store(settings.store_url, types)
+        publishes = any(s.language is not None and s.translate is not None for s in self.specs)
+        consumes = any(s.consumers for s in self.specs)
+        if ("relay" in self.roles and publishes) or ("consumers" in self.roles and consumes):
+            self.broker = await opened_from(
+                "CHRONIK_BROKER_URL",
+                open_broker(settings.broker_url, connect_timeout=settings.broker_connect_timeout),
+            )
+        setting = "CHRONIK_EVENT_STORE_URL" if settings.event_store_url else "CHRONIK_DATA_DIR"
+        try:
+            self.store = await opened_from(setting, open_event_store(settings.store_url, types))
+        except BaseException:
+            if self.broker is not None:
+                await self.broker.close()
+            raise
         projections = [p for s in self.specs for p in s.projections]
         beat = heartbeat_for(settings.stale_after)
         self.engine = ProjectionEngine(
@@ -169,11 +187,6 @@ class Runtime:
         for spec in self.specs:
             if spec.on_start is not None:
                 await spec.on_start(self)
-        needs_broker = bool(self.roles & {"relay", "consumers"}) and (
-            self.outboxes or self.consumers
-        )
-        if needs_broker:
-            self.broker = await open_broker(settings.broker_url)
         # Consumers subscribe before the relay publishes: the memory broker delivers
         # only to subscribers present.
         if "consumers" in self.roles and self.broker is not None:
@@ -250,8 +263,9 @@ class Runtime:
         except (TimeoutError, ChronikError, OSError) as exc:
             reasons.append(f"event store unreachable: {type(exc).__name__}: {exc}")
             return reasons
-        if self.broker is not None and not self.broker.connected:
-            reasons.append("broker not connected")
+        problem = self.broker.problem if self.broker is not None else None
+        if problem is not None:
+            reasons.append(f"broker {redact(self.settings.broker_url)} unreachable: {problem}")
         if "projections" in self.roles:
             # The states /readyz and `chronik projections status` show: one computation.
             for status in await self.engine.statuses():

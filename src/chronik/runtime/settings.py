@@ -6,36 +6,76 @@ mounted Secret provides) > the config file (``CHRONIK_CONFIG_FILE``, TOML or YAM
 mounted ConfigMap provides) > default. Each value remembers where it came from
 (``chronik config show``). Secrets are ``SecretStr``: masked in ``repr``, logs and
 errors. This module is the only one that reads the environment.
+
+A ``CHRONIK_*`` variable that is not a setting is refused with the nearest setting's
+name (``CHRONIK_ALLOW_UNKNOWN_SETTINGS=1`` makes it a warning), except the variables
+Kubernetes injects for a Service named ``chronik`` or ``chronik-*`` and the names
+reserved for chronik's own tests and benchmarks (see ``_ignored``).
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
+import re
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
 
-from chronik.errors import ConfigurationError
+from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnavailableError
+from chronik.eventstore.url import check_event_store_url, redact
+from chronik.messaging.url import DEFAULT_CONNECT_TIMEOUT, check_broker_url
 
-__all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings"]
+__all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
+
+log = logging.getLogger("chronik.settings")
+
+T = TypeVar("T")
 
 ROLES = ("http", "projections", "relay", "consumers", "processes")
 PREFIX = "CHRONIK_"
+
+#: names that are never settings: chronik's test suite and benchmarks use them
+RESERVED = ("CHRONIK_REQUIRE_SERVICES", "CHRONIK_TEST_*", "CHRONIK_BENCH_*")
+# Kubernetes service links for a Service S (here chronik or chronik-*): S_SERVICE_HOST,
+# S_SERVICE_PORT[_NAME], S_PORT=tcp://IP:PORT, S_PORT_<port>_<PROTO>=tcp://IP:PORT and
+# S_PORT_<port>_<PROTO>_{PROTO,PORT,ADDR}.
+_LINK_URL = re.compile(r"(tcp|udp|sctp)://\S+:\d+", re.IGNORECASE)
+_LINK_URL_NAME = re.compile(r"CHRONIK(_\w+)?_PORT(_\d+_(TCP|UDP|SCTP))?")
+_LINK_NAME = re.compile(
+    r"CHRONIK(_\w+)?_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)_(PROTO|PORT|ADDR))"
+)
 
 
 class Settings(BaseSettings):
     """Every setting of a chronik service; ``CHRONIK_<NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: ``load_settings`` reads and merges the sources itself."""
+        return (init_settings,)
 
     service: str = Field("chronik", description="The service's name, for logs.")
     app: str | None = Field(
@@ -47,6 +87,11 @@ class Settings(BaseSettings):
         description="memory://, sqlite:///PATH or postgresql://...; default: SQLite in data_dir.",
     )
     broker_url: str = Field("memory://", description="memory://, nats://HOST:4222 or amqp://...")
+    broker_connect_timeout: float = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        gt=0,
+        description="Seconds a start keeps trying to reach the broker before it gives up.",
+    )
     run: str = Field(
         "all", description=f"What this process runs: 'all' or a comma list of {', '.join(ROLES)}."
     )
@@ -88,6 +133,22 @@ class Settings(BaseSettings):
     )
     config_file: Path | None = Field(None, description="A TOML or YAML file of settings.")
     secrets_dir: Path | None = Field(None, description="A directory of secrets, one file each.")
+    allow_unknown_settings: bool = Field(
+        False, description="Warn about unknown CHRONIK_* variables instead of refusing them."
+    )
+
+    @field_validator("event_store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_event_store_url(value)
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        check_broker_url(value)
+        return value
 
     @field_validator("run")
     @classmethod
@@ -166,8 +227,6 @@ _URL_FIELDS = frozenset(n for n in Settings.model_fields if n.endswith("_url"))
 
 def _redact(url: str) -> str:
     """The URL with its password hidden, by the helper every other place uses."""
-    from chronik.eventstore.url import redact
-
     return redact(url)
 
 
@@ -179,6 +238,9 @@ def load_settings(flags: dict[str, Any] | None = None) -> LoadedSettings:
     """Read the settings once; ConfigurationError with one line naming what is wrong."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = EnvSettingsSource(Settings, case_sensitive=False, env_prefix=PREFIX)()
+    # A Service named chronik-http makes Kubernetes set CHRONIK_HTTP_PORT=tcp://IP:PORT.
+    env = {k: v for k, v in env.items() if not _ignored(PREFIX + k.upper(), str(v))}
+    unknown = _unknown_variables(os.environ)
     located = {**env, **flags}
     file_values: dict[str, Any] = {}
     file_name = located.get("config_file")
@@ -198,17 +260,72 @@ def load_settings(flags: dict[str, Any] | None = None) -> LoadedSettings:
         for key, value in values.items():
             name = key.lower()
             if name not in Settings.model_fields:
-                origin = (
-                    f"{PREFIX}{name.upper()}" if source == "env" else f"{name!r} in the {source}"
-                )
-                raise ConfigurationError(f"{origin}: not a chronik setting")
+                close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(f"{name!r} in the {source}: not a chronik setting{hint}")
             merged[name] = value
             sources[name] = source
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, sources)) from None
+    if unknown and not settings.allow_unknown_settings:
+        raise ConfigurationError(
+            "; ".join(
+                f"{_unknown(name)}; set {PREFIX}ALLOW_UNKNOWN_SETTINGS=1 to allow it"
+                for name in unknown
+            )
+        )
+    for name in unknown:
+        log.warning("%s; ignored", _unknown(name))
     return LoadedSettings(settings, sources)
+
+
+def _ignored(name: str, value: str) -> bool:
+    """Whether a ``CHRONIK_*`` variable is someone else's: a service link or a reserved name.
+
+    Kubernetes sets ``<SERVICE>_SERVICE_HOST``, ``<SERVICE>_PORT=tcp://IP:PORT`` and the
+    like in every pod of the namespace (unless ``enableServiceLinks: false``); a Service
+    named ``chronik-http`` even sets ``CHRONIK_HTTP_PORT`` so. Names ending in ``_PORT``
+    count as links only with such a value, so that ``CHRONIK_HTPP_PORT=9000`` is caught.
+    """
+    name = name.upper()
+    if name in RESERVED or name.startswith(tuple(r[:-1] for r in RESERVED if r.endswith("*"))):
+        return True
+    if _LINK_NAME.fullmatch(name):
+        return True
+    return bool(_LINK_URL_NAME.fullmatch(name) and _LINK_URL.fullmatch(value.strip()))
+
+
+def _unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CHRONIK_*`` variables that name no setting and are not someone else's."""
+    known = {PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        name
+        for name, value in environ.items()
+        if name.upper().startswith(PREFIX)
+        and name.upper() not in known
+        and not _ignored(name, value)
+    )
+
+
+def _unknown(name: str) -> str:
+    """'CHRONIK_X (from env): not a chronik setting', with the nearest setting's name."""
+    close = difflib.get_close_matches(name[len(PREFIX) :].lower(), list(Settings.model_fields), n=1)
+    hint = f" (did you mean {PREFIX}{close[0].upper()}?)" if close else ""
+    return f"{name} (from env): not a chronik setting{hint}"
+
+
+async def opened_from(setting: str, opening: Awaitable[T]) -> T:
+    """What ``opening`` opens; if it fails, its one-line error begins with ``setting``.
+
+    For the composition root and the commands: the adapters name the URL (password
+    hidden) and the cause, not the setting the URL came from.
+    """
+    try:
+        return await opening
+    except (ConfigurationError, BrokerUnavailableError, StoreUnavailableError) as exc:
+        raise type(exc)(f"{setting}: {exc}") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -263,7 +380,7 @@ def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else "?"
         where = sources.get(name, "default")
-        message = error["msg"]
+        message = str(error["msg"]).removeprefix("Value error, ")
         if name not in secrets and "input" in error and where != "default":
             shown = error["input"]
             if name in _URL_FIELDS and isinstance(shown, str):
