@@ -290,12 +290,14 @@ async def drained(
     consuming: ConsumingContext,
     *,
     within: float,
-    stall: float | None = None,
+    stall: float | None = 60.0,
 ) -> None:
     """Wait until the outbox is empty and the consumer handled every message written.
 
-    With ``stall``, give up early once neither the outbox nor the consumer moved for
-    that many seconds: messages that stopped flowing will not flow by waiting longer.
+    ``within`` is a cap, not a speed expectation: on a loaded machine the flow can be
+    slow but steady. ``stall`` gives up early once neither the outbox nor the consumer
+    moved for that many seconds: messages that stopped flowing will not flow by
+    waiting longer.
     """
     progress: list[tuple[int, int]] = []
     moved = time.monotonic()
