@@ -86,6 +86,17 @@ def test_a_flag_given_as_none_is_no_flag(monkeypatch: pytest.MonkeyPatch) -> Non
     assert loaded.sources["http_port"] == "env"
 
 
+def test_auto_migrate_is_on_by_default_and_turned_off_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Long-running pods set CHRONIK_AUTO_MIGRATE=false; a migration Job migrates."""
+    assert load_settings().settings.auto_migrate is True
+    monkeypatch.setenv("CHRONIK_AUTO_MIGRATE", "false")
+    loaded = load_settings()
+    assert loaded.settings.auto_migrate is False
+    assert ("CHRONIK_AUTO_MIGRATE", "False", "env") in loaded.rows()
+
+
 @pytest.mark.parametrize("name", ["api_token", "API_TOKEN", "CHRONIK_API_TOKEN"])
 def test_a_secrets_file_may_be_named_like_the_setting_or_like_its_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str

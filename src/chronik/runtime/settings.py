@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     shutdown_drain_delay: float = Field(
         2.0, ge=0, description="Seconds /readyz answers 503 before the server stops accepting."
     )
+    auto_migrate: bool = Field(
+        True,
+        description="Create and migrate the store's tables at start; off when a Job migrates.",
+    )
     config_file: Path | None = Field(None, description="A TOML or YAML file of settings.")
     secrets_dir: Path | None = Field(None, description="A directory of secrets, one file each.")
     allow_unknown_settings: bool = Field(
