@@ -25,19 +25,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chronik.errors import ChronikError, ConfigurationError, StoreUnavailableError
+from chronik.errors import (
+    ChronikError,
+    ConfigurationError,
+    DuplicateMessageError,
+    StoreUnavailableError,
+)
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata
 from chronik.eventstore.port import Metadata, RecordedEvent
 from chronik.messaging.broker import Broker, Delivery, Subscription
 from chronik.messaging.contracts import PublishedLanguage, public_spec
 from chronik.messaging.envelope import Envelope, decode_envelope
-from chronik.messaging.storage import (
-    DeadLetter,
-    DuplicateMessageError,
-    MessageStorage,
-    storage_for,
-)
+from chronik.messaging.storage import DeadLetter, MessageStorage, storage_for
 
 __all__ = ["Consumer", "Handler", "MessageContext"]
 

@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chronik.errors import DuplicateMessageError
 from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage
-from chronik.messaging.storage import DeadLetter, DuplicateMessageError, OutboxRow, OutboxStatus
+from chronik.messaging.storage import DeadLetter, OutboxRow, OutboxStatus
 
 __all__ = ["MemoryBroker", "MemoryMessageStorage"]
 

@@ -15,16 +15,11 @@ import msgspec
 
 __all__ = [
     "DeadLetter",
-    "DuplicateMessageError",
     "MessageStorage",
     "OutboxRow",
     "OutboxStatus",
     "storage_for",
 ]
-
-
-class DuplicateMessageError(Exception):
-    """This consumer already handled this message: its effect is not applied again."""
 
 
 class OutboxRow(msgspec.Struct, frozen=True, gc=False):

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chronik.errors import ChronikError, EventStoreError
+from chronik.errors import EventStoreError, LostLeadershipError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
@@ -51,7 +51,6 @@ from chronik.projections.readmodel import (
 )
 
 __all__ = [
-    "LostLeadershipError",
     "ProjectionEngine",
     "ProjectionRunner",
     "ProjectionStatus",
@@ -66,10 +65,6 @@ log = logging.getLogger("chronik.projections")
 MAX_BACKOFF = 5.0
 #: how often a reader waiting for another process's progress reads the stored checkpoint
 FOLLOW_POLL = 0.02
-
-
-class LostLeadershipError(ChronikError):
-    """Another runner moved this projection's checkpoint: this one must stop."""
 
 
 class _HandlerFailed(Exception):

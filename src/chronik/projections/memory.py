@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from chronik.errors import LostLeadershipError
 from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.port import RecordedEvent
-from chronik.projections.engine import LostLeadershipError
 from chronik.projections.readmodel import Doc, Parked, ProjectionRow, Writes, physical
 
 __all__ = ["MemoryProjectionBackend"]

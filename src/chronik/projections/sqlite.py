@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
+from chronik.errors import LostLeadershipError
 from chronik.eventstore.port import RecordedEvent
 from chronik.eventstore.sqlite import SQLiteEventStore
-from chronik.projections.engine import LostLeadershipError
 from chronik.projections.readmodel import (
     Doc,
     Parked,
