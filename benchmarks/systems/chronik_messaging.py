@@ -58,11 +58,11 @@ from benchmarks.messaging import (
 )
 from benchmarks.systems.chronik_system import TYPES, ItemAdded, _event
 from chronik import EventTypes, event
+from chronik.adapters import open_broker
 from chronik.eventstore import BaseEventStore, NewEvent, RecordedEvent, open_event_store
 from chronik.eventstore.ids import uuid7
 from chronik.messaging import Consumer, MessageContext, Outbox, Relay
 from chronik.messaging.outbox import Translate
-from chronik.messaging.url import open_broker
 
 # The relay's wait when idle: a wake-up comes from the appends in this process at once;
 # a short wait only makes stopping it quick.

@@ -415,8 +415,8 @@ def relay(
     async def work() -> None:
         import signal
 
+        from chronik.adapters import open_broker
         from chronik.messaging.relay import Relay
-        from chronik.messaging.url import open_broker
         from chronik.runtime.settings import opened_from
 
         # The broker first, within its connect timeout: a relay that cannot reach it

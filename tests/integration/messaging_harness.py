@@ -41,7 +41,7 @@ from chronik.messaging import (
     Translate,
     public,
 )
-from chronik.messaging.broker import (
+from chronik.messaging.port import (
     Broker,
     Delivery,
     MessageHandler,

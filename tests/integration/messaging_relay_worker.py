@@ -15,9 +15,9 @@ import sys
 
 from messaging_harness import PRODUCER_TYPES
 
+from chronik.adapters import open_broker
 from chronik.eventstore import open_event_store
 from chronik.messaging import Relay
-from chronik.messaging.url import open_broker
 
 
 def say(line: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 from messaging_harness import ConsumingContext, Producer, Seen, unique_context
 
 from chronik.errors import ConfigurationError
-from chronik.messaging.broker import Delivery
+from chronik.messaging.port import Delivery
 
 
 async def test_a_second_consumer_of_one_name_on_one_store_is_refused() -> None:

@@ -45,11 +45,11 @@ from messaging_harness import (
     wait_until,
 )
 
+from chronik.adapters import open_broker
+from chronik.adapters.nats import NatsBroker
+from chronik.adapters.rabbitmq import RabbitMQBroker
 from chronik.messaging import OutgoingMessage, Relay
-from chronik.messaging.broker import Broker
-from chronik.messaging.nats import NatsBroker
-from chronik.messaging.rabbitmq import RabbitMQBroker
-from chronik.messaging.url import open_broker
+from chronik.messaging.port import Broker
 from conftest import service_missing
 
 B = TypeVar("B", bound=Broker)

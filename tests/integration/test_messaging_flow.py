@@ -48,25 +48,25 @@ from messaging_harness import (
     wait_until,
 )
 
+from chronik.adapters import open_broker
+from chronik.adapters.memory.broker import MemoryBroker
+from chronik.adapters.nats import NatsBroker
 from chronik.domain import event
 from chronik.errors import ChronikError
 from chronik.eventstore import EventTypes, Metadata, RecordedEvent, open_event_store
 from chronik.eventstore.context import ambient_metadata
 from chronik.messaging import (
     Delivery,
-    MemoryBroker,
     Outbox,
     OutgoingMessage,
     PublishedLanguage,
     Translate,
     public,
 )
-from chronik.messaging.broker import Broker
 from chronik.messaging.consumer import INBOX_HEADER
-from chronik.messaging.nats import NatsBroker
+from chronik.messaging.port import Broker
 from chronik.messaging.relay import Relay
 from chronik.messaging.storage import OutboxRow
-from chronik.messaging.url import open_broker
 from conftest import service_missing
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -1,6 +1,5 @@
 """Between bounded contexts: published language, outbox, relay, brokers, consumers."""
 
-from chronik.messaging.broker import Broker, Delivery, OutgoingMessage
 from chronik.messaging.consumer import Consumer, MessageContext
 from chronik.messaging.contracts import (
     PublicSpec,
@@ -10,8 +9,8 @@ from chronik.messaging.contracts import (
     public_spec,
 )
 from chronik.messaging.envelope import Envelope
-from chronik.messaging.memory import MemoryBroker
 from chronik.messaging.outbox import Outbox, Translate
+from chronik.messaging.port import Broker, Delivery, OutgoingMessage
 from chronik.messaging.relay import Relay, RelayStatus
 from chronik.messaging.storage import DeadLetter, MessageStorage, OutboxStatus, storage_for
 
@@ -21,7 +20,6 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Envelope",
-    "MemoryBroker",
     "MessageContext",
     "MessageStorage",
     "Outbox",

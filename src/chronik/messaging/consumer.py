@@ -34,9 +34,9 @@ from chronik.errors import (
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata
 from chronik.eventstore.port import Metadata, RecordedEvent
-from chronik.messaging.broker import Broker, Delivery, Subscription
 from chronik.messaging.contracts import PublishedLanguage, public_spec
 from chronik.messaging.envelope import Envelope, decode_envelope
+from chronik.messaging.port import Broker, Delivery, Subscription
 from chronik.messaging.storage import DeadLetter, MessageStorage, storage_for
 
 __all__ = ["Consumer", "Handler", "MessageContext"]

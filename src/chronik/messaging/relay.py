@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from chronik.errors import EventStoreError
 from chronik.eventstore.base import BaseEventStore
-from chronik.messaging.broker import Broker, OutgoingMessage
+from chronik.messaging.port import Broker, OutgoingMessage
 from chronik.messaging.storage import MessageStorage, OutboxRow, storage_for
 
 __all__ = ["Relay", "RelayStatus"]

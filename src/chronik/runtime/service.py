@@ -18,16 +18,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chronik.adapters import open_broker
 from chronik.domain import Aggregate
 from chronik.errors import ChronikError, ConfigurationError
 from chronik.eventstore import BaseEventStore, EventTypes, Upcaster, open_event_store
 from chronik.eventstore.url import redact
-from chronik.messaging.broker import Broker
 from chronik.messaging.consumer import Consumer, Handler
 from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.outbox import Outbox, Translate
+from chronik.messaging.port import Broker
 from chronik.messaging.relay import Relay
-from chronik.messaging.url import open_broker
 from chronik.projections import InlineProjections, Projection, ProjectionEngine
 from chronik.projections.health import (
     HEARTBEAT,

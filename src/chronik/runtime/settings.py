@@ -35,9 +35,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from chronik.adapters import DEFAULT_CONNECT_TIMEOUT, check_broker_url
 from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnavailableError
 from chronik.eventstore.url import check_event_store_url, redact
-from chronik.messaging.url import DEFAULT_CONNECT_TIMEOUT, check_broker_url
 
 __all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
 

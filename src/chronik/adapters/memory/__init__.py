@@ -1,0 +1,1 @@
+"""In memory: for tests and throwaway runs; nothing survives the process."""
