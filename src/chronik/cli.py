@@ -446,7 +446,7 @@ def relay(
 
 
 def _redact(url: str) -> str:
-    from chronik.eventstore.url import redact
+    from chronik.adapters.url import redact
 
     return redact(url)
 

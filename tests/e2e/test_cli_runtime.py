@@ -18,9 +18,9 @@ import httpx
 import pytest
 from runtime_process import SAMPLE_APP, Done, chronik, serving
 
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.cli import embedded_url
 from chronik.eventstore import BaseEventStore, EventTypes, Repository, open_event_store
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.messaging.storage import DeadLetter, OutboxRow, storage_for
 from chronik.runtime.settings import Settings
 from chronik.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
@@ -506,7 +506,7 @@ async def _transaction_add_outbox(store: BaseEventStore, rows: list[OutboxRow]) 
         async with store.transaction() as conn:
             await storage.add_outbox(conn, rows)
         return
-    from chronik.eventstore.postgres import PostgresEventStore  # needs psycopg
+    from chronik.adapters.postgres.eventstore import PostgresEventStore  # needs psycopg
 
     assert isinstance(store, PostgresEventStore)
     async with store.transaction() as pg_conn:

@@ -11,11 +11,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
+from chronik.adapters.postgres.eventstore import PostgresEventStore
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import StoreUnavailableError
 from chronik.eventstore import BaseEventStore, RecordedEvent, open_event_store
-from chronik.eventstore.memory import MemoryEventStore
-from chronik.eventstore.postgres import PostgresEventStore
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
     DurableEventStoreContract,

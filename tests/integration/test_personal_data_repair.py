@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import CorruptEventError
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
     NOW,

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.adapters.postgres.eventstore import PostgresEventStore
 from chronik.eventstore import BaseEventStore, RecordedEvent
-from chronik.eventstore.postgres import PostgresEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.adapters.postgres import eventstore as pg
+from chronik.adapters.postgres.eventstore import PostgresEventStore
 from chronik.errors import SubjectForgottenError
 from chronik.eventstore import RecordedEvent
-from chronik.eventstore import postgres as pg
-from chronik.eventstore.postgres import PostgresEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Opened, Withdrawn
 
 pytestmark = pytest.mark.postgres

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chronik.eventstore.sqlite import SQLiteEventStore
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, HolderForgotten, Opened
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters.sqlite import eventstore as lite
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import SubjectForgottenError
-from chronik.eventstore import sqlite as lite
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Opened
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.domain import Aggregate, Decider, DomainError, applies, event
 from chronik.errors import ConcurrencyError
 from chronik.eventstore import EventTypes, handle_command
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.testing.rival import RivalWriterStore
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.domain import Aggregate, applies, event
 from chronik.errors import ConcurrencyError, DuplicateEventError, InvalidInputError
 from chronik.eventstore import EventTypes, ExpectedVersion, Repository
 from chronik.eventstore.context import idempotency_scope
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.port import RecordedEvent
 
 

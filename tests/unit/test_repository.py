@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.domain import Aggregate, applies, event
 from chronik.errors import ConcurrencyError, InvalidInputError
 from chronik.eventstore import EventTypes, Repository, Snapshot
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.snapshots import SnapshotCodec
 from chronik.testing.rival import RivalWriterStore
 

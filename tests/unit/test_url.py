@@ -10,10 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import ConfigurationError
 from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
-from chronik.eventstore.memory import MemoryEventStore
-from chronik.eventstore.sqlite import SQLiteEventStore
 
 TYPES = EventTypes([])
 BOBBY = quote("Robert'); DROP")
@@ -140,7 +140,7 @@ class ConnectionAttempted(Exception):
 @pytest.fixture
 def no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to connect to PostgreSQL raises ConnectionAttempted instead."""
-    postgres = pytest.importorskip("chronik.eventstore.postgres")
+    postgres = pytest.importorskip("chronik.adapters.postgres.eventstore")
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionAttempted
@@ -211,7 +211,7 @@ class TestRedact:
     """redact() lives beside the URL parsing: it needs no driver installed."""
 
     def redact(self, url: str) -> str:
-        from chronik.eventstore.url import redact
+        from chronik.adapters.url import redact
 
         return redact(url)
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from chronik.adapters.url import redact
 from chronik.errors import ConfigurationError
-from chronik.eventstore.url import redact
 from chronik.messaging.port import Broker
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "check_broker_url", "open_broker"]

@@ -34,8 +34,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
-from chronik.eventstore.url import redact
 from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, connection_cause
 
 __all__ = ["NatsBroker", "broker"]

@@ -28,8 +28,8 @@ import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 
+from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
-from chronik.eventstore.url import redact
 from chronik.messaging.envelope import CONTENT_TYPE
 from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, connection_cause
 

@@ -4,6 +4,7 @@ Open one by URL with ``open_event_store``; adapters live in modules named after
 their technology and are imported only when their URL is used.
 """
 
+from chronik.adapters.url import open_event_store
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.codec import EventTypes, Upcaster
 from chronik.eventstore.port import (
@@ -21,7 +22,6 @@ from chronik.eventstore.port import (
     Undecodable,
 )
 from chronik.eventstore.repository import Repository, handle_command
-from chronik.eventstore.url import open_event_store
 
 __all__ = [
     "AllEventsReader",

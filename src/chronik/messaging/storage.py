@@ -101,19 +101,19 @@ class MessageStorage(Protocol):
 
 def storage_for(store: object) -> MessageStorage:
     """The message storage in the same database as ``store``."""
-    from chronik.eventstore.memory import MemoryEventStore
-    from chronik.eventstore.sqlite import SQLiteEventStore
+    from chronik.adapters.memory.eventstore import MemoryEventStore
+    from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 
     if isinstance(store, MemoryEventStore):
-        from chronik.messaging.memory import MemoryMessageStorage
+        from chronik.adapters.memory.messages import MemoryMessageStorage
 
         return MemoryMessageStorage(store)
     if isinstance(store, SQLiteEventStore):
-        from chronik.messaging.sqlite import SQLiteMessageStorage
+        from chronik.adapters.sqlite.messages import SQLiteMessageStorage
 
         return SQLiteMessageStorage(store)
-    from chronik.eventstore.postgres import PostgresEventStore
-    from chronik.messaging.postgres import PostgresMessageStorage
+    from chronik.adapters.postgres.eventstore import PostgresEventStore
+    from chronik.adapters.postgres.messages import PostgresMessageStorage
 
     if isinstance(store, PostgresEventStore):
         return PostgresMessageStorage(store)

@@ -76,19 +76,19 @@ class _HandlerFailed(Exception):
 
 def backend_for(store: BaseEventStore) -> ProjectionBackend:
     """The projection backend living in the same database as ``store``."""
-    from chronik.eventstore.memory import MemoryEventStore
-    from chronik.eventstore.sqlite import SQLiteEventStore
+    from chronik.adapters.memory.eventstore import MemoryEventStore
+    from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 
     if isinstance(store, MemoryEventStore):
-        from chronik.projections.memory import MemoryProjectionBackend
+        from chronik.adapters.memory.readmodels import MemoryProjectionBackend
 
         return MemoryProjectionBackend(store)
     if isinstance(store, SQLiteEventStore):
-        from chronik.projections.sqlite import SQLiteProjectionBackend
+        from chronik.adapters.sqlite.readmodels import SQLiteProjectionBackend
 
         return SQLiteProjectionBackend(store)
-    from chronik.eventstore.postgres import PostgresEventStore
-    from chronik.projections.postgres import PostgresProjectionBackend
+    from chronik.adapters.postgres.eventstore import PostgresEventStore
+    from chronik.adapters.postgres.readmodels import PostgresProjectionBackend
 
     if isinstance(store, PostgresEventStore):
         return PostgresProjectionBackend(store)

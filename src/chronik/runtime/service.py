@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chronik.adapters import open_broker
+from chronik.adapters.url import redact
 from chronik.domain import Aggregate
 from chronik.errors import ChronikError, ConfigurationError
 from chronik.eventstore import BaseEventStore, EventTypes, Upcaster, open_event_store
-from chronik.eventstore.url import redact
 from chronik.messaging.consumer import Consumer, Handler
 from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.outbox import Outbox, Translate

@@ -36,8 +36,8 @@ from pydantic_settings import (
 )
 
 from chronik.adapters import DEFAULT_CONNECT_TIMEOUT, check_broker_url
+from chronik.adapters.url import check_event_store_url, redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnavailableError
-from chronik.eventstore.url import check_event_store_url, redact
 
 __all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
 

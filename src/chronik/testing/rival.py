@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.eventstore.codec import EventTypes
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.port import RecordedEvent
 
 __all__ = ["RivalWriterStore"]

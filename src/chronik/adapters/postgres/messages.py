@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
+from chronik.adapters.postgres.eventstore import PostgresEventStore, in_schema, lock_key
 from chronik.errors import DuplicateMessageError
-from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key
 from chronik.messaging.storage import DeadLetter, OutboxRow, OutboxStatus
 
 __all__ = ["PostgresMessageStorage"]

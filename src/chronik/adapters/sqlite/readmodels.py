@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import LostLeadershipError
 from chronik.eventstore.port import RecordedEvent
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.projections.readmodel import (
     Doc,
     Parked,

@@ -17,9 +17,9 @@ from typing import Any
 import msgspec
 import psycopg
 
+from chronik.adapters.postgres.eventstore import PostgresEventStore, in_schema, lock_key, redact
 from chronik.errors import LostLeadershipError, StoreUnavailableError
 from chronik.eventstore.port import RecordedEvent
-from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key, redact
 from chronik.projections.readmodel import Doc, Parked, ProjectionRow, Writes, physical, view
 
 __all__ = ["PostgresProjectionBackend"]

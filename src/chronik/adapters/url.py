@@ -108,7 +108,7 @@ def _number(
 
 
 async def _open_memory(types: EventTypes, create: bool) -> BaseEventStore:
-    from chronik.eventstore.memory import MemoryEventStore
+    from chronik.adapters.memory.eventstore import MemoryEventStore
 
     if not create:
         raise StoreNotFoundError(
@@ -133,7 +133,7 @@ def _sqlite(url: str) -> Opener:
     lock_timeout = _number(options, "lock_timeout", 10.0, float)
 
     async def open_sqlite(types: EventTypes, create: bool) -> BaseEventStore:
-        from chronik.eventstore.sqlite import SQLiteEventStore
+        from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 
         return await SQLiteEventStore.open(
             path, types, synchronous=synchronous, lock_timeout=lock_timeout, create=create
@@ -159,7 +159,7 @@ def _postgres(url: str) -> Opener:
 
     async def open_postgres(types: EventTypes, create: bool) -> BaseEventStore:
         try:
-            from chronik.eventstore.postgres import PostgresEventStore
+            from chronik.adapters.postgres.eventstore import PostgresEventStore
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
             raise ConfigurationError(
                 f"postgresql:// needs the postgres extra: pip install 'chronik[postgres]' ({exc})"

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import DuplicateMessageError
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.messaging.storage import DeadLetter, OutboxRow, OutboxStatus
 
 __all__ = ["SQLiteMessageStorage"]

@@ -26,6 +26,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from chronik.adapters.url import redact
 from chronik.errors import (
     ConcurrencyError,
     ConfigurationError,
@@ -38,7 +39,6 @@ from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.groupcommit import GroupCommitter
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
-from chronik.eventstore.url import redact
 
 __all__ = ["MIGRATIONS", "PostgresEventStore", "redact"]
 

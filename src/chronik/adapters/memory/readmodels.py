@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.errors import LostLeadershipError
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.port import RecordedEvent
 from chronik.projections.readmodel import Doc, Parked, ProjectionRow, Writes, physical
 

@@ -1,0 +1,1 @@
+"""SQLite: one file in WAL mode, for the embedded mode."""
