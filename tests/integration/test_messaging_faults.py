@@ -438,7 +438,9 @@ async def test_a_broker_outage_grows_the_outbox_which_drains_once_the_broker_is_
     producer = await Producer.open(databases.producer, unique_context())
     consuming = await ConsumingContext.open(databases.consumer, producer)
     broker = private_broker.broker()
-    relay = Relay(producer.store, broker, batch=64, max_backoff=1.0)
+    relay = Relay(
+        producer.store, broker, storage=producer.outbox.storage, batch=64, max_backoff=1.0
+    )
     try:
         async with (
             _connected(broker),

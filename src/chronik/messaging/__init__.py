@@ -10,9 +10,15 @@ from chronik.messaging.contracts import (
 )
 from chronik.messaging.envelope import Envelope
 from chronik.messaging.outbox import Outbox, Translate
-from chronik.messaging.port import Broker, Delivery, OutgoingMessage
+from chronik.messaging.port import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    MessageStorage,
+    OutboxStatus,
+    OutgoingMessage,
+)
 from chronik.messaging.relay import Relay, RelayStatus
-from chronik.messaging.storage import DeadLetter, MessageStorage, OutboxStatus, storage_for
 
 __all__ = [
     "Broker",
@@ -33,5 +39,4 @@ __all__ = [
     "constraint",
     "public",
     "public_spec",
-    "storage_for",
 ]

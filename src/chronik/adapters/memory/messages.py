@@ -5,23 +5,32 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chronik.errors import DuplicateMessageError
-from chronik.messaging.storage import DeadLetter, OutboxRow, OutboxStatus
+from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
 
-__all__ = ["MemoryMessageStorage"]
+if TYPE_CHECKING:
+    from chronik.adapters.memory.database import MemoryDatabase
+
+__all__ = ["MemoryMessageStorage", "MessageState"]
+
+
+class MessageState:
+    """The outbox, inbox and dead letters of a memory database."""
+
+    def __init__(self) -> None:
+        self.outbox: dict[int, list[Any]] = {}  # position -> [row, created, published]
+        self.inbox: set[tuple[str, str]] = set()
+        self.dead: dict[tuple[str, str], DeadLetter] = {}
+        self.requested: set[tuple[str, str]] = set()
 
 
 class MemoryMessageStorage:
-    """Outbox, inbox and dead letters as lists, kept on the memory store they belong to."""
+    """Outbox, inbox and dead letters as dicts and sets, kept by the memory database."""
 
-    def __init__(self, store: object) -> None:
-        state = getattr(store, "_messaging_state", None)
-        if state is None:
-            state = _State()
-            store._messaging_state = state  # type: ignore[attr-defined]
-        self.state: _State = state
+    def __init__(self, database: MemoryDatabase) -> None:
+        self.state = database.message_state
 
     async def setup(self) -> None:
         """Nothing to create."""
@@ -106,11 +115,3 @@ class MemoryMessageStorage:
         self.state.requested.discard((consumer, message_id))
         self.state.dead.pop((consumer, message_id), None)
         self.state.inbox.discard((consumer, message_id))
-
-
-class _State:
-    def __init__(self) -> None:
-        self.outbox: dict[int, list[Any]] = {}  # position -> [row, created, published]
-        self.inbox: set[tuple[str, str]] = set()
-        self.dead: dict[tuple[str, str], DeadLetter] = {}
-        self.requested: set[tuple[str, str]] = set()
