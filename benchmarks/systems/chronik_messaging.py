@@ -58,11 +58,12 @@ from benchmarks.messaging import (
 )
 from benchmarks.systems.chronik_system import TYPES, ItemAdded, _event
 from chronik import EventTypes, event
-from chronik.eventstore import BaseEventStore, NewEvent, RecordedEvent, open_event_store
+from chronik.adapters import open_broker, open_database
+from chronik.eventstore import BaseEventStore, NewEvent, RecordedEvent
 from chronik.eventstore.ids import uuid7
 from chronik.messaging import Consumer, MessageContext, Outbox, Relay
 from chronik.messaging.outbox import Translate
-from chronik.messaging.url import open_broker
+from chronik.messaging.port import MessageStorage
 
 # The relay's wait when idle: a wake-up comes from the appends in this process at once;
 # a short wait only makes stopping it quick.
@@ -104,8 +105,16 @@ def _translate(public_class: type) -> Translate:
     return translate
 
 
-async def _outbox(store: BaseEventStore, names: RunNames, public_class: type) -> Outbox:
-    outbox = Outbox(store, _translate(public_class), language(public_class), source=names.source)
+async def _outbox(
+    store: BaseEventStore, storage: MessageStorage, names: RunNames, public_class: type
+) -> Outbox:
+    outbox = Outbox(
+        store,
+        _translate(public_class),
+        language(public_class),
+        source=names.source,
+        storage=storage,
+    )
     await outbox.setup()
     return outbox
 
@@ -127,9 +136,10 @@ async def _h_relay_drain(target: Target, size: Size) -> Measurement:
         server = await describe_broker(target)
         await bind_sink(target, names)
         public_class = public_item_class(names)
-        store = await open_event_store(_url(target, target.postgres_schema), TYPES)
+        database = await open_database(_url(target, target.postgres_schema))
+        store = database.event_store(TYPES)
         try:
-            outbox = await _outbox(store, names, public_class)
+            outbox = await _outbox(store, database.messages(), names, public_class)
             for start in range(0, count, BATCH_EVENTS):
                 n = min(BATCH_EVENTS, count - start)
                 await store.append(new_stream_id(), [_event(start + i) for i in range(n)])
@@ -139,7 +149,9 @@ async def _h_relay_drain(target: Target, size: Size) -> Measurement:
             mean = await _mean_body(outbox)
             broker = await open_broker(target.broker_url)
             try:
-                relay = Relay(store, broker, idle_wait=RELAY_IDLE_WAIT_S)
+                relay = Relay(
+                    store, broker, storage=database.messages(), idle_wait=RELAY_IDLE_WAIT_S
+                )
                 stop = asyncio.Event()
                 started = time.perf_counter()
                 task = asyncio.create_task(relay.run(stop))
@@ -157,7 +169,7 @@ async def _h_relay_drain(target: Target, size: Size) -> Measurement:
             if status.pending != 0 or relay.relayed != count:
                 raise RuntimeError(f"relayed {relay.relayed}; outbox status {status}")
         finally:
-            await store.close()
+            await database.close()
         stored = await _stored(target, names)
         if stored != count:
             raise RuntimeError(f"the broker holds {stored} of {count} messages")
@@ -214,10 +226,10 @@ async def _h_e2e(target: Target, size: Size) -> Measurement:
     async with broker_run(target) as names:
         server = await describe_broker(target)
         public_class = public_item_class(names)
-        producer = await open_event_store(_url(target, target.postgres_schema), TYPES)
-        receiver = await open_event_store(
-            _url(target, f"{target.postgres_schema}_in"), RECEIVED_TYPES
-        )
+        producing = await open_database(_url(target, target.postgres_schema))
+        producer = producing.event_store(TYPES)
+        receiving = await open_database(_url(target, f"{target.postgres_schema}_in"))
+        receiver = receiving.event_store(RECEIVED_TYPES)
         effected: dict[str, float] = {}
         expected = E2E_WARMUP
         all_in = asyncio.Event()
@@ -231,16 +243,22 @@ async def _h_e2e(target: Target, size: Size) -> Measurement:
                 all_in.set()
 
         consumer = Consumer(
-            names.consumer, receiver, language(public_class), {public_class: on_item}
+            names.consumer,
+            receiver,
+            language(public_class),
+            {public_class: on_item},
+            storage=receiving.messages(),
         )
         relay_broker = await open_broker(target.broker_url)
         consumer_broker = await open_broker(target.broker_url)
         stop = asyncio.Event()
         relay_task: asyncio.Task[None] | None = None
         try:
-            await _outbox(producer, names, public_class)
+            await _outbox(producer, producing.messages(), names, public_class)
             await consumer.start(consumer_broker)
-            relay = Relay(producer, relay_broker, idle_wait=RELAY_IDLE_WAIT_S)
+            relay = Relay(
+                producer, relay_broker, storage=producing.messages(), idle_wait=RELAY_IDLE_WAIT_S
+            )
             relay_task = asyncio.create_task(relay.run(stop))
             offered = _Offered(producer)
 
@@ -265,8 +283,8 @@ async def _h_e2e(target: Target, size: Size) -> Measurement:
             await consumer.stop()
             await relay_broker.close()
             await consumer_broker.close()
-            await producer.close()
-            await receiver.close()
+            await producing.close()
+            await receiving.close()
 
     if len(offered.committed) != count or warm & set(offered.committed) or not done:
         raise RuntimeError(f"{len(offered.committed)} appends, {len(done)} effected of {count}")

@@ -1,7 +1,7 @@
 """chronik doing the benchmark workloads through its public API, the way a user would.
 
-Writers are asyncio tasks on one store (chronik's API is async); the store is opened
-by URL with its default durability (SQLite WAL + synchronous=FULL; PostgreSQL with
+Writers are asyncio tasks on one store (chronik's API is async); the store's database is
+opened by URL with its default durability (SQLite WAL + synchronous=FULL; PostgreSQL with
 synchronous_commit on). The messaging workloads (``h_*``) are in ``chronik_messaging``.
 """
 
@@ -25,7 +25,8 @@ from benchmarks.common import (
     unknown_workload,
 )
 from chronik import Aggregate, EventTypes, ExpectedVersion, Repository, applies, event
-from chronik.eventstore import BaseEventStore, open_event_store
+from chronik.adapters import Database, open_database
+from chronik.eventstore import BaseEventStore
 from chronik.projections import Projection, ProjectionEngine, ReadModelTx, handles
 
 
@@ -189,12 +190,13 @@ class Items(Projection):
         tx.put("items", key, {"label": e.label, "amount": e.amount})
 
 
-async def _g_catchup(store: BaseEventStore, size: Size) -> Measurement:
+async def _g_catchup(database: Database, size: Size) -> Measurement:
+    store = database.event_store(TYPES)
     for start in range(0, size.catchup, BATCH_EVENTS):
         n = min(BATCH_EVENTS, size.catchup - start)
         await store.append(new_stream_id(), [_event(start + i) for i in range(n)])
     head = await store.head_position()
-    engine = ProjectionEngine(store, [Items()])
+    engine = ProjectionEngine(store, [Items()], backend=database.projections())
     started = time.perf_counter()
     await engine.start()
     assert await engine.wait_until(head, max_wait=3600)
@@ -205,8 +207,9 @@ async def _g_catchup(store: BaseEventStore, size: Size) -> Measurement:
     return Measurement(size.catchup, seconds)
 
 
-async def _g_tail(store: BaseEventStore, size: Size) -> Measurement:
-    engine = ProjectionEngine(store, [Items()])
+async def _g_tail(database: Database, size: Size) -> Measurement:
+    store = database.event_store(TYPES)
+    engine = ProjectionEngine(store, [Items()], backend=database.projections())
     await engine.start()
     latencies: list[float] = []
     try:
@@ -224,14 +227,26 @@ async def _g_tail(store: BaseEventStore, size: Size) -> Measurement:
     return Measurement(size.tail_events, sum(latencies) / 1000, p50_ms=p50, p99_ms=p99)
 
 
-_WORKLOADS: dict[str, Callable[[BaseEventStore, Size], Awaitable[Measurement]]] = {
-    "a_create": _a_create,
-    "b_append": _b_append,
-    "c_batch": _c_batch,
-    "d_load": _d_load,
-    "d_load_snapshot": _d_load_snapshot,
-    "e_read_all": _e_read_all,
-    "f_concurrent": _f_concurrent,
+Workload = Callable[[Database, Size], Awaitable[Measurement]]
+
+
+def _on_its_store(measure: Callable[[BaseEventStore, Size], Awaitable[Measurement]]) -> Workload:
+    """A workload of the event store alone, run on the database's store."""
+
+    async def run(database: Database, size: Size) -> Measurement:
+        return await measure(database.event_store(TYPES), size)
+
+    return run
+
+
+_WORKLOADS: dict[str, Workload] = {
+    "a_create": _on_its_store(_a_create),
+    "b_append": _on_its_store(_b_append),
+    "c_batch": _on_its_store(_c_batch),
+    "d_load": _on_its_store(_d_load),
+    "d_load_snapshot": _on_its_store(_d_load_snapshot),
+    "e_read_all": _on_its_store(_e_read_all),
+    "f_concurrent": _on_its_store(_f_concurrent),
     "g_catchup": _g_catchup,
     "g_tail_p99_ms": _g_tail,
 }
@@ -248,10 +263,10 @@ def run(workload: str, target: Target, size: Size) -> Measurement:
         raise unknown_workload(workload)
 
     async def main() -> Measurement:
-        store = await open_event_store(_url(target), TYPES)
+        database = await open_database(_url(target))
         try:
-            return await measure(store, size)
+            return await measure(database, size)
         finally:
-            await store.close()
+            await database.close()
 
     return asyncio.run(main())

@@ -39,6 +39,8 @@ def spec() -> Any:
                     domain.RejectCampaign: h.reject_campaign,
                     domain.CancelCampaign: h.cancel_campaign,
                 },
+                backend=runtime.database.projections(),
+                index=runtime.process_index,
                 name="campaigns_processes",
             )
         ]

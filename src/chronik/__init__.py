@@ -3,6 +3,7 @@
 The public API, in one place. Domain code imports ``chronik.domain`` only.
 """
 
+from chronik.adapters import open_event_store
 from chronik.domain import (
     Aggregate,
     Decider,
@@ -39,7 +40,6 @@ from chronik.eventstore import (
     Repository,
     Upcaster,
     handle_command,
-    open_event_store,
 )
 
 __all__ = [

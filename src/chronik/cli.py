@@ -21,11 +21,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from chronik.adapters import Database, open_database
+from chronik.adapters.url import redact
 from chronik.errors import ChronikError, ConfigurationError, StoreNotFoundError
-from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
-from chronik.projections.engine import backend_for
+from chronik.eventstore import BaseEventStore, EventTypes
 from chronik.projections.health import describe, shown_state
-from chronik.projections.readmodel import ProjectionBackend, ProjectionRow
+from chronik.projections.port import ProjectionBackend, ProjectionRow
 from chronik.runtime.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -109,15 +110,13 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def _opened(
-    url: str, types: EventTypes | None = None, *, create: bool = False
-) -> AsyncIterator[BaseEventStore]:
-    """The store at ``url``, closed when the block ends; it must exist unless ``create``."""
-    store = await open_event_store(url, types or EventTypes([]), create=create)
+async def _opened(url: str, *, create: bool = False) -> AsyncIterator[Database]:
+    """The database at ``url``, closed when the block ends; it must exist unless ``create``."""
+    database = await open_database(url, create=create)
     try:
-        yield store
+        yield database
     finally:
-        await store.close()
+        await database.close()
 
 
 @app.callback()
@@ -198,8 +197,9 @@ def projections_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> 
     stale_after = _settings().stale_after
 
     async def work() -> None:
-        async with _opened(url) as store:
-            backend = backend_for(store)
+        async with _opened(url) as database:
+            store = database.event_store(EventTypes([]))
+            backend = database.projections()
             await backend.setup()
             head = await store.head_position()
             table = Table("projection", "state", "gen", "checkpoint", "lag", "lag (s)", "parked")
@@ -249,11 +249,11 @@ async def _requested(
     url: str, name: str, request: str
 ) -> AsyncIterator[tuple[BaseEventStore, ProjectionBackend]]:
     """The store and its projection backend, once ``request`` is stored for ``name``."""
-    async with _opened(url) as store:
-        backend = backend_for(store)
+    async with _opened(url) as database:
+        backend = database.projections()
         await backend.setup()
         await backend.request(name, request)
-        yield store, backend
+        yield database.event_store(EventTypes([])), backend
 
 
 def _stale(row: ProjectionRow, stale_after: float) -> bool:
@@ -370,8 +370,8 @@ def projections_parked(name: str, store_url: StoreUrl = None, data_dir: DataDir 
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        async with _opened(url) as store:
-            backend = backend_for(store)
+        async with _opened(url) as database:
+            backend = database.projections()
             await backend.setup()
             parked = await backend.parked(name)
             if not parked:
@@ -415,8 +415,8 @@ def relay(
     async def work() -> None:
         import signal
 
+        from chronik.adapters import open_broker
         from chronik.messaging.relay import Relay
-        from chronik.messaging.url import open_broker
         from chronik.runtime.settings import opened_from
 
         # The broker first, within its connect timeout: a relay that cannot reach it
@@ -430,12 +430,15 @@ def relay(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with _opened(url, create=True) as store:
-                worker = Relay(store, broker, batch=batch)
-                await worker.storage.setup()
+            async with _opened(url, create=True) as database:
+                storage = database.messages()
+                await storage.setup()
+                worker = Relay(
+                    database.event_store(EventTypes([])), broker, storage=storage, batch=batch
+                )
                 errors.print(
-                    f"relaying the outbox of {escape(_redact(url))} "
-                    f"to {escape(_redact(settings.broker_url))}"
+                    f"relaying the outbox of {escape(redact(url))} "
+                    f"to {escape(redact(settings.broker_url))}"
                 )
                 await worker.run(stop)
         finally:
@@ -445,22 +448,14 @@ def relay(
     _run(work)
 
 
-def _redact(url: str) -> str:
-    from chronik.eventstore.url import redact
-
-    return redact(url)
-
-
 @outbox_app.command("status")
 def outbox_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
     """Messages waiting in the outbox, the oldest one's age, messages published."""
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        from chronik.messaging.storage import storage_for
-
-        async with _opened(url) as store:
-            storage = storage_for(store)
+        async with _opened(url) as database:
+            storage = database.messages()
             await storage.setup()
             status = await storage.outbox_status()
             console.print(f"pending    {status.pending}")
@@ -480,10 +475,8 @@ def dead_letters_list(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        from chronik.messaging.storage import storage_for
-
-        async with _opened(url) as store:
-            storage = storage_for(store)
+        async with _opened(url) as database:
+            storage = database.messages()
             await storage.setup()
             letters = await storage.dead_letters(consumer)
             if not letters:
@@ -509,10 +502,8 @@ def dead_letters_redeliver(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        from chronik.messaging.storage import storage_for
-
-        async with _opened(url) as store:
-            storage = storage_for(store)
+        async with _opened(url) as database:
+            storage = database.messages()
             await storage.setup()
             if not await storage.request_redelivery(consumer, message_id):
                 raise ChronikError(f"consumer {consumer!r} has no dead letter {message_id}")
@@ -591,8 +582,8 @@ def processes_list(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        async with _opened(url) as store:
-            backend = backend_for(store)
+        async with _opened(url) as database:
+            backend = database.projections()
             await backend.setup()
             if await backend.load("process_index") is None:
                 console.print("No process has run in this store yet.")
@@ -632,8 +623,9 @@ def processes_show(
     async def work() -> None:
         import msgspec
 
-        async with _opened(url) as store:
-            backend = backend_for(store)
+        async with _opened(url) as database:
+            store = database.event_store(EventTypes([]))
+            backend = database.projections()
             await backend.setup()
             doc = await backend.get("process_index", "instances", reference)
             if doc is None:
@@ -773,8 +765,8 @@ def streams_list(
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        async with _opened(url) as store:
-            rows = await store.list_streams(prefix, limit)
+        async with _opened(url) as database:
+            rows = await database.event_store(EventTypes([])).list_streams(prefix, limit)
             for stream_id, version in rows:
                 console.print(f"{escape(stream_id)}  v{version}", markup=False)
             if not rows:
@@ -806,7 +798,8 @@ def streams_show(
         import msgspec
 
         types = EventTypes([t for spec in specs for t in spec.event_types])
-        async with _opened(url, types) as store:
+        async with _opened(url) as database:
+            store = database.event_store(types)
             if not specs:
                 events = await store.read_stream_raw(stream_id)
                 if not events:
@@ -846,17 +839,15 @@ def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDi
     url = _store_url(store_url, data_dir)
 
     async def work() -> None:
-        from chronik.messaging.storage import storage_for
-
         with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
             task = progress.add_task("migrating", total=3)
-            async with _opened(url, create=True) as store:
+            async with _opened(url, create=True) as database:
                 progress.advance(task)
-                await backend_for(store).setup()
+                await database.projections().setup()
                 progress.advance(task)
-                await storage_for(store).setup()
+                await database.messages().setup()
                 progress.advance(task)
-        console.print(f"Migrated {escape(_redact(url))}: events, read models, outbox and inbox.")
+        console.print(f"Migrated {escape(redact(url))}: events, read models, outbox and inbox.")
 
     _run(work)
 
@@ -888,8 +879,8 @@ def personal_data_check(
         raise typer.Exit(2)
 
     async def work() -> list[str]:
-        async with _opened(url, types) as store:
-            return await store.check_forgetting(repair=repair)
+        async with _opened(url) as database:
+            return await database.event_store(types).check_forgetting(repair=repair)
 
     found = _run(work)
     shown = ", ".join(found)

@@ -7,6 +7,9 @@
     │   │                           credentials or a database a server refused
     │   └── StoreNotFoundError      opening without creating, and no store is there
     ├── BrokerUnavailableError      the broker could not be reached (within the wait allowed)
+    ├── DuplicateMessageError       a consumer already handled this message: not applied again
+    ├── LostLeadershipError         another runner moved a checkpoint this runner was moving
+    ├── TokenRequiredError          an HTTP request that needs the API token came without it
     └── EventStoreError
         ├── InvalidInputError       a stream id, version or payload the store refuses
         ├── ConcurrencyError        the stream was not at the expected version
@@ -31,13 +34,16 @@ __all__ = [
     "CorruptEventError",
     "DomainError",
     "DuplicateEventError",
+    "DuplicateMessageError",
     "EventStoreError",
     "InvalidInputError",
     "InvalidValueError",
+    "LostLeadershipError",
     "StoreNotFoundError",
     "StoreUnavailableError",
     "StreamNotFoundError",
     "SubjectForgottenError",
+    "TokenRequiredError",
     "UnknownEventTypeError",
 ]
 
@@ -77,6 +83,29 @@ class BrokerUnavailableError(ChronikError):
     A broker that answers and refuses (a wrong password) is a ``ConfigurationError``
     instead: waiting longer would not help.
     """
+
+
+class DuplicateMessageError(ChronikError):
+    """This consumer already handled this message: its effect is not applied again.
+
+    Raised in the transaction of the append that would have recorded it a second time,
+    which then writes nothing.
+    """
+
+
+class LostLeadershipError(ChronikError):
+    """Another runner moved the checkpoint this one was about to move: this one must stop.
+
+    Nothing of the page was written; the runner stands by and tries to lead again.
+    """
+
+
+class TokenRequiredError(ChronikError):
+    """A request that needs the API token came without it (or with another): HTTP 401."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
 class EventStoreError(ChronikError):

@@ -11,9 +11,10 @@ from typing import Annotated
 from rich.console import Console
 from rich.markup import escape
 
+from chronik.adapters import open_event_store
 from chronik.domain import Aggregate, DomainError, Personal, applies, event
 from chronik.errors import ConcurrencyError
-from chronik.eventstore import EventTypes, Repository, open_event_store
+from chronik.eventstore import EventTypes, Repository
 
 
 @event("tour.ticket_opened", subject="reporter_id")

@@ -41,6 +41,8 @@ def spec() -> Any:
                     domain.ConfirmTrip: h.confirm_trip,
                     domain.CancelTrip: h.cancel_trip,
                 },
+                backend=runtime.database.projections(),
+                index=runtime.process_index,
                 name="travel_processes",
             )
         ]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters import open_event_store
 from chronik.cli import embedded_url
 from chronik.domain import event
-from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
+from chronik.eventstore import BaseEventStore, EventTypes
 from sales.domain import EVENTS, LeadInitialized
 
 CHRONIK = str(Path(sys.executable).with_name("chronik"))

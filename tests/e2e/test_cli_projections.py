@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters import Database, open_database
 from chronik.cli import embedded_url
-from chronik.eventstore import BaseEventStore, open_event_store
 from chronik.projections import ProjectionEngine
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Deposited, Opened, Withdrawn
 from chronik.testing.projection_contract import Balances, wait_for
@@ -42,7 +42,7 @@ async def chronik(*args: str, env: dict[str, str] | None = None) -> Done:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def target(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[BaseEventStore, list[str]]]:
+) -> AsyncIterator[tuple[Database, list[str]]]:
     if request.param == "sqlite":
         url = embedded_url(tmp_path)
         where = ["--data-dir", str(tmp_path)]
@@ -51,9 +51,9 @@ async def target(
         schema = request.getfixturevalue("pg_schema")
         url = f"{postgres_url}?schema={schema}"
         where = ["--store-url", url]
-    store = await open_event_store(url, CONTRACT_TYPES)
-    yield store, where
-    await store.close()
+    database = await open_database(url)
+    yield database, where
+    await database.close()
 
 
 @pytest.fixture(autouse=True)
@@ -74,14 +74,17 @@ async def test_without_store_options_the_settings_name_the_store(tmp_path: Path)
 
 
 async def test_status_lists_each_projection_with_its_state_and_lag(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(CONTRACT_TYPES)
     empty = await chronik("projections", "status", *where)
     assert empty.code == 0, empty.err
     assert "No projection has run" in empty.out
     await store.append("s1", [Opened("h", "Ada", NOW), Deposited(3, "EUR"), Withdrawn(13)])
-    engine = ProjectionEngine(store, [Balances()], retries=1, idle_wait=0.2)
+    engine = ProjectionEngine(
+        store, [Balances()], backend=database.projections(), retries=1, idle_wait=0.2
+    )
     await engine.start()
     try:
         assert await engine.wait_until(await store.head_position(), max_wait=10)
@@ -106,12 +109,15 @@ async def test_status_lists_each_projection_with_its_state_and_lag(
 
 
 async def test_rebuild_follows_the_runner_until_the_new_generation_serves(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(CONTRACT_TYPES)
     for i in range(50):
         await store.append(f"r{i}", [Opened("h", "Ada", NOW), Deposited(i, "EUR")])
-    engine = ProjectionEngine(store, [Balances()], page_size=10, idle_wait=0.2)
+    engine = ProjectionEngine(
+        store, [Balances()], backend=database.projections(), page_size=10, idle_wait=0.2
+    )
     await engine.start()
     try:
         assert await engine.wait_until(await store.head_position(), max_wait=10)
@@ -125,7 +131,7 @@ async def test_rebuild_follows_the_runner_until_the_new_generation_serves(
 
 
 async def test_a_bad_command_line_says_what_is_wrong(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
     _, where = target
     bad_setting = await chronik("projections", "status", env={"CHRONIK_HTTP_PORT": "eighty"})

@@ -18,10 +18,11 @@ import httpx
 import pytest
 from runtime_process import SAMPLE_APP, Done, chronik, serving
 
+from chronik.adapters import Database, open_database
+from chronik.adapters.sqlite.database import SQLiteDatabase
 from chronik.cli import embedded_url
-from chronik.eventstore import BaseEventStore, EventTypes, Repository, open_event_store
-from chronik.eventstore.sqlite import SQLiteEventStore
-from chronik.messaging.storage import DeadLetter, OutboxRow, storage_for
+from chronik.eventstore import BaseEventStore, EventTypes, Repository
+from chronik.messaging.port import DeadLetter, OutboxRow
 from chronik.runtime.settings import Settings
 from chronik.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
 
@@ -68,8 +69,8 @@ def _table(out: str) -> dict[str, tuple[str, str]]:
 @pytest.fixture(params=["sqlite", "postgres"])
 async def target(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[BaseEventStore, list[str]]]:
-    """An open store of tickets and the command-line options that name it."""
+) -> AsyncIterator[tuple[Database, list[str]]]:
+    """An open database (of a store of tickets) and the command-line options that name it."""
     if request.param == "sqlite":
         url = embedded_url(tmp_path / "data")
         where = ["--data-dir", str(tmp_path / "data")]
@@ -78,9 +79,9 @@ async def target(
         schema = request.getfixturevalue("pg_schema")
         url = f"{postgres_url}?schema={schema}"
         where = ["--store-url", url]
-    store = await open_event_store(url, TICKET_TYPES)
-    yield store, where
-    await store.close()
+    database = await open_database(url)
+    yield database, where
+    await database.close()
 
 
 async def _seed(store: BaseEventStore) -> None:
@@ -212,9 +213,10 @@ async def test_config_show_hides_the_password_in_the_event_store_url() -> None:
 
 
 async def test_streams_list_shows_each_stream_with_its_version_and_filters_by_prefix(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(TICKET_TYPES)
     empty = await chronik("streams", "list", *where)
     assert empty.code == 0, empty.err
     assert empty.out.strip() == "No streams."
@@ -244,9 +246,10 @@ async def test_streams_list_shows_each_stream_with_its_version_and_filters_by_pr
     ],
 )
 async def test_a_prefix_with_percent_or_underscore_matches_literally(
-    target: tuple[BaseEventStore, list[str]], prefix: str, expected: list[str]
+    target: tuple[Database, list[str]], prefix: str, expected: list[str]
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(TICKET_TYPES)
     await _seed(store)
     done = await chronik("streams", "list", "--prefix", prefix, *where)
     assert done.code == 0, done.err
@@ -254,9 +257,10 @@ async def test_a_prefix_with_percent_or_underscore_matches_literally(
 
 
 async def test_streams_show_prints_each_event_as_stored_without_the_app(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(TICKET_TYPES)
     await _seed(store)
     done = await chronik("streams", "show", "ticket-a%b", *where)
     assert done.code == 0, done.err
@@ -274,9 +278,10 @@ async def test_streams_show_prints_each_event_as_stored_without_the_app(
 
 
 async def test_streams_show_with_the_app_decodes_each_event(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(TICKET_TYPES)
     await _seed(store)
     done = await chronik("streams", "show", "ticket-a_b", "--app", SAMPLE_APP, *where)
     assert done.code == 0, done.err
@@ -309,7 +314,7 @@ async def test_streams_show_with_the_app_decodes_each_event(
     ids=["missing", "missing-app", "empty-id", "limit", "app-module", "app-attribute"],
 )
 async def test_streams_commands_given_bad_input_say_what_is_wrong_in_one_line(
-    target: tuple[BaseEventStore, list[str]], args: list[str], code: int, says: str
+    target: tuple[Database, list[str]], args: list[str], code: int, says: str
 ) -> None:
     _, where = target
     _one_clear_line(await chronik(*args, *where), code, says)
@@ -337,9 +342,10 @@ async def test_an_app_reference_that_gives_no_specs_is_one_clear_line(
 @pytest.mark.parametrize("app", [False, True], ids=["raw", "with-the-app"])
 @pytest.mark.parametrize("at", ["0", "-3"])
 async def test_streams_show_refuses_a_version_below_one(
-    target: tuple[BaseEventStore, list[str]], at: str, app: bool
+    target: tuple[Database, list[str]], at: str, app: bool
 ) -> None:
-    store, where = target
+    database, where = target
+    store = database.event_store(TICKET_TYPES)
     await _seed(store)
     with_app = ["--app", SAMPLE_APP] if app else []
     done = await chronik("streams", "show", "ticket-b1", "--at", at, *with_app, *where)
@@ -433,12 +439,12 @@ async def test_migrate_creates_the_tables_of_a_new_sqlite_store_and_can_run_agai
         done = await chronik("migrate", "--data-dir", str(data))
         assert done.code == 0, done.err
         assert f"Migrated sqlite:///{data.resolve()}/chronik.db" in done.out
-    store = await open_event_store(embedded_url(data), TICKET_TYPES)
+    database = await open_database(embedded_url(data))
     try:
-        assert isinstance(store, SQLiteEventStore)
-        tables = {name for (name,) in store.query("SELECT name FROM sqlite_master", ())}
+        assert isinstance(database, SQLiteDatabase)
+        tables = {name for (name,) in database.query("SELECT name FROM sqlite_master", ())}
     finally:
-        await store.close()
+        await database.close()
     assert {"chronik_events", "chronik_projections", "chronik_outbox", "chronik_inbox"} <= tables
     assert "chronik_dead_letters" in tables
 
@@ -499,24 +505,24 @@ async def test_migrate_of_an_unreachable_postgres_is_one_line_on_stderr() -> Non
 # -- outbox and dead letters ---------------------------------------------------------
 
 
-async def _transaction_add_outbox(store: BaseEventStore, rows: list[OutboxRow]) -> None:
-    storage = storage_for(store)
+async def _transaction_add_outbox(database: Database, rows: list[OutboxRow]) -> None:
+    storage = database.messages()
     await storage.setup()
-    if isinstance(store, SQLiteEventStore):
-        async with store.transaction() as conn:
+    if isinstance(database, SQLiteDatabase):
+        async with database.transaction() as conn:
             await storage.add_outbox(conn, rows)
         return
-    from chronik.eventstore.postgres import PostgresEventStore  # needs psycopg
+    from chronik.adapters.postgres.database import PostgresDatabase  # needs psycopg
 
-    assert isinstance(store, PostgresEventStore)
-    async with store.transaction() as pg_conn:
+    assert isinstance(database, PostgresDatabase)
+    async with database.transaction() as pg_conn:
         await storage.add_outbox(pg_conn, rows)
 
 
 async def test_outbox_status_counts_pending_and_published_messages(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
     empty = await chronik("outbox", "status", *where)
     assert empty.code == 0, empty.err
     assert [" ".join(line.split()) for line in empty.out.splitlines()] == [
@@ -525,8 +531,8 @@ async def test_outbox_status_counts_pending_and_published_messages(
         "published 0 (kept for an hour)",
     ]
     rows = [OutboxRow(p, f"m{p}", "ticket-x", "tour.ticket_opened.v1", b"{}") for p in (1, 2, 3)]
-    await _transaction_add_outbox(store, rows)
-    await storage_for(store).mark_published([1])
+    await _transaction_add_outbox(database, rows)
+    await database.messages().mark_published([1])
     done = await chronik("outbox", "status", *where)
     assert done.code == 0, done.err
     lines = [" ".join(line.split()) for line in done.out.splitlines()]
@@ -536,13 +542,13 @@ async def test_outbox_status_counts_pending_and_published_messages(
 
 
 async def test_dead_letters_list_shows_each_letter_with_its_error(
-    target: tuple[BaseEventStore, list[str]],
+    target: tuple[Database, list[str]],
 ) -> None:
-    store, where = target
+    database, where = target
     empty = await chronik("dead-letters", "list", *where)
     assert empty.code == 0, empty.err
     assert empty.out.strip() == "No dead letters."
-    storage = storage_for(store)
+    storage = database.messages()
     await storage.setup()
     for consumer, message_id in [("billing", "m-1"), ("mailer", "m-2")]:
         await storage.add_dead_letter(
@@ -592,7 +598,7 @@ async def test_outbox_and_dead_letters_with_a_bad_setting_say_which_in_one_line(
 
 @pytest.mark.slow
 async def test_serve_starts_answers_healthz_and_stops_on_sigterm(
-    target: tuple[BaseEventStore, list[str]], tmp_path: Path
+    target: tuple[Database, list[str]], tmp_path: Path
 ) -> None:
     _, where = target
     env = {"CHRONIK_SHUTDOWN_DRAIN_DELAY": "0.5", "CHRONIK_SHUTDOWN_GRACE": "6"}

@@ -17,8 +17,9 @@ import httpx
 import pytest
 from runtime_process import serving
 
+from chronik.adapters import open_event_store
 from chronik.cli import embedded_url
-from chronik.eventstore import EventTypes, open_event_store
+from chronik.eventstore import EventTypes
 from chronik.tour import TicketClosed, TicketCommented, TicketOpened
 
 GRACE = 8.0

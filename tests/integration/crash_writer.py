@@ -11,7 +11,8 @@ import asyncio
 import sys
 import uuid
 
-from chronik.eventstore import ExpectedVersion, open_event_store
+from chronik.adapters import open_event_store
+from chronik.eventstore import ExpectedVersion
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
 
 

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from chronik.adapters import open_database
 from chronik.domain import event
 from chronik.errors import StoreUnavailableError
 from chronik.eventstore import (
@@ -30,7 +31,6 @@ from chronik.eventstore import (
     EventTypes,
     ExpectedVersion,
     RecordedEvent,
-    open_event_store,
 )
 from chronik.messaging import (
     Consumer,
@@ -41,10 +41,11 @@ from chronik.messaging import (
     Translate,
     public,
 )
-from chronik.messaging.broker import (
+from chronik.messaging.port import (
     Broker,
     Delivery,
     MessageHandler,
+    MessageStorage,
     OutgoingMessage,
     Subscription,
 )
@@ -134,8 +135,12 @@ class Producer:
     async def open(cls, url: str, context: str) -> Producer:
         message = public_numbered(context)
         language = PublishedLanguage([message])
-        store = await open_event_store(url, PRODUCER_TYPES)
-        outbox = Outbox(store, translation(message), language, source=context)
+        database = await open_database(url)
+        # The store owns the database: closing it closes the database.
+        store = database.event_store(PRODUCER_TYPES, closes_database=True)
+        outbox = Outbox(
+            store, translation(message), language, source=context, storage=database.messages()
+        )
         await outbox.setup()
         return cls(store, outbox, context, message, language)
 
@@ -202,10 +207,12 @@ class ConsumingContext:
         message: type[NumberedMessage],
         name: str,
         *,
+        storage: MessageStorage,
         retries: int = 5,
         retry_backoff: float = 0.1,
     ) -> None:
         self.store = store
+        self.storage = storage
         self.name = name
         self.failing: set[tuple[str, int]] = set()
         self.fail_times: Counter[tuple[str, int]] = Counter()
@@ -219,6 +226,7 @@ class ConsumingContext:
             store,
             producer_language,
             {message: self.on_numbered},
+            storage=storage,
             retries=retries,
             retry_backoff=retry_backoff,
         )
@@ -233,12 +241,15 @@ class ConsumingContext:
         retries: int = 5,
         retry_backoff: float = 0.1,
     ) -> ConsumingContext:
-        store = await open_event_store(url, CONSUMER_TYPES)
+        database = await open_database(url)
+        # The store owns the database: closing it closes the database.
+        store = database.event_store(CONSUMER_TYPES, closes_database=True)
         return cls(
             store,
             producer.language,
             producer.message,
             name or f"ledger-{uuid.uuid4().hex[:8]}",
+            storage=database.messages(),
             retries=retries,
             retry_backoff=retry_backoff,
         )

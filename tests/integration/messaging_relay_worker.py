@@ -15,9 +15,8 @@ import sys
 
 from messaging_harness import PRODUCER_TYPES
 
-from chronik.eventstore import open_event_store
+from chronik.adapters import open_broker, open_database
 from chronik.messaging import Relay
-from chronik.messaging.url import open_broker
 
 
 def say(line: str) -> None:
@@ -27,9 +26,17 @@ def say(line: str) -> None:
 
 async def main(store_url: str, broker_url: str, batch: int) -> None:
     parent = os.getppid()
-    store = await open_event_store(store_url, PRODUCER_TYPES)
+    database = await open_database(store_url)
     broker = await open_broker(broker_url)
-    relay = Relay(store, broker, batch=batch, idle_wait=0.2, standby_wait=0.05, backoff=0.05)
+    relay = Relay(
+        database.event_store(PRODUCER_TYPES),
+        broker,
+        storage=database.messages(),
+        batch=batch,
+        idle_wait=0.2,
+        standby_wait=0.05,
+        backoff=0.05,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     say("ready")

@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from chronik.adapters import Database, open_database
 from chronik.domain import command, event
-from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
+from chronik.eventstore import BaseEventStore, EventTypes
 from chronik.processes import (
     CommandHandler,
     FailurePolicy,
@@ -29,9 +31,11 @@ from chronik.processes import (
     ProcessStepped,
     Step,
     on_timeout,
+    process_index,
     starts,
     when,
 )
+from chronik.projections import InlineProjections
 
 #: the virtual time every test starts at
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -363,8 +367,35 @@ def store_url(kind: str, tmp_path: Path, postgres: str | None = None) -> str:
     return postgres
 
 
-async def open_store(url: str) -> BaseEventStore:
-    return await open_event_store(url, TYPES)
+class Wired:
+    """A test's database wired as the runtime wires it: its event store, and the one
+    process index that every ``Processes`` on the store shares."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.store = database.event_store(TYPES)
+        self.index: InlineProjections = process_index(self.store, database.projections())
+
+    def processes(
+        self,
+        managers: list[ProcessManager],
+        commands: dict[type, Any],
+        **options: Any,
+    ) -> Processes:
+        """Processes on the store, with the database's backend and the shared index."""
+        return Processes(
+            self.store,
+            managers,
+            commands,
+            backend=self.database.projections(),
+            index=self.index,
+            **options,
+        )
+
+
+async def open_wired(url: str) -> Wired:
+    """The database at ``url``, wired; close ``wired.database`` when done."""
+    return Wired(await open_database(url))
 
 
 @contextlib.asynccontextmanager

@@ -12,15 +12,15 @@ import asyncio
 import sys
 from pathlib import Path
 
-from processes_domain import CancelOrder, PaymentHold, cancel_order_by_appending, open_store
+from processes_domain import CancelOrder, PaymentHold, cancel_order_by_appending, open_wired
 
-from chronik.processes import FileClock, Processes
+from chronik.processes import FileClock
 
 
 async def main(url: str, clock_file: Path) -> None:
-    store = await open_store(url)
-    processes = Processes(
-        store,
+    wired = await open_wired(url)
+    store = wired.store
+    processes = wired.processes(
         [PaymentHold()],
         {CancelOrder: cancel_order_by_appending(store)},
         clock=FileClock(clock_file),

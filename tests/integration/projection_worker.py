@@ -16,7 +16,7 @@ import asyncio
 import os
 import sys
 
-from chronik.eventstore import open_event_store
+from chronik.adapters import open_database
 from chronik.projections import ProjectionEngine
 from chronik.testing.eventstore_contract import CONTRACT_TYPES
 from chronik.testing.projection_contract import Balances
@@ -31,10 +31,11 @@ def say(line: str) -> None:
 
 async def main(url: str, page_size: int) -> None:
     parent = os.getppid()
-    store = await open_event_store(url, CONTRACT_TYPES)
+    database = await open_database(url)
     engine = ProjectionEngine(
-        store,
+        database.event_store(CONTRACT_TYPES),
         [Balances()],
+        backend=database.projections(),
         page_size=page_size,
         idle_wait=0.2,
         retry_backoff=0.01,
@@ -60,7 +61,7 @@ async def main(url: str, page_size: int) -> None:
             last = runner.checkpoint
             say(f"checkpoint {last}")
     await engine.stop()
-    await store.close()
+    await database.close()
 
 
 if __name__ == "__main__":

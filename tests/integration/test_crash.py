@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from chronik.eventstore import BaseEventStore, open_event_store
+from chronik.adapters import open_event_store
+from chronik.eventstore import BaseEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
 
 WRITER = Path(__file__).with_name("crash_writer.py")

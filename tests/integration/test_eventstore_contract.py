@@ -11,11 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.adapters import Database, open_database, open_event_store
+from chronik.adapters.memory.eventstore import MemoryEventStore
+from chronik.adapters.postgres.eventstore import PostgresEventStore
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import StoreUnavailableError
-from chronik.eventstore import BaseEventStore, RecordedEvent, open_event_store
-from chronik.eventstore.memory import MemoryEventStore
-from chronik.eventstore.postgres import PostgresEventStore
-from chronik.eventstore.sqlite import SQLiteEventStore
+from chronik.eventstore import BaseEventStore, RecordedEvent
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
     DurableEventStoreContract,
@@ -27,10 +28,10 @@ from chronik.testing.eventstore_contract import (
 
 class TestMemoryEventStore(EventStoreContract):
     @pytest.fixture
-    async def store(self) -> AsyncIterator[BaseEventStore]:
-        store = await open_event_store("memory://", CONTRACT_TYPES)
-        yield store
-        await store.close()
+    async def database(self) -> AsyncIterator[Database]:
+        database = await open_database("memory://")
+        yield database
+        await database.close()
 
     async def reopen(self, store: BaseEventStore) -> BaseEventStore:
         return store
@@ -60,15 +61,16 @@ class TestMemoryEventStore(EventStoreContract):
 
 class TestSQLiteEventStore(DurableEventStoreContract):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[BaseEventStore]:
-        store = await open_event_store(f"sqlite:///{tmp_path}/events.db", CONTRACT_TYPES)
-        yield store
-        await store.close()
+    async def database(self, tmp_path: Path) -> AsyncIterator[Database]:
+        self.url = f"sqlite:///{tmp_path}/events.db"
+        self.opened = await open_database(self.url)
+        yield self.opened
+        await self.opened.close()
 
     async def reopen(self, store: BaseEventStore) -> BaseEventStore:
         assert isinstance(store, SQLiteEventStore)
-        await store.close()
-        return await SQLiteEventStore.open(store.path, CONTRACT_TYPES)
+        await self.opened.close()
+        return await open_event_store(self.url, CONTRACT_TYPES)
 
     async def refuse_in_database(
         self, store: BaseEventStore, stream_id: str, how: str = "ABORT"
@@ -158,16 +160,16 @@ class TestSQLiteEventStore(DurableEventStoreContract):
 
 class TestPostgresEventStore(DurableEventStoreContract):
     @pytest.fixture
-    async def store(self, postgres_url: str, pg_schema: str) -> AsyncIterator[BaseEventStore]:
-        store = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)
+    async def database(self, postgres_url: str, pg_schema: str) -> AsyncIterator[Database]:
         self.url = postgres_url
-        yield store
-        await store.close()
+        self.opened = await open_database(f"{postgres_url}?schema={pg_schema}")
+        yield self.opened
+        await self.opened.close()
 
     async def reopen(self, store: BaseEventStore) -> BaseEventStore:
         assert isinstance(store, PostgresEventStore)
-        await store.close()
-        return await PostgresEventStore.open(self.url, CONTRACT_TYPES, schema=store.schema)
+        await self.opened.close()
+        return await open_event_store(f"{self.url}?schema={store.schema}", CONTRACT_TYPES)
 
     async def refuse_in_database(self, store: BaseEventStore, stream_id: str) -> None:
         assert isinstance(store, PostgresEventStore)

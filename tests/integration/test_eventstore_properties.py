@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chronik.adapters import open_event_store
 from chronik.errors import ConcurrencyError
-from chronik.eventstore import BaseEventStore, ExpectedVersion, open_event_store
+from chronik.eventstore import BaseEventStore, ExpectedVersion
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
 
 

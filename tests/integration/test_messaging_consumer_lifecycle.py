@@ -14,13 +14,15 @@ import pytest
 from messaging_harness import ConsumingContext, Producer, Seen, unique_context
 
 from chronik.errors import ConfigurationError
-from chronik.messaging.broker import Delivery
+from chronik.messaging.port import Delivery
 
 
 async def test_a_second_consumer_of_one_name_on_one_store_is_refused() -> None:
     producer = await Producer.open("memory://", unique_context())
     first = await ConsumingContext.open("memory://", producer)
-    second = ConsumingContext(first.store, producer.language, producer.message, first.name)
+    second = ConsumingContext(
+        first.store, producer.language, producer.message, first.name, storage=first.storage
+    )
     try:
         await first.consumer.setup()
         with pytest.raises(ConfigurationError, match=f"consumer {first.name!r} is already"):
@@ -45,7 +47,9 @@ async def test_a_consumer_restarted_in_the_same_process_keeps_every_effect(
         await first.consumer.deliver(deliveries[0])
         await first.consumer.stop()
 
-        again = ConsumingContext(first.store, producer.language, producer.message, first.name)
+        again = ConsumingContext(
+            first.store, producer.language, producer.message, first.name, storage=first.storage
+        )
         await again.consumer.setup()
         for delivery in deliveries:
             await again.consumer.deliver(delivery)

@@ -45,11 +45,11 @@ from messaging_harness import (
     wait_until,
 )
 
+from chronik.adapters import open_broker
+from chronik.adapters.nats import NatsBroker
+from chronik.adapters.rabbitmq import RabbitMQBroker
 from chronik.messaging import OutgoingMessage, Relay
-from chronik.messaging.broker import Broker
-from chronik.messaging.nats import NatsBroker
-from chronik.messaging.rabbitmq import RabbitMQBroker
-from chronik.messaging.url import open_broker
+from chronik.messaging.port import Broker
 from conftest import service_missing
 
 B = TypeVar("B", bound=Broker)
@@ -438,7 +438,9 @@ async def test_a_broker_outage_grows_the_outbox_which_drains_once_the_broker_is_
     producer = await Producer.open(databases.producer, unique_context())
     consuming = await ConsumingContext.open(databases.consumer, producer)
     broker = private_broker.broker()
-    relay = Relay(producer.store, broker, batch=64, max_backoff=1.0)
+    relay = Relay(
+        producer.store, broker, storage=producer.outbox.storage, batch=64, max_backoff=1.0
+    )
     try:
         async with (
             _connected(broker),

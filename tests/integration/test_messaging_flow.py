@@ -48,25 +48,24 @@ from messaging_harness import (
     wait_until,
 )
 
+from chronik.adapters import open_broker, open_database
+from chronik.adapters.memory.broker import MemoryBroker
+from chronik.adapters.nats import NatsBroker
 from chronik.domain import event
 from chronik.errors import ChronikError
-from chronik.eventstore import EventTypes, Metadata, RecordedEvent, open_event_store
+from chronik.eventstore import EventTypes, Metadata, RecordedEvent
 from chronik.eventstore.context import ambient_metadata
 from chronik.messaging import (
     Delivery,
-    MemoryBroker,
     Outbox,
     OutgoingMessage,
     PublishedLanguage,
     Translate,
     public,
 )
-from chronik.messaging.broker import Broker
 from chronik.messaging.consumer import INBOX_HEADER
-from chronik.messaging.nats import NatsBroker
+from chronik.messaging.port import Broker, OutboxRow
 from chronik.messaging.relay import Relay
-from chronik.messaging.storage import OutboxRow
-from chronik.messaging.url import open_broker
 from conftest import service_missing
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -165,7 +164,9 @@ async def test_ten_thousand_events_have_one_effect_each_in_stream_order(wiring: 
     async with contextlib.AsyncExitStack() as stack:
         producer, consuming, broker = await wiring.open(stack)
         await stack.enter_async_context(subscribed(consuming, broker))
-        await stack.enter_async_context(running_relay(Relay(producer.store, broker)))
+        await stack.enter_async_context(
+            running_relay(Relay(producer.store, broker, storage=producer.outbox.storage))
+        )
         await producer.write(_streams(100), 100, batch=10, writers=4)
         assert producer.written == 10_000
         # A quiet machine drains it in seconds; a loaded 2-core one may take minutes, so
@@ -197,7 +198,11 @@ async def test_a_message_published_twice_has_one_effect(wiring: Wiring) -> None:
             broker.dedup_window = 0  # let the copy through: the inbox must drop it
         doubling = DoublingBroker(broker)
         await stack.enter_async_context(subscribed(consuming, doubling))
-        await stack.enter_async_context(running_relay(Relay(producer.store, doubling, batch=16)))
+        await stack.enter_async_context(
+            running_relay(
+                Relay(producer.store, doubling, storage=producer.outbox.storage, batch=16)
+            )
+        )
         await producer.write(_streams(10), 30, batch=3, writers=2)
         await drained(producer, consuming, within=180)
 
@@ -260,7 +265,9 @@ async def test_a_message_that_always_fails_goes_to_the_dead_letters_and_the_rest
         consuming.failing.add(("account-003", 5))
         consuming.fail_times[("account-007", 3)] = 2  # fails twice, then goes through
         await stack.enter_async_context(subscribed(consuming, broker))
-        await stack.enter_async_context(running_relay(Relay(producer.store, broker)))
+        await stack.enter_async_context(
+            running_relay(Relay(producer.store, broker, storage=producer.outbox.storage))
+        )
         await producer.write(_streams(10), 20, batch=4, writers=2)
         await drained(producer, consuming, within=180)
 
@@ -370,9 +377,10 @@ async def _outbox_written(url: str) -> AsyncIterator[Written]:
             return opened(recorded.stream_id, e.holder, list(e.tags), e.limit, 0.5, e.opened_at)
         return None
 
-    store = await open_event_store(url, EventTypes([Numbered, KeptInside, AccountOpened]))
+    database = await open_database(url)
+    store = database.event_store(EventTypes([Numbered, KeptInside, AccountOpened]))
     try:
-        outbox = Outbox(store, translate, language, source=context)
+        outbox = Outbox(store, translate, language, source=context, storage=database.messages())
         await outbox.setup()
         at = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
         streams = ["account-1", "konto-äöü-€-🙂", "with spaces/and:colons"]
@@ -389,7 +397,7 @@ async def _outbox_written(url: str) -> AsyncIterator[Written]:
         assert [r.position for r in rows] == sorted(r.position for r in published.values())
         yield Written(context, language, translate, rows, published)
     finally:
-        await store.close()
+        await database.close()
 
 
 async def test_every_envelope_carries_its_event_and_its_data_fits_the_schema(
@@ -476,7 +484,9 @@ async def test_correlation_causation_and_traceparent_flow_from_producer_to_effec
         assert "traceparent" not in envelope
 
         await stack.enter_async_context(subscribed(consuming, broker))
-        await stack.enter_async_context(running_relay(Relay(producer.store, broker)))
+        await stack.enter_async_context(
+            running_relay(Relay(producer.store, broker, storage=producer.outbox.storage))
+        )
         await drained(producer, consuming, within=180)
 
         for key in ("traced1", "traced2"):
@@ -520,7 +530,9 @@ async def test_a_message_the_broker_delivers_again_keeps_its_place_in_the_stream
         for seq in (10, 90, 170):
             consuming.store_down[("account-000", seq)] = 2
         await stack.enter_async_context(subscribed(consuming, broker))
-        await stack.enter_async_context(running_relay(Relay(producer.store, broker)))
+        await stack.enter_async_context(
+            running_relay(Relay(producer.store, broker, storage=producer.outbox.storage))
+        )
         in_process = isinstance(broker, MemoryBroker)  # it delivers inside the relay's publish
         if not in_process:
             consuming.gate.clear()  # messages behind #10 are at the consumer when it fails

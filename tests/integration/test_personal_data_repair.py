@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters import open_event_store
 from chronik.errors import CorruptEventError
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
     NOW,
@@ -21,14 +21,15 @@ from chronik.testing.eventstore_contract import (
 async def test_a_subject_given_a_new_key_after_forgetting_reads_as_placeholders_after_repair(
     tmp_path: Path,
 ) -> None:
-    store = await SQLiteEventStore.open(tmp_path / "events.db", CONTRACT_TYPES)
+    path = tmp_path / "events.db"
+    store = await open_event_store(f"sqlite:///{path}", CONTRACT_TYPES)
     try:
         await store.append("account-1", [Opened("holder-1", "Ada Lovelace", NOW)])
         await store.with_types(TWO_STEP_TYPES).append(
             "account-1", [HolderForgottenBefore("holder-1")]
         )
         # What the old code left: the forget deleted the key, a later edit made a new one.
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
+        with sqlite3.connect(path, isolation_level=None) as conn:
             conn.execute(
                 "UPDATE chronik_subject_keys SET key = randomblob(32) WHERE subject = 'holder-1'"
             )

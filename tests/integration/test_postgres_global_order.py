@@ -14,13 +14,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.adapters import open_event_store
 from chronik.eventstore import BaseEventStore, RecordedEvent
-from chronik.eventstore.postgres import PostgresEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, Withdrawn
 
 
-async def _open(url: str, schema: str) -> PostgresEventStore:
-    return await PostgresEventStore.open(url, CONTRACT_TYPES, schema=schema)
+async def _open(url: str, schema: str) -> BaseEventStore:
+    return await open_event_store(f"{url}?schema={schema}", CONTRACT_TYPES)
 
 
 async def _append_params(store: BaseEventStore, stream_id: str) -> tuple[Any, ...]:

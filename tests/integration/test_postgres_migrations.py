@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from chronik.adapters import open_event_store
+from chronik.adapters.postgres import schema as ddl
 from chronik.errors import SubjectForgottenError
 from chronik.eventstore import RecordedEvent
-from chronik.eventstore import postgres as pg
-from chronik.eventstore.postgres import PostgresEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Opened, Withdrawn
 
 pytestmark = pytest.mark.postgres
@@ -27,8 +27,8 @@ async def test_a_schema_of_the_first_migration_is_migrated_and_hooks_see_stored_
     postgres_url: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with monkeypatch.context() as old:
-        old.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:1])
-        before = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+        old.setattr(ddl, "EVENTS", ddl.EVENTS[:1])
+        before = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)
         try:
             # The old function, called as the old code called it: it returns two numbers.
             request = await before.prepare("account-1", [Withdrawn(1)], 0)
@@ -55,7 +55,7 @@ async def test_a_schema_of_the_first_migration_is_migrated_and_hooks_see_stored_
         finally:
             await before.close()
 
-    store = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+    store = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)
     seen: list[RecordedEvent] = []
 
     async def hook(conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
@@ -86,8 +86,8 @@ async def test_subjects_forgotten_before_tombstones_existed_stay_forgotten_after
 ) -> None:
     gone, kept = "holder-gone", "holder-kept"
     with monkeypatch.context() as old:
-        old.setattr(pg, "MIGRATIONS", pg.MIGRATIONS[:2])
-        before = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+        old.setattr(ddl, "EVENTS", ddl.EVENTS[:2])
+        before = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)
         try:
             requests = [
                 await before.prepare("account-1", [Opened(gone, "Ada Lovelace", NOW)], 0),
@@ -124,7 +124,7 @@ async def test_subjects_forgotten_before_tombstones_existed_stay_forgotten_after
                 f"DELETE FROM {pg_schema}.chronik_subject_keys WHERE subject = %s", (gone,)
             )
 
-    store = await PostgresEventStore.open(postgres_url, CONTRACT_TYPES, schema=pg_schema)
+    store = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)
     try:
         with pytest.raises(SubjectForgottenError):
             await store.append("account-3", [Opened(gone, "Ada King", NOW)])

@@ -29,9 +29,10 @@ from processes_domain import (
     OrderPlaced,
     PaymentHold,
     ReleaseBudget,
+    Wired,
     campaign_stream,
     checkpoints,
-    open_store,
+    open_wired,
     order_stream,
     running,
     settle,
@@ -46,14 +47,19 @@ from chronik.processes import FailurePolicy, Processes, VirtualClock
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BaseEventStore]:
+async def wired(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Wired]:
     postgres = None
     if request.param == "postgres":
         postgres = f"{request.getfixturevalue('postgres_url')}?schema="
         postgres += request.getfixturevalue("pg_schema")
-    store = await open_store(store_url(request.param, tmp_path, postgres))
-    yield store
-    await store.close()
+    wired = await open_wired(store_url(request.param, tmp_path, postgres))
+    yield wired
+    await wired.database.close()
+
+
+@pytest.fixture
+def store(wired: Wired) -> BaseEventStore:
+    return wired.store
 
 
 async def _rewind_dispatcher(processes: Processes) -> None:
@@ -68,10 +74,11 @@ async def _rewind_dispatcher(processes: Processes) -> None:
 
 
 async def test_commands_dispatched_again_from_a_rewound_checkpoint_append_nothing_new(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
     desk = CampaignDesk(store, failing={"b": "slot", "c": "partner"})
-    processes = Processes(store, [CampaignLaunch()], desk.handlers(), idle_wait=0.05)
+    processes = wired.processes([CampaignLaunch()], desk.handlers(), idle_wait=0.05)
     async with running(processes):
         for campaign in ("a", "b", "c"):
             await store.append(campaign_stream(campaign), [CampaignLaunched(campaign, 9)])
@@ -82,7 +89,7 @@ async def test_commands_dispatched_again_from_a_rewound_checkpoint_append_nothin
     assert processes.dispatched == len(first_calls) == 3 + 3 + 5
 
     await _rewind_dispatcher(processes)
-    again = Processes(store, [CampaignLaunch()], desk.handlers(), idle_wait=0.05)
+    again = wired.processes([CampaignLaunch()], desk.handlers(), idle_wait=0.05)
     async with running(again):
         await settle(again)
 
@@ -94,10 +101,11 @@ async def test_commands_dispatched_again_from_a_rewound_checkpoint_append_nothin
 
 
 async def test_a_command_dispatched_twice_by_hand_appends_its_event_once(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
     clock = VirtualClock(T0)
-    processes = Processes(store, [PaymentHold()], {CancelOrder: _cancel_order(store)}, clock=clock)
+    processes = wired.processes([PaymentHold()], {CancelOrder: _cancel_order(store)}, clock=clock)
     await processes.setup()
     await processes.handle(OrderPlaced("o"), trigger="placed")
     clock.advance(HOLD)
@@ -120,6 +128,7 @@ def _cancel_order(store: BaseEventStore) -> Callable[[CancelOrder], Awaitable[No
 
 
 async def test_a_handler_retried_after_failing_midway_completes_the_rest_of_its_work(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
     calls: list[CancelOrder] = []
@@ -132,8 +141,7 @@ async def test_a_handler_retried_after_failing_midway_completes_the_rest_of_its_
         await store.append(f"mail-{c.order_id}", [OrderCancelled(c.order_id, "mailed")])
 
     clock = VirtualClock(T0)
-    processes = Processes(
-        store,
+    processes = wired.processes(
         [PaymentHold()],
         {CancelOrder: (cancel_and_notify, FailurePolicy(retries=2, backoff=0.01))},
         clock=clock,
@@ -169,13 +177,12 @@ class Failing:
 
 
 async def _two_expired_orders(
-    store: BaseEventStore, then: Literal["skip", "park", "stop"]
+    wired: Wired, then: Literal["skip", "park", "stop"]
 ) -> tuple[Processes, Failing, asyncio.Task[None], asyncio.Event]:
     """Orders x then y expire; the handler fails on x, with ``then`` as its policy."""
     clock = VirtualClock(T0)
-    handler = Failing(store, "x")
-    processes = Processes(
-        store,
+    handler = Failing(wired.store, "x")
+    processes = wired.processes(
         [PaymentHold()],
         {CancelOrder: (handler, FailurePolicy(retries=2, backoff=0.01, then=then))},
         clock=clock,
@@ -194,9 +201,10 @@ async def _two_expired_orders(
 
 
 async def test_a_command_whose_handler_keeps_failing_is_skipped_under_skip(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
-    processes, handler, task, stop = await _two_expired_orders(store, "skip")
+    processes, handler, task, stop = await _two_expired_orders(wired, "skip")
     try:
         await settle(processes)
     finally:
@@ -208,9 +216,10 @@ async def test_a_command_whose_handler_keeps_failing_is_skipped_under_skip(
 
 
 async def test_a_command_whose_handler_keeps_failing_is_parked_under_park(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
-    processes, handler, task, stop = await _two_expired_orders(store, "park")
+    processes, handler, task, stop = await _two_expired_orders(wired, "park")
     try:
         await settle(processes)
     finally:
@@ -234,9 +243,9 @@ async def test_a_command_whose_handler_keeps_failing_is_parked_under_park(
 
 @pytest.mark.parametrize("request_", ["replay-parked", "skip-parked"])
 async def test_a_parked_step_is_replayed_or_skipped_on_request(
-    store: BaseEventStore, request_: str
+    wired: Wired, store: BaseEventStore, request_: str
 ) -> None:
-    processes, handler, task, stop = await _two_expired_orders(store, "park")
+    processes, handler, task, stop = await _two_expired_orders(wired, "park")
     name = f"{processes.name}_commands"
     try:
         await wait_until(lambda: _parked(processes, name, 1))
@@ -266,10 +275,10 @@ async def _no_request(processes: Processes, name: str) -> bool:
 
 
 async def test_a_command_whose_handler_keeps_failing_stops_the_dispatcher_under_stop(
-    store: BaseEventStore, caplog: pytest.LogCaptureFixture
+    wired: Wired, store: BaseEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, "chronik.processes")
-    processes, handler, task, stop = await _two_expired_orders(store, "stop")
+    processes, handler, task, stop = await _two_expired_orders(wired, "stop")
     try:
         await wait_until(lambda: _logged(caplog, "policy: stop"))
         await asyncio.sleep(0.5)  # ten idle waits: the dispatcher would have moved on by now
@@ -290,6 +299,7 @@ async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
 
 
 async def test_two_commands_of_one_step_that_keep_failing_are_both_on_record_under_park(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
     async def unavailable(c: ReleaseBudget | CancelAdSlot) -> None:
@@ -302,7 +312,7 @@ async def test_two_commands_of_one_step_that_keep_failing_are_both_on_record_und
         ReleaseBudget: (unavailable, policy),
         CancelAdSlot: (unavailable, policy),
     }
-    processes = Processes(store, [CampaignLaunch()], handlers, idle_wait=0.05)
+    processes = wired.processes([CampaignLaunch()], handlers, idle_wait=0.05)
     async with running(processes):
         await store.append(campaign_stream("c"), [CampaignLaunched("c", 9)])
         await settle(processes)
@@ -328,10 +338,10 @@ def _loops() -> list[str]:
 
 
 async def test_when_the_stop_policy_stops_the_worker_none_of_its_loops_keeps_running(
-    store: BaseEventStore, caplog: pytest.LogCaptureFixture
+    wired: Wired, store: BaseEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.ERROR, "chronik.processes")
-    _, _, task, stop = await _two_expired_orders(store, "stop")
+    _, _, task, stop = await _two_expired_orders(wired, "stop")
     try:
         await wait_until(lambda: _logged(caplog, "policy: stop"))
         await asyncio.sleep(0.3)

@@ -29,7 +29,8 @@ from processes_domain import (
     OrderPlaced,
     PaymentHold,
     PaymentReceived,
-    open_store,
+    Wired,
+    open_wired,
     order_stream,
     steps,
     stream_events,
@@ -97,10 +98,15 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(url: str) -> AsyncIterator[BaseEventStore]:
-    store = await open_store(url)
-    yield store
-    await store.close()
+async def wired(url: str) -> AsyncIterator[Wired]:
+    wired = await open_wired(url)
+    yield wired
+    await wired.database.close()
+
+
+@pytest.fixture
+def store(wired: Wired) -> BaseEventStore:
+    return wired.store
 
 
 async def _kinds(store: BaseEventStore, instance: str) -> list[str]:
@@ -118,12 +124,12 @@ async def _status_is(view: Processes, instance: str, status: str) -> bool:
 
 
 async def test_a_timeout_awaited_across_a_kill_fires_once_after_the_restart_when_due(
-    url: str, store: BaseEventStore, tmp_path: Path
+    wired: Wired, url: str, store: BaseEventStore, tmp_path: Path
 ) -> None:
     clock, log = tmp_path / "clock", tmp_path / "worker.log"
     set_clock(clock, T0)
     first = Worker(url, clock, log)
-    view = Processes(store, [PaymentHold()], {}, clock=FileClock(clock))
+    view = wired.processes([PaymentHold()], {}, clock=FileClock(clock))
     await view.setup()  # reads the index the worker keeps
     await store.append(order_stream("late"), [OrderPlaced("late")])
     await store.append(order_stream("paid"), [OrderPlaced("paid")])
@@ -167,14 +173,14 @@ async def _has_cancellation(store: BaseEventStore, order_id: str) -> bool:
 
 
 async def test_killing_the_worker_while_timeouts_fall_due_fires_each_exactly_once(
-    url: str, store: BaseEventStore, tmp_path: Path
+    wired: Wired, url: str, store: BaseEventStore, tmp_path: Path
 ) -> None:
     clock, log = tmp_path / "clock", tmp_path / "worker.log"
     rng = random.Random(7)
     now = T0
     set_clock(clock, now)
     worker = Worker(url, clock, log)
-    view = Processes(store, [PaymentHold()], {}, clock=FileClock(clock))
+    view = wired.processes([PaymentHold()], {}, clock=FileClock(clock))
     await view.setup()
     orders: list[str] = []
     for round_ in range(3):

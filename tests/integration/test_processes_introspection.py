@@ -31,7 +31,7 @@ from processes_domain import (
     PaymentReceived,
     campaign_stream,
     cancel_order_by_appending,
-    open_store,
+    open_wired,
     order_stream,
     running,
     settle,
@@ -39,6 +39,7 @@ from processes_domain import (
     wait_until,
 )
 
+from chronik.adapters import Database
 from chronik.eventstore import BaseEventStore
 from chronik.processes import InstanceView, Processes, VirtualClock
 
@@ -51,16 +52,17 @@ DUE = PLACED + HOLD
 @dataclass
 class Population:
     url: str
+    database: Database
     store: BaseEventStore
     processes: Processes
 
 
 async def _populate(url: str) -> Population:
-    store = await open_store(url)
+    wired = await open_wired(url)
+    store = wired.store
     clock = VirtualClock(T0)
     desk = CampaignDesk(store, failing={"bad": "slot"})
-    processes = Processes(
-        store,
+    processes = wired.processes(
         [PaymentHold(), CampaignLaunch(), BasketCount()],
         {CancelOrder: cancel_order_by_appending(store), **desk.handlers()},
         clock=clock,
@@ -84,7 +86,7 @@ async def _populate(url: str) -> Population:
         await store.append(campaign_stream("bad"), [CampaignLaunched("bad", 10)])
         await store.append("basket-b", [BasketOpened("b"), ItemAdded("b", 7), ItemAdded("b", 3)])
         await settle(processes)
-    return Population(url, store, processes)
+    return Population(url, wired.database, store, processes)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -95,7 +97,7 @@ async def population(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         postgres += request.getfixturevalue("pg_schema")
     populated = await _populate(store_url(request.param, tmp_path, postgres))
     yield populated
-    await populated.store.close()
+    await populated.database.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -106,7 +108,7 @@ async def durable(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         postgres += request.getfixturevalue("pg_schema")
     populated = await _populate(store_url(request.param, tmp_path, postgres))
     yield populated
-    await populated.store.close()
+    await populated.database.close()
 
 
 def _by_key(views: list[InstanceView]) -> dict[str, InstanceView]:
@@ -273,8 +275,8 @@ async def test_processes_show_of_an_unknown_instance_fails_with_one_line(
 
 async def test_processes_list_on_a_store_where_no_process_ran_says_so(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/empty.db"
-    store = await open_store(url)
-    await store.close()
+    wired = await open_wired(url)
+    await wired.database.close()
     done = await chronik("processes", "list", "--store-url", url)
     assert done.code == 0, done.err
     assert "No process has run in this store yet." in done.out

@@ -27,8 +27,9 @@ from processes_domain import (
     OrderPlaced,
     PaymentHold,
     PaymentReceived,
+    Wired,
     cancel_order_by_appending,
-    open_store,
+    open_wired,
     order_stream,
     running,
     settle,
@@ -44,14 +45,19 @@ from chronik.processes import Processes, VirtualClock
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BaseEventStore]:
+async def wired(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Wired]:
     postgres = None
     if request.param == "postgres":
         postgres = f"{request.getfixturevalue('postgres_url')}?schema="
         postgres += request.getfixturevalue("pg_schema")
-    store = await open_store(store_url(request.param, tmp_path, postgres))
-    yield store
-    await store.close()
+    wired = await open_wired(store_url(request.param, tmp_path, postgres))
+    yield wired
+    await wired.database.close()
+
+
+@pytest.fixture
+def store(wired: Wired) -> BaseEventStore:
+    return wired.store
 
 
 class Contention:
@@ -103,10 +109,10 @@ async def _one_way_only(store: BaseEventStore, processes: Processes, order: str)
 
 
 async def test_an_event_and_its_timeout_handled_at_once_end_the_instance_one_way_only(
-    store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = VirtualClock(T0)
-    processes = Processes(store, [PaymentHold()], {}, clock=clock)
+    processes = wired.processes([PaymentHold()], {}, clock=clock)
     await processes.setup()
     contention = Contention(monkeypatch, store, delay=0.002)
     winners: list[str] = []
@@ -125,11 +131,10 @@ async def test_an_event_and_its_timeout_handled_at_once_end_the_instance_one_way
 
 
 async def test_an_event_appended_as_its_timeout_fires_ends_the_running_instance_one_way_only(
-    store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = VirtualClock(T0)
-    processes = Processes(
-        store,
+    processes = wired.processes(
         [PaymentHold()],
         {CancelOrder: cancel_order_by_appending(store)},
         clock=clock,
@@ -173,9 +178,9 @@ def _check_count(taken: list[Any], expected_items: set[int]) -> None:
 
 
 async def test_fifty_items_handled_at_once_are_each_counted_once_through_the_retries(
-    store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    processes = Processes(store, [BasketCount()], {}, clock=VirtualClock(T0))
+    processes = wired.processes([BasketCount()], {}, clock=VirtualClock(T0))
     await processes.setup()
     await processes.handle(BasketOpened("b"), trigger="opened")
     contention = Contention(monkeypatch, store)
@@ -190,9 +195,10 @@ async def test_fifty_items_handled_at_once_are_each_counted_once_through_the_ret
 
 
 async def test_fifty_items_appended_at_once_while_the_follower_runs_are_each_counted_once(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
-    processes = Processes(store, [BasketCount()], {}, clock=VirtualClock(T0), idle_wait=0.05)
+    processes = wired.processes([BasketCount()], {}, clock=VirtualClock(T0), idle_wait=0.05)
     async with running(processes):
         await store.append("basket-b", [BasketOpened("b")])
         await settle(processes)
@@ -202,9 +208,9 @@ async def test_fifty_items_appended_at_once_while_the_follower_runs_are_each_cou
 
 
 async def test_items_appended_and_items_handled_directly_at_once_are_each_counted_once(
-    store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    processes = Processes(store, [BasketCount()], {}, clock=VirtualClock(T0), idle_wait=0.01)
+    processes = wired.processes([BasketCount()], {}, clock=VirtualClock(T0), idle_wait=0.01)
     contention = Contention(monkeypatch, store)
     async with running(processes):
         await store.append("basket-b", [BasketOpened("b")])
@@ -220,9 +226,9 @@ async def test_items_appended_and_items_handled_directly_at_once_are_each_counte
 
 
 async def test_the_same_trigger_handled_twice_at_once_takes_one_step(
-    store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    processes = Processes(store, [BasketCount()], {}, clock=VirtualClock(T0))
+    processes = wired.processes([BasketCount()], {}, clock=VirtualClock(T0))
     await processes.setup()
     await processes.handle(BasketOpened("b"), trigger="opened")
     contention = Contention(monkeypatch, store)
@@ -234,9 +240,9 @@ async def test_the_same_trigger_handled_twice_at_once_takes_one_step(
 
 
 async def test_a_trigger_that_gives_up_under_contention_raises_and_counts_once_when_handled_again(
-    store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    processes = Processes(store, [BasketCount()], {}, clock=VirtualClock(T0), retries_on_conflict=3)
+    processes = wired.processes([BasketCount()], {}, clock=VirtualClock(T0), retries_on_conflict=3)
     await processes.setup()
     await processes.handle(BasketOpened("b"), trigger="opened")
     Contention(monkeypatch, store)

@@ -28,8 +28,9 @@ from processes_domain import (
     CampaignLaunched,
     PartnerNotified,
     PartnerUnreachable,
+    Wired,
     campaign_stream,
-    open_store,
+    open_wired,
     running,
     settle,
     steps,
@@ -38,18 +39,23 @@ from processes_domain import (
 )
 
 from chronik.eventstore import BaseEventStore
-from chronik.processes import Processes, VirtualClock
+from chronik.processes import VirtualClock
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BaseEventStore]:
+async def wired(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Wired]:
     postgres = None
     if request.param == "postgres":
         postgres = f"{request.getfixturevalue('postgres_url')}?schema="
         postgres += request.getfixturevalue("pg_schema")
-    store = await open_store(store_url(request.param, tmp_path, postgres))
-    yield store
-    await store.close()
+    wired = await open_wired(store_url(request.param, tmp_path, postgres))
+    yield wired
+    await wired.database.close()
+
+
+@pytest.fixture
+def store(wired: Wired) -> BaseEventStore:
+    return wired.store
 
 
 def outcome(failing: str | None, c: str = "c") -> tuple[list[object], list[object], str]:
@@ -76,11 +82,11 @@ def outcome(failing: str | None, c: str = "c") -> tuple[list[object], list[objec
 
 @pytest.mark.parametrize("failing", [None, "budget", "slot", "partner"])
 async def test_a_failing_step_compensates_every_step_done_before_it_latest_first_once_each(
-    store: BaseEventStore, failing: str | None
+    wired: Wired, store: BaseEventStore, failing: str | None
 ) -> None:
     desk = CampaignDesk(store, failing={} if failing is None else {"c": failing})
-    processes = Processes(
-        store, [CampaignLaunch()], desk.handlers(), clock=VirtualClock(T0), idle_wait=0.05
+    processes = wired.processes(
+        [CampaignLaunch()], desk.handlers(), clock=VirtualClock(T0), idle_wait=0.05
     )
     async with running(processes):
         await store.append(campaign_stream("c"), [CampaignLaunched("c", 500)])
@@ -102,10 +108,11 @@ async def test_a_failing_step_compensates_every_step_done_before_it_latest_first
 
 
 async def test_the_compensations_are_sent_by_the_failing_step_latest_first_with_their_own_ids(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
     desk = CampaignDesk(store, failing={"c": "partner"})
-    processes = Processes(store, [CampaignLaunch()], desk.handlers(), idle_wait=0.05)
+    processes = wired.processes([CampaignLaunch()], desk.handlers(), idle_wait=0.05)
     async with running(processes):
         await store.append(campaign_stream("c"), [CampaignLaunched("c", 500)])
         await settle(processes)
@@ -133,11 +140,12 @@ async def test_the_compensations_are_sent_by_the_failing_step_latest_first_with_
 
 
 async def test_sagas_of_several_campaigns_failing_at_different_steps_compensate_independently(
+    wired: Wired,
     store: BaseEventStore,
 ) -> None:
     failing = {"a": "budget", "b": "slot", "c": "partner"}
     desk = CampaignDesk(store, failing=failing)
-    processes = Processes(store, [CampaignLaunch()], desk.handlers(), idle_wait=0.05)
+    processes = wired.processes([CampaignLaunch()], desk.handlers(), idle_wait=0.05)
     async with running(processes):
         for campaign in ("a", "b", "c", "d"):
             await store.append(campaign_stream(campaign), [CampaignLaunched(campaign, 500)])

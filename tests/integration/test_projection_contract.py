@@ -7,30 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from chronik.eventstore import BaseEventStore, open_event_store
-from chronik.testing.eventstore_contract import CONTRACT_TYPES
+from chronik.adapters import Database, open_database
 from chronik.testing.projection_contract import InlineProjectionContract, ProjectionContract
 
 
 class TestMemoryProjections(ProjectionContract, InlineProjectionContract):
     @pytest.fixture
-    async def store(self) -> AsyncIterator[BaseEventStore]:
-        store = await open_event_store("memory://", CONTRACT_TYPES)
-        yield store
-        await store.close()
+    async def database(self) -> AsyncIterator[Database]:
+        database = await open_database("memory://")
+        yield database
+        await database.close()
 
 
 class TestSQLiteProjections(ProjectionContract, InlineProjectionContract):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[BaseEventStore]:
-        store = await open_event_store(f"sqlite:///{tmp_path}/events.db", CONTRACT_TYPES)
-        yield store
-        await store.close()
+    async def database(self, tmp_path: Path) -> AsyncIterator[Database]:
+        database = await open_database(f"sqlite:///{tmp_path}/events.db")
+        yield database
+        await database.close()
 
 
 class TestPostgresProjections(ProjectionContract, InlineProjectionContract):
     @pytest.fixture
-    async def store(self, postgres_url: str, pg_schema: str) -> AsyncIterator[BaseEventStore]:
-        store = await open_event_store(f"{postgres_url}?schema={pg_schema}", CONTRACT_TYPES)
-        yield store
-        await store.close()
+    async def database(self, postgres_url: str, pg_schema: str) -> AsyncIterator[Database]:
+        database = await open_database(f"{postgres_url}?schema={pg_schema}")
+        yield database
+        await database.close()

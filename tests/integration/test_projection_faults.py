@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
-from chronik.eventstore import BaseEventStore, open_event_store
+from chronik.adapters import Database, open_database
+from chronik.eventstore import BaseEventStore
 from chronik.projections import ProjectionEngine, ReadModels, ReadModelTx, handles
-from chronik.projections.engine import ProjectionRunner, backend_for
+from chronik.projections.engine import ProjectionRunner
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
     NOW,
@@ -101,12 +102,21 @@ class Ledger:
         return written
 
 
+@dataclass
+class Replica:
+    """A database opened by URL, as one process opens it: its event store and backend."""
+
+    database: Database
+    store: BaseEventStore
+
+
 def _engine(
-    store: BaseEventStore, projection: Balances | None = None, *, page_size: int = 50
+    at: Replica, projection: Balances | None = None, *, page_size: int = 50
 ) -> ProjectionEngine:
     return ProjectionEngine(
-        store,
+        at.store,
         [projection or Balances()],
+        backend=at.database.projections(),
         page_size=page_size,
         idle_wait=0.2,
         retry_backoff=0.01,
@@ -115,12 +125,12 @@ def _engine(
 
 
 @contextlib.asynccontextmanager
-async def _opened_store(url: str) -> AsyncIterator[BaseEventStore]:
-    store = await open_event_store(url, CONTRACT_TYPES)
+async def _opened(url: str) -> AsyncIterator[Replica]:
+    database = await open_database(url)
     try:
-        yield store
+        yield Replica(database, database.event_store(CONTRACT_TYPES))
     finally:
-        await store.close()
+        await database.close()
 
 
 @contextlib.asynccontextmanager
@@ -150,9 +160,10 @@ def _counted(docs: list[dict[str, Any]]) -> Counter[str]:
     return Counter(json.dumps(doc, sort_keys=True) for doc in docs)
 
 
-async def _assert_equals_a_fresh_rebuild(store: BaseEventStore, served: ReadModels) -> None:
+async def _assert_equals_a_fresh_rebuild(at: Replica, served: ReadModels) -> None:
+    store = at.store
     head = await store.head_position()
-    async with _running(_engine(store, BalancesCheck(), page_size=500)) as fresh:
+    async with _running(_engine(at, BalancesCheck(), page_size=500)) as fresh:
         assert await fresh.wait_until(head, max_wait=30), "the fresh rebuild did not catch up"
         for table in Balances.tables:
             ours = await served.find("balances", table, limit=10_000)
@@ -237,7 +248,8 @@ async def _kill_the_runner_repeatedly(url: str) -> None:
     rng = random.Random(seed)
     ledger = Ledger(rng)
     mid_catch_up = 0
-    async with _opened_store(url) as store:
+    async with _opened(url) as at:
+        store = at.store
         await ledger.write(store, 6000)
         for kill in range(KILLS):
             head = await store.head_position()
@@ -251,7 +263,7 @@ async def _kill_the_runner_repeatedly(url: str) -> None:
             finally:
                 stderr = await worker.kill()
             assert worker.process.returncode == -signal.SIGKILL, stderr
-            row = await backend_for(store).load("balances")
+            row = await at.database.projections().load("balances")
             assert row is not None
             assert row.checkpoint >= worker.reported, (
                 f"kill {kill}: the worker reported checkpoint {worker.reported} committed, "
@@ -261,9 +273,9 @@ async def _kill_the_runner_repeatedly(url: str) -> None:
             await ledger.write(store, rng.randint(50, 300))
         print(f"{mid_catch_up} of {KILLS} kills landed during catch-up")
         assert mid_catch_up > 0, "no kill landed during catch-up: the test tested nothing"
-        async with _running(_engine(store)) as engine:
+        async with _running(_engine(at)) as engine:
             assert await engine.wait_until(await store.head_position(), max_wait=30)
-            await _assert_equals_a_fresh_rebuild(store, engine.read_models)
+            await _assert_equals_a_fresh_rebuild(at, engine.read_models)
 
 
 @pytest.mark.slow
@@ -290,10 +302,11 @@ async def test_a_projection_tailing_concurrent_postgres_writers_applies_every_ev
     url = f"{postgres_url}?schema={pg_schema}"
     ledger = Ledger(random.Random())
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(_opened_store(url))
+        at = await stack.enter_async_context(_opened(url))
+        store = at.store
         await ledger.write(store, 200)
-        engine = await stack.enter_async_context(_running(_engine(store)))
-        writers = [await stack.enter_async_context(_opened_store(url)) for _ in range(4)]
+        engine = await stack.enter_async_context(_running(_engine(at)))
+        writers = [(await stack.enter_async_context(_opened(url))).store for _ in range(4)]
         loop = asyncio.get_running_loop()
         until = loop.time() + 3.0
         followed: list[int] = []
@@ -314,7 +327,7 @@ async def test_a_projection_tailing_concurrent_postgres_writers_applies_every_ev
         head = await store.head_position()
         assert len(set(followed)) > 2, "the projection did not follow the writers as they wrote"
         assert await engine.wait_until(head, max_wait=30)
-        await _assert_equals_a_fresh_rebuild(store, engine.read_models)
+        await _assert_equals_a_fresh_rebuild(at, engine.read_models)
 
 
 # -- 3. a rebuild under a steady write load ---------------------------------------------
@@ -323,12 +336,13 @@ async def test_a_projection_tailing_concurrent_postgres_writers_applies_every_ev
 async def _rebuild_under_load(url: str) -> None:
     ledger = Ledger(random.Random())
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(_opened_store(url))
-        writer = await stack.enter_async_context(_opened_store(url))
+        at = await stack.enter_async_context(_opened(url))
+        store = at.store
+        writer = (await stack.enter_async_context(_opened(url))).store
         await ledger.write(store, 4000)
         known = list(ledger.accounts)
         engine = await stack.enter_async_context(
-            _running(_engine(store, SlowBalances(), page_size=20))
+            _running(_engine(at, SlowBalances(), page_size=20))
         )
         rm = engine.read_models
         assert await engine.wait_until(await store.head_position(), max_wait=30)
@@ -378,7 +392,7 @@ async def _rebuild_under_load(url: str) -> None:
             stop.set()
             await writing
         assert await engine.wait_until(await store.head_position(), max_wait=30)
-        await _assert_equals_a_fresh_rebuild(store, rm)
+        await _assert_equals_a_fresh_rebuild(at, rm)
 
 
 @pytest.mark.slow
@@ -413,10 +427,11 @@ async def test_two_postgres_runners_of_one_projection_elect_one_leader_and_apply
     url = f"{postgres_url}?schema={pg_schema}"
     ledger = Ledger(random.Random())
     async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(_opened_store(url))
-        second = await stack.enter_async_context(_opened_store(url))
+        first_at = await stack.enter_async_context(_opened(url))
+        second_at = await stack.enter_async_context(_opened(url))
+        first = first_at.store
         await ledger.write(first, 1000)
-        engines = [_engine(first, page_size=20), _engine(second, page_size=20)]
+        engines = [_engine(first_at, page_size=20), _engine(second_at, page_size=20)]
         await asyncio.gather(*(stack.enter_async_context(_running(e)) for e in engines))
         runners = [e.runners["balances"] for e in engines]
 
@@ -434,7 +449,7 @@ async def test_two_postgres_runners_of_one_projection_elect_one_leader_and_apply
         engine = engines[runners.index(leader)]
         assert await engine.wait_until(await first.head_position(), max_wait=30)
         assert _leader(runners) is leader, [r.state for r in runners]
-        await _assert_equals_a_fresh_rebuild(first, engine.read_models)
+        await _assert_equals_a_fresh_rebuild(first_at, engine.read_models)
 
 
 async def test_read_your_writes_on_a_standby_replica_returns_once_the_leader_applied_the_write(
@@ -442,8 +457,9 @@ async def test_read_your_writes_on_a_standby_replica_returns_once_the_leader_app
 ) -> None:
     url = f"{postgres_url}?schema={pg_schema}"
     async with contextlib.AsyncExitStack() as stack:
-        stores = [await stack.enter_async_context(_opened_store(url)) for _ in range(2)]
-        engines = [_engine(store) for store in stores]
+        opened = [await stack.enter_async_context(_opened(url)) for _ in range(2)]
+        stores = [at.store for at in opened]
+        engines = [_engine(at) for at in opened]
         await asyncio.gather(*(stack.enter_async_context(_running(e)) for e in engines))
         runners = [e.runners["balances"] for e in engines]
 
@@ -474,12 +490,13 @@ async def test_a_standby_runner_takes_over_when_the_leading_process_is_killed(
     rng = random.Random()
     ledger = Ledger(rng)
     async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(_opened_store(url))
+        at = await stack.enter_async_context(_opened(url))
+        store = at.store
         await ledger.write(store, 300)
         worker = await Worker.start(url, 10)
         stack.push_async_callback(worker.kill)
         await worker.until_leading()
-        engine = await stack.enter_async_context(_running(_engine(store, page_size=20)))
+        engine = await stack.enter_async_context(_running(_engine(at, page_size=20)))
         runner = engine.runners["balances"]
 
         async def standing_by() -> bool:
@@ -502,4 +519,4 @@ async def test_a_standby_runner_takes_over_when_the_leading_process_is_killed(
 
         await wait_for(took_over, seconds=10)
         assert await engine.wait_until(await store.head_position(), max_wait=30)
-        await _assert_equals_a_fresh_rebuild(store, engine.read_models)
+        await _assert_equals_a_fresh_rebuild(at, engine.read_models)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chronik.eventstore.sqlite import SQLiteEventStore
+from chronik.adapters.sqlite.database import SQLiteDatabase
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, HolderForgotten, Opened
 
 
@@ -34,7 +34,8 @@ async def test_a_forgotten_subjects_key_is_in_no_file_of_the_store(
     tmp_path: Path, how: str
 ) -> None:
     path = tmp_path / "events.db"
-    store = await SQLiteEventStore.open(path, CONTRACT_TYPES)
+    database = await SQLiteDatabase.open(path)
+    store = database.event_store(CONTRACT_TYPES)
     try:
         for n in range(20):  # neighbours on the same pages
             await store.append(f"account-{n}", [Opened(f"holder-{n}", "Someone", NOW)])
@@ -50,8 +51,8 @@ async def test_a_forgotten_subjects_key_is_in_no_file_of_the_store(
         assert (await store.read_stream("account-8"))[0].event == Opened("holder-8", "Someone", NOW)
         # Deleted content is zeroed on every connection, whatever the SQLite build's
         # default (Debian's is on, python.org's and macOS's are off).
-        assert store.query("PRAGMA secure_delete") == [(1,)]
-        async with store.transaction() as conn:
+        assert database.query("PRAGMA secure_delete") == [(1,)]
+        async with database.transaction() as conn:
             assert conn.execute("PRAGMA secure_delete").fetchone() == (1,)
     finally:
-        await store.close()
+        await database.close()

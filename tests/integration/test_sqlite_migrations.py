@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters import open_event_store
+from chronik.adapters.sqlite import schema
 from chronik.errors import SubjectForgottenError
-from chronik.eventstore import sqlite as lite
-from chronik.eventstore.sqlite import SQLiteEventStore
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, NOW, Opened
 
 
@@ -24,8 +24,8 @@ async def test_subjects_forgotten_before_tombstones_existed_stay_forgotten_after
     path = tmp_path / "events.db"
     gone, kept = "holder-gone", "holder-kept"
     with monkeypatch.context() as old:
-        old.setattr(lite, "MIGRATIONS", lite.MIGRATIONS[:1])
-        before = await SQLiteEventStore.open(path, CONTRACT_TYPES)
+        old.setattr(schema, "EVENTS", schema.EVENTS[:1])
+        before = await open_event_store(f"sqlite:///{path}", CONTRACT_TYPES)
         try:
             await before.append("account-1", [Opened(gone, "Ada Lovelace", NOW)])
             await before.append("account-2", [Opened(kept, "Grace Hopper", NOW)])
@@ -42,7 +42,7 @@ async def test_subjects_forgotten_before_tombstones_existed_stay_forgotten_after
         conn.execute("DELETE FROM chronik_subject_keys WHERE subject = ?", (gone,))
     conn.close()
 
-    store = await SQLiteEventStore.open(path, CONTRACT_TYPES)
+    store = await open_event_store(f"sqlite:///{path}", CONTRACT_TYPES)
     try:
         with pytest.raises(SubjectForgottenError):
             await store.append("account-3", [Opened(gone, "Ada King", NOW)])

@@ -17,7 +17,8 @@ import pytest
 
 from campaigns import domain as campaigns
 from campaigns.projections import CampaignBoard
-from chronik.eventstore import EventTypes, open_event_store
+from chronik.adapters import open_database
+from chronik.eventstore import EventTypes
 from chronik.projections import Projection, ProjectionEngine, ReadModels
 from sales import domain as sales
 from sales.projections import LeadAnalysis, LeadSearch
@@ -40,9 +41,10 @@ async def projected(
     url: str, types: Sequence[type], projections: Sequence[Projection], streams: Streams
 ) -> AsyncIterator[ReadModels]:
     """The read models once ``projections`` have caught up with these streams."""
-    store = await open_event_store(url, EventTypes(list(types)))
+    database = await open_database(url)
+    store = database.event_store(EventTypes(list(types)))
     # A short idle wait: stopping waits for the runners' idle sleep.
-    engine = ProjectionEngine(store, projections, idle_wait=0.05)
+    engine = ProjectionEngine(store, projections, backend=database.projections(), idle_wait=0.05)
     try:
         for stream_id, events in streams:
             await store.append(stream_id, list(events))
@@ -51,7 +53,7 @@ async def projected(
         yield engine.read_models
     finally:
         await engine.stop()
-        await store.close()
+        await database.close()
 
 
 # -- sales -------------------------------------------------------------------------------

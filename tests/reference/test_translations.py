@@ -7,7 +7,6 @@ budget and a campaign into a placement; travel turns a visit into a trip request
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -18,7 +17,8 @@ from campaigns import domain as campaign_domain
 from campaigns import handlers as campaign_handlers
 from campaigns.domain import Campaign, CampaignCreated
 from campaigns.partner import FakePartner, PlacementReceipt, PlacementRequest
-from chronik.eventstore import BaseEventStore, EventTypes, Metadata, RecordedEvent, open_event_store
+from chronik.adapters.memory.database import MemoryDatabase
+from chronik.eventstore import BaseEventStore, EventTypes, Metadata, RecordedEvent
 from chronik.messaging import Consumer, Delivery, MessageContext
 from chronik.messaging.envelope import encode_envelope, envelope
 from sales import contracts, handlers
@@ -166,10 +166,13 @@ class TestCampaignsTranslate:
 
 
 @pytest.fixture
-async def store() -> AsyncIterator[BaseEventStore]:
-    opened = await open_event_store("memory://", EventTypes(travel.EVENTS))
-    yield opened
-    await opened.close()
+def database() -> MemoryDatabase:
+    return MemoryDatabase()
+
+
+@pytest.fixture
+def store(database: MemoryDatabase) -> BaseEventStore:
+    return database.event_store(EventTypes(travel.EVENTS))
 
 
 def message() -> MessageContext:
@@ -223,7 +226,9 @@ class TestTravelTranslates:
         assert len(await trips_requested(store)) == 1
 
 
-async def deliver_visit(store: BaseEventStore, on: str, city: str = "Lyon") -> Consumer:
+async def deliver_visit(
+    database: MemoryDatabase, store: BaseEventStore, on: str, city: str = "Lyon"
+) -> Consumer:
     """One ``sales.visit_needed.v1`` message through travel's consumer, as the broker hands it."""
     handler = travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed
     consumer = Consumer(
@@ -231,6 +236,7 @@ async def deliver_visit(store: BaseEventStore, on: str, city: str = "Lyon") -> C
         store,
         contracts.LANGUAGE,
         {contracts.VisitNeeded: handler},
+        storage=database.messages(),
         retries=2,
         retry_backoff=0.001,
     )
@@ -266,10 +272,15 @@ class TestTravelTakesEveryVisitItsContractAllows:
         ],
     )
     async def test_a_visit_travel_cannot_book_is_declined_on_the_board_not_dead_lettered(
-        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch, on: str, reason: str
+        self,
+        database: MemoryDatabase,
+        store: BaseEventStore,
+        monkeypatch: pytest.MonkeyPatch,
+        on: str,
+        reason: str,
     ) -> None:
         monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
-        consumer = await deliver_visit(store, on)
+        consumer = await deliver_visit(database, store, on)
         assert await consumer.storage.dead_letters("travel") == []
         [declined] = await visits_declined(store)
         assert (declined.lead_id, declined.destination, declined.on.isoformat()) == (
@@ -289,19 +300,24 @@ class TestTravelTakesEveryVisitItsContractAllows:
         ],
     )
     async def test_a_visit_on_a_day_travel_can_book_becomes_a_trip_however_far(
-        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch, on: str, day: date
+        self,
+        database: MemoryDatabase,
+        store: BaseEventStore,
+        monkeypatch: pytest.MonkeyPatch,
+        on: str,
+        day: date,
     ) -> None:
         monkeypatch.setattr(travel_handlers, "_now", lambda: T0 - timedelta(days=2))
-        consumer = await deliver_visit(store, on)
+        consumer = await deliver_visit(database, store, on)
         assert await consumer.storage.dead_letters("travel") == []
         [trip] = await trips_requested(store)
         assert trip.depart_on == day
 
     async def test_a_visit_that_names_no_city_is_declined(
-        self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
+        self, database: MemoryDatabase, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
-        consumer = await deliver_visit(store, "2026-05-06T09:00:00Z", city=" ")
+        consumer = await deliver_visit(database, store, "2026-05-06T09:00:00Z", city=" ")
         assert await consumer.storage.dead_letters("travel") == []
         [declined] = await visits_declined(store)
         assert "names no city" in declined.reason
@@ -310,13 +326,16 @@ class TestTravelTakesEveryVisitItsContractAllows:
 class TestCampaignsTakeEveryOrderTheirContractAllows:
     """An order in any currency is handled once, and only the budget's currency credits."""
 
-    async def deliver_order(self, store: BaseEventStore, amount: int, currency: str) -> Consumer:
+    async def deliver_order(
+        self, database: MemoryDatabase, store: BaseEventStore, amount: int, currency: str
+    ) -> Consumer:
         handler = campaign_handlers.CampaignHandlers(store, FakePartner()).on_order_submitted
         consumer = Consumer(
             "campaigns",
             store,
             contracts.LANGUAGE,
             {contracts.OrderSubmitted: handler},
+            storage=database.messages(),
             retries=2,
             retry_backoff=0.001,
         )
@@ -344,15 +363,16 @@ class TestCampaignsTakeEveryOrderTheirContractAllows:
     async def test_orders_in_euros_yen_and_an_unknown_currency_credit_only_the_euros(
         self,
     ) -> None:
-        store = await open_event_store("memory://", EventTypes(campaign_domain.EVENTS))
+        database = MemoryDatabase()
+        store = database.event_store(EventTypes(campaign_domain.EVENTS))
         try:
             for amount, currency in [(25, "EUR"), (1_000, "JPY"), (1_000, "XYZ")]:
-                consumer = await self.deliver_order(store, amount, currency)
+                consumer = await self.deliver_order(database, store, amount, currency)
                 assert await consumer.storage.dead_letters("campaigns") == []
             budget = await campaign_handlers.budgets(store).load(campaign_handlers.BUDGET)
             events = [r.event for r in await store.read_stream("budget-main")]
         finally:
-            await store.close()
+            await database.close()
         assert budget.total_cents == 3
         assert [type(e).__name__ for e in events] == [
             "BudgetIncreased",

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from chronik.adapters.memory.database import MemoryDatabase
 from chronik.domain import Aggregate, Decider, DomainError, applies, event
 from chronik.errors import ConcurrencyError
 from chronik.eventstore import EventTypes, handle_command
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.testing.rival import RivalWriterStore
 
 
@@ -218,7 +218,7 @@ class TestHandleCommand:
     async def test_it_appends_the_decided_events_and_returns_state_events_and_result(
         self,
     ) -> None:
-        store = MemoryEventStore(TYPES)
+        store = MemoryDatabase().event_store(TYPES)
         await store.append("counter-1", [Added(4)])
         state, events, result = await handle_command(store, COUNTER, "counter-1", Add(3))
         assert (state, list(events)) == (7, [Added(3)])
@@ -226,7 +226,7 @@ class TestHandleCommand:
         assert [r.event for r in await store.read_stream("counter-1")] == [Added(4), Added(3)]
 
     async def test_it_starts_a_new_stream_from_the_initial_state(self) -> None:
-        store = MemoryEventStore(TYPES)
+        store = MemoryDatabase().event_store(TYPES)
         state, _, result = await handle_command(store, COUNTER, "counter-1", Add(3))
         assert state == 3
         assert result is not None and result.version == 1
@@ -234,7 +234,7 @@ class TestHandleCommand:
     async def test_it_returns_no_result_and_writes_nothing_when_decide_yields_nothing(
         self,
     ) -> None:
-        store = MemoryEventStore(TYPES)
+        store = MemoryDatabase().event_store(TYPES)
         await store.append("counter-1", [Added(4)])
         state, events, result = await handle_command(store, COUNTER, "counter-1", Add(0))
         assert (state, list(events), result) == (4, [], None)
@@ -243,7 +243,7 @@ class TestHandleCommand:
     async def test_a_domain_error_from_decide_reaches_the_caller_and_writes_nothing(
         self,
     ) -> None:
-        store = MemoryEventStore(TYPES)
+        store = MemoryDatabase().event_store(TYPES)
         await store.append("counter-1", [Added(100)])
         with pytest.raises(DomainError, match="stops at 100"):
             await handle_command(store, COUNTER, "counter-1", Add(1))

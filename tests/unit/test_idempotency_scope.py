@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from chronik.adapters.memory.database import MemoryDatabase
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.domain import Aggregate, applies, event
 from chronik.errors import ConcurrencyError, DuplicateEventError, InvalidInputError
 from chronik.eventstore import EventTypes, ExpectedVersion, Repository
 from chronik.eventstore.context import idempotency_scope
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.port import RecordedEvent
 
 
@@ -57,7 +58,7 @@ class RivalOutsideTheScope(MemoryEventStore):
     """
 
     def __init__(self, times: int) -> None:
-        super().__init__(TYPES)
+        super().__init__(MemoryDatabase(), TYPES)
         self.times = times
 
     async def read_stream(
@@ -83,7 +84,7 @@ async def ids_of(store: MemoryEventStore, stream_id: str, by: int) -> list[str]:
 
 
 async def test_an_append_refused_for_a_conflict_takes_no_id_from_the_scope() -> None:
-    store = MemoryEventStore(TYPES)
+    store = MemoryDatabase().event_store(TYPES)
     with idempotency_scope("key-1", "fp") as scope:
         with pytest.raises(ConcurrencyError):
             await store.append("counter-a", [Bumped(1)], expected=ExpectedVersion.exactly(3))
@@ -92,7 +93,7 @@ async def test_an_append_refused_for_a_conflict_takes_no_id_from_the_scope() -> 
 
 
 async def test_an_append_refused_as_invalid_takes_no_id_from_the_scope() -> None:
-    store = MemoryEventStore(TYPES)
+    store = MemoryDatabase().event_store(TYPES)
     with idempotency_scope("key-2", "fp") as scope:
         with pytest.raises(InvalidInputError):
             await store.append("counter-a", [Bumped(1), Unregistered()])

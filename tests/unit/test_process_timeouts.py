@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from chronik.adapters.memory.database import MemoryDatabase
 from chronik.domain import event
-from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
+from chronik.eventstore import BaseEventStore, EventTypes
 from chronik.processes import (
     FailurePolicy,
     FileClock,
@@ -26,6 +27,7 @@ from chronik.processes import (
     Step,
     VirtualClock,
     on_timeout,
+    process_index,
     starts,
     when,
 )
@@ -85,14 +87,29 @@ class Booking(ProcessManager):
 
 
 @pytest.fixture
-async def store() -> BaseEventStore:
-    return await open_event_store(
-        "memory://", EventTypes([BookingRequested, BookingConfirmed, BookingPoked])
+def database() -> MemoryDatabase:
+    return MemoryDatabase()
+
+
+@pytest.fixture
+def store(database: MemoryDatabase) -> BaseEventStore:
+    return database.event_store(EventTypes([BookingRequested, BookingConfirmed, BookingPoked]))
+
+
+async def _processes(
+    database: MemoryDatabase, store: BaseEventStore, clock: VirtualClock
+) -> Processes:
+    backend = database.projections()
+    processes = Processes(
+        store,
+        [Booking()],
+        {},
+        backend=backend,
+        index=process_index(store, backend),
+        clock=clock,
+        idle_wait=0.02,
+        timer_wait=0.02,
     )
-
-
-async def _processes(store: BaseEventStore, clock: VirtualClock) -> Processes:
-    processes = Processes(store, [Booking()], {}, clock=clock, idle_wait=0.02, timer_wait=0.02)
     await processes.setup()
     return processes
 
@@ -103,10 +120,11 @@ async def _kinds(store: BaseEventStore, booking: str) -> list[str]:
 
 
 async def test_a_timeout_fires_when_the_clock_reaches_its_due_time_not_before(
+    database: MemoryDatabase,
     store: BaseEventStore,
 ) -> None:
     clock = VirtualClock(T0)
-    processes = await _processes(store, clock)
+    processes = await _processes(database, store, clock)
     await processes.handle(BookingRequested("b"), trigger="t1")
     clock.advance(timedelta(hours=1) - timedelta(microseconds=1))
     assert await processes.fire_due() == 0
@@ -119,9 +137,11 @@ async def test_a_timeout_fires_when_the_clock_reaches_its_due_time_not_before(
     assert [t["name"] for t in view.timeouts.values()] == ["cleanup"]
 
 
-async def test_due_timeouts_fire_in_due_order_across_instances(store: BaseEventStore) -> None:
+async def test_due_timeouts_fire_in_due_order_across_instances(
+    database: MemoryDatabase, store: BaseEventStore
+) -> None:
     clock = VirtualClock(T0)
-    processes = await _processes(store, clock)
+    processes = await _processes(database, store, clock)
     await processes.handle(BookingRequested("early"), trigger="t1")
     clock.advance(timedelta(minutes=30))
     await processes.handle(BookingRequested("late"), trigger="t2")
@@ -141,9 +161,11 @@ async def test_due_timeouts_fire_in_due_order_across_instances(store: BaseEventS
     ]
 
 
-async def test_a_timeout_cancelled_by_the_awaited_event_never_fires(store: BaseEventStore) -> None:
+async def test_a_timeout_cancelled_by_the_awaited_event_never_fires(
+    database: MemoryDatabase, store: BaseEventStore
+) -> None:
     clock = VirtualClock(T0)
-    processes = await _processes(store, clock)
+    processes = await _processes(database, store, clock)
     await processes.handle(BookingRequested("b"), trigger="t1")
     await processes.handle(BookingConfirmed("b"), trigger="t2")
     clock.advance(timedelta(hours=1, minutes=30))
@@ -155,9 +177,10 @@ async def test_a_timeout_cancelled_by_the_awaited_event_never_fires(store: BaseE
 
 
 async def test_a_trigger_handled_twice_takes_one_step_and_an_unrelated_event_none(
+    database: MemoryDatabase,
     store: BaseEventStore,
 ) -> None:
-    processes = await _processes(store, VirtualClock(T0))
+    processes = await _processes(database, store, VirtualClock(T0))
     await processes.handle(BookingRequested("b"), trigger="t1")
     await processes.handle(BookingRequested("b"), trigger="t1")
     await processes.handle(BookingConfirmed("b"), trigger="t2")
@@ -168,10 +191,11 @@ async def test_a_trigger_handled_twice_takes_one_step_and_an_unrelated_event_non
 
 
 async def test_a_timeout_whose_handler_keeps_failing_is_dropped_on_the_record_once(
+    database: MemoryDatabase,
     store: BaseEventStore,
 ) -> None:
     clock = VirtualClock(T0)
-    processes = await _processes(store, clock)
+    processes = await _processes(database, store, clock)
     await processes.handle(BookingRequested("fragile"), trigger="t1")
     clock.advance(timedelta(hours=3))
     assert await processes.fire_due() == 1, "confirm fires, cleanup fails twice and is dropped"
@@ -187,9 +211,10 @@ async def test_a_timeout_whose_handler_keeps_failing_is_dropped_on_the_record_on
 
 
 async def test_an_event_whose_handler_keeps_failing_is_parked_and_the_follower_moves_on(
+    database: MemoryDatabase,
     store: BaseEventStore,
 ) -> None:
-    processes = await _processes(store, VirtualClock(T0))
+    processes = await _processes(database, store, VirtualClock(T0))
     stop = asyncio.Event()
     task = asyncio.create_task(processes.run(stop))
     try:
@@ -253,10 +278,11 @@ def test_a_file_clock_read_while_it_is_set_never_reads_half_a_time(tmp_path: Pat
 
 
 async def test_a_clock_in_another_zone_fires_a_timeout_at_its_due_instant_not_before(
+    database: MemoryDatabase,
     store: BaseEventStore,
 ) -> None:
     clock = VirtualClock(T0.astimezone(timezone(timedelta(hours=1))))
-    processes = await _processes(store, clock)
+    processes = await _processes(database, store, clock)
     await processes.handle(BookingRequested("b"), trigger="t1")
     clock.advance(timedelta(minutes=1))
     assert await processes.fire_due() == 0, "fired 59 minutes early"

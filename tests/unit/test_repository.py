@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from chronik.adapters.memory.database import MemoryDatabase
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.domain import Aggregate, applies, event
 from chronik.errors import ConcurrencyError, InvalidInputError
 from chronik.eventstore import EventTypes, Repository, Snapshot
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.snapshots import SnapshotCodec
 from chronik.testing.rival import RivalWriterStore
 
@@ -55,7 +56,7 @@ class Sloppy(Tally):
 
 @pytest.fixture
 def store() -> MemoryEventStore:
-    return MemoryEventStore(TYPES)
+    return MemoryDatabase().event_store(TYPES)
 
 
 async def snapshot_versions_after_each_save(

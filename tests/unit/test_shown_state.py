@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chronik.projections.health import NOT_READY, describe, heartbeat_for, shown_state
-from chronik.projections.readmodel import ProjectionRow
+from chronik.projections.port import ProjectionRow
 
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 BOUND = 30.0

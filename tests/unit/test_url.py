@@ -10,10 +10,11 @@ from urllib.parse import quote
 
 import pytest
 
+from chronik.adapters import open_event_store
+from chronik.adapters.memory.eventstore import MemoryEventStore
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import ConfigurationError
-from chronik.eventstore import BaseEventStore, EventTypes, open_event_store
-from chronik.eventstore.memory import MemoryEventStore
-from chronik.eventstore.sqlite import SQLiteEventStore
+from chronik.eventstore import BaseEventStore, EventTypes
 
 TYPES = EventTypes([])
 BOBBY = quote("Robert'); DROP")
@@ -37,7 +38,7 @@ async def open_and_keep(url: str, opened: list[BaseEventStore]) -> BaseEventStor
 def synchronous_level(store: BaseEventStore) -> int:
     """SQLite's PRAGMA synchronous on the writer (1 NORMAL, 2 FULL): read under the port."""
     assert isinstance(store, SQLiteEventStore)
-    (level,) = store._writer.execute("PRAGMA synchronous").fetchone()
+    (level,) = store._database.writer.execute("PRAGMA synchronous").fetchone()
     return int(level)
 
 
@@ -140,7 +141,7 @@ class ConnectionAttempted(Exception):
 @pytest.fixture
 def no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to connect to PostgreSQL raises ConnectionAttempted instead."""
-    postgres = pytest.importorskip("chronik.eventstore.postgres")
+    postgres = pytest.importorskip("chronik.adapters.postgres.database")
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionAttempted
@@ -199,9 +200,12 @@ async def test_driver_options_pass_through_with_their_spaces(
     # libpq reads %20 as a space but '+' as itself: "-c+application_name=..." would fail.
     options = quote("-c application_name=chronik_url_test", safe="")
     url = f"{postgres_url}?schema={pg_schema}&options={options}"
+    from chronik.adapters.postgres.eventstore import PostgresEventStore
+
     store = await open_event_store(url, TYPES)
     try:
-        rows = await store._fetch("SELECT current_setting('application_name')", ())  # type: ignore[attr-defined]
+        assert isinstance(store, PostgresEventStore)
+        rows = await store._fetch("SELECT current_setting('application_name')", ())
         assert rows == [("chronik_url_test",)]
     finally:
         await store.close()
@@ -211,7 +215,7 @@ class TestRedact:
     """redact() lives beside the URL parsing: it needs no driver installed."""
 
     def redact(self, url: str) -> str:
-        from chronik.eventstore.url import redact
+        from chronik.adapters.url import redact
 
         return redact(url)
 

@@ -1,7 +1,7 @@
-"""The event store: a port, three adapters (memory, SQLite, PostgreSQL), repositories.
+"""The event store: its port, what every adapter shares, repositories, the codec.
 
-Open one by URL with ``open_event_store``; adapters live in modules named after
-their technology and are imported only when their URL is used.
+The adapters (memory, SQLite, PostgreSQL) live in ``chronik.adapters``, one folder per
+technology; open a store by URL with ``chronik.open_event_store``.
 """
 
 from chronik.eventstore.base import BaseEventStore
@@ -21,7 +21,6 @@ from chronik.eventstore.port import (
     Undecodable,
 )
 from chronik.eventstore.repository import Repository, handle_command
-from chronik.eventstore.url import open_event_store
 
 __all__ = [
     "AllEventsReader",
@@ -41,5 +40,4 @@ __all__ = [
     "Undecodable",
     "Upcaster",
     "handle_command",
-    "open_event_store",
 ]

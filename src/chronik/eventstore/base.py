@@ -161,9 +161,19 @@ class BaseEventStore(abc.ABC):
     _load_id: Callable[[Any], UUID] | None = None
     _load_time: Callable[[Any], datetime] | None = None
 
-    def __init__(self, types: EventTypes) -> None:
+    def __init__(
+        self,
+        types: EventTypes,
+        *,
+        signal: HeadSignal | None = None,
+        on_close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``signal``: the head of the database the store is in, shared by its readers;
+        ``on_close``: what closing the store closes besides (its database, if it owns it).
+        """
         self.types = types
-        self._signal = HeadSignal()
+        self._signal = signal or HeadSignal()
+        self._on_close = on_close
         self._hooks: list[AppendHook] = []
         #: events appended through this store object (for metrics)
         self.appended_events = 0
@@ -176,6 +186,11 @@ class BaseEventStore(abc.ABC):
         """Stop running ``hook`` (nothing if it is not installed)."""
         if hook in self._hooks:
             self._hooks.remove(hook)
+
+    @property
+    def append_hooks(self) -> tuple[AppendHook, ...]:
+        """The hooks every append runs, in the order they run."""
+        return tuple(self._hooks)
 
     async def _run_hooks(
         self, conn: Any, request: AppendRequest, result: AppendResult, at: datetime
@@ -292,8 +307,11 @@ class BaseEventStore(abc.ABC):
         self, stream_id: str, *, max_version: int | None = None
     ) -> Snapshot | None: ...
 
-    @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the database this store owns (``open_event_store``'s): a store its
+        database handed out is closed with that database."""
+        if self._on_close is not None:
+            await self._on_close()
 
     # -- writing -----------------------------------------------------------------------
 

@@ -21,18 +21,17 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chronik.errors import ChronikError, DuplicateEventError, InvalidInputError
+from chronik.errors import DuplicateEventError, InvalidInputError, TokenRequiredError
 from chronik.eventstore import AppendResult
 from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
 from chronik.eventstore.port import MAX_POSITION, Metadata
-from chronik.http.auth import Access, TokenRequired, unauthorized
+from chronik.http.auth import Access, unauthorized
 from chronik.http.problems import PROBLEM, Problem, install_problem_handlers
 from chronik.runtime.observability import Metrics
 from chronik.runtime.service import Runtime
 
 __all__ = [
     "CommandResult",
-    "NotConsistentError",
     "create_app",
     "run_command",
     "wait_consistent",
@@ -53,10 +52,6 @@ class CommandResult(BaseModel):
     stream_id: str
     version: int
     position: int
-
-
-class NotConsistentError(ChronikError):
-    """The read model did not reach the requested position in time."""
 
 
 # W3C Trace Context, 3.2: version-traceid-parentid-flags, lowercase hex; a later version
@@ -217,8 +212,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.access = access
     install_problem_handlers(app)
 
-    @app.exception_handler(TokenRequired)
-    async def _token_required(request: Request, exc: TokenRequired) -> Response:
+    @app.exception_handler(TokenRequiredError)
+    async def _token_required(request: Request, exc: TokenRequiredError) -> Response:
         return unauthorized(exc.what)
 
     @app.get("/healthz", tags=["probes"], summary="Liveness: the process answers")

@@ -24,9 +24,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+from chronik.errors import TokenRequiredError
 from chronik.http.problems import ProblemResponse, problem
 
-__all__ = ["PERSONAL_DATA", "SCHEME", "WRITES", "Access", "TokenRequired", "personal_data"]
+__all__ = ["PERSONAL_DATA", "SCHEME", "WRITES", "Access", "personal_data"]
 
 ReadAuth = Literal["personal", "all", "none"]
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -34,14 +35,6 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SCHEME = "ApiToken"
 
 _BEARER = HTTPBearer(auto_error=False, scheme_name=SCHEME)
-
-
-class TokenRequired(Exception):
-    """A request that needs the API token came without it (or with another)."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
 
 
 def unauthorized(what: str) -> ProblemResponse:
@@ -137,7 +130,7 @@ async def personal_data(
     if access is None or not access.guards_personal_data:
         return
     if not access.admits(request.headers.get("authorization", "")):
-        raise TokenRequired("reads of personal data")
+        raise TokenRequiredError("reads of personal data")
 
 
 PERSONAL_DATA = Depends(personal_data)

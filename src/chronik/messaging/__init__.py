@@ -1,6 +1,5 @@
 """Between bounded contexts: published language, outbox, relay, brokers, consumers."""
 
-from chronik.messaging.broker import Broker, Delivery, OutgoingMessage
 from chronik.messaging.consumer import Consumer, MessageContext
 from chronik.messaging.contracts import (
     PublicSpec,
@@ -10,10 +9,16 @@ from chronik.messaging.contracts import (
     public_spec,
 )
 from chronik.messaging.envelope import Envelope
-from chronik.messaging.memory import MemoryBroker
 from chronik.messaging.outbox import Outbox, Translate
+from chronik.messaging.port import (
+    Broker,
+    DeadLetter,
+    Delivery,
+    MessageStorage,
+    OutboxStatus,
+    OutgoingMessage,
+)
 from chronik.messaging.relay import Relay, RelayStatus
-from chronik.messaging.storage import DeadLetter, MessageStorage, OutboxStatus, storage_for
 
 __all__ = [
     "Broker",
@@ -21,7 +26,6 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Envelope",
-    "MemoryBroker",
     "MessageContext",
     "MessageStorage",
     "Outbox",
@@ -35,5 +39,4 @@ __all__ = [
     "constraint",
     "public",
     "public_spec",
-    "storage_for",
 ]

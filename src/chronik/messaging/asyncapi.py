@@ -13,9 +13,9 @@ from typing import Any
 
 import msgspec
 
-from chronik.messaging.broker import subject_of
 from chronik.messaging.contracts import PublishedLanguage, public_spec
 from chronik.messaging.envelope import CONTENT_TYPE
+from chronik.messaging.port import subject_of
 
 __all__ = ["asyncapi_document", "languages"]
 

@@ -25,19 +25,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chronik.errors import ChronikError, ConfigurationError, StoreUnavailableError
+from chronik.errors import (
+    ChronikError,
+    ConfigurationError,
+    DuplicateMessageError,
+    StoreUnavailableError,
+)
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata
 from chronik.eventstore.port import Metadata, RecordedEvent
-from chronik.messaging.broker import Broker, Delivery, Subscription
 from chronik.messaging.contracts import PublishedLanguage, public_spec
 from chronik.messaging.envelope import Envelope, decode_envelope
-from chronik.messaging.storage import (
-    DeadLetter,
-    DuplicateMessageError,
-    MessageStorage,
-    storage_for,
-)
+from chronik.messaging.port import Broker, DeadLetter, Delivery, MessageStorage, Subscription
 
 __all__ = ["Consumer", "Handler", "MessageContext"]
 
@@ -69,7 +68,11 @@ class _Dead(Exception):
 
 
 class Consumer:
-    """Subscribes ``handlers`` (public event class -> async handler) under a durable name."""
+    """Subscribes ``handlers`` (public event class -> async handler) under a durable name.
+
+    ``storage`` is the message storage of the store's database (``Database.messages()``):
+    the inbox mark commits with the handler's append.
+    """
 
     def __init__(
         self,
@@ -78,7 +81,7 @@ class Consumer:
         language: PublishedLanguage,
         handlers: Mapping[type, Handler],
         *,
-        storage: MessageStorage | None = None,
+        storage: MessageStorage,
         retries: int = 5,
         retry_backoff: float = 0.1,
     ) -> None:
@@ -89,7 +92,7 @@ class Consumer:
         self.name = name
         self.store = store
         self.language = language
-        self.storage = storage or storage_for(store)
+        self.storage = storage
         self.retries = retries
         self.retry_backoff = retry_backoff
         self._handlers: dict[str, Handler] = {}
@@ -111,12 +114,12 @@ class Consumer:
         if not self._installed:
             # Two consumers of one name on one store would both mark the inbox on each
             # append; the second mark fails and rolls the effect back.
-            live: dict[str, Consumer] = self.store.__dict__.setdefault("_chronik_consumers", {})
-            if live.get(self.name) not in (None, self):
-                raise ConfigurationError(
-                    f"consumer {self.name!r} is already running on this store: stop it first"
-                )
-            live[self.name] = self
+            for hook in self.store.append_hooks:
+                other = getattr(hook, "__self__", None)  # the consumer whose _hook it is
+                if isinstance(other, Consumer) and other is not self and other.name == self.name:
+                    raise ConfigurationError(
+                        f"consumer {self.name!r} is already running on this store: stop it first"
+                    )
             self.store.add_append_hook(self._hook)
             self._installed = True
 
@@ -141,7 +144,6 @@ class Consumer:
             self._subscription = None
         if self._installed:
             self.store.remove_append_hook(self._hook)
-            self.store.__dict__.get("_chronik_consumers", {}).pop(self.name, None)
             self._installed = False
 
     async def _poll(self, every: float) -> None:

@@ -9,7 +9,7 @@ from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent
 from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.envelope import encode_envelope, envelope
-from chronik.messaging.storage import MessageStorage, OutboxRow, storage_for
+from chronik.messaging.port import MessageStorage, OutboxRow
 
 __all__ = ["Outbox", "Translate"]
 
@@ -23,7 +23,8 @@ class Outbox:
     ``translate`` is the context's pure function from its domain events to its public
     events (``None``: the event stays inside). Domain events themselves never leave.
     Each outbox message carries its event's id (the broker's deduplication key) and
-    position (the relay's order).
+    position (the relay's order). ``storage`` is the message storage of the store's
+    database (``Database.messages()``): the rows commit with the events.
     """
 
     def __init__(
@@ -33,13 +34,13 @@ class Outbox:
         language: PublishedLanguage,
         *,
         source: str,
-        storage: MessageStorage | None = None,
+        storage: MessageStorage,
     ) -> None:
         self.store = store
         self.translate = translate
         self.language = language
         self.source = source
-        self.storage = storage or storage_for(store)
+        self.storage = storage
         self._installed = False
 
     async def setup(self) -> None:

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from chronik.errors import EventStoreError
 from chronik.eventstore.base import BaseEventStore
-from chronik.messaging.broker import Broker, OutgoingMessage
-from chronik.messaging.storage import MessageStorage, OutboxRow, storage_for
+from chronik.messaging.port import Broker, MessageStorage, OutboxRow, OutgoingMessage
 
 __all__ = ["Relay", "RelayStatus"]
 
@@ -35,12 +34,14 @@ class RelayStatus:
 
 
 class Relay:
+    """Publishes the outbox of ``storage`` (the message storage of ``store``'s database)."""
+
     def __init__(
         self,
         store: BaseEventStore,
         broker: Broker,
         *,
-        storage: MessageStorage | None = None,
+        storage: MessageStorage,
         batch: int = 256,
         idle_wait: float = 1.0,
         backoff: float = 0.2,
@@ -50,7 +51,7 @@ class Relay:
     ) -> None:
         self.store = store
         self.broker = broker
-        self.storage = storage or storage_for(store)
+        self.storage = storage
         self.batch = batch
         self.idle_wait = idle_wait
         self.backoff = backoff

@@ -11,7 +11,13 @@ from chronik.processes.process import (
     starts,
     when,
 )
-from chronik.processes.runner import CommandHandler, InstanceView, Processes, ProcessIndex
+from chronik.processes.runner import (
+    CommandHandler,
+    InstanceView,
+    Processes,
+    ProcessIndex,
+    process_index,
+)
 
 __all__ = [
     "Clock",
@@ -28,6 +34,7 @@ __all__ = [
     "SystemClock",
     "VirtualClock",
     "on_timeout",
+    "process_index",
     "starts",
     "when",
 ]

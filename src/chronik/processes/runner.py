@@ -52,11 +52,16 @@ from chronik.processes.process import (
     stepped,
 )
 from chronik.projections import InlineProjections, Projection, ReadModelTx, handles
-from chronik.projections.engine import backend_for
-from chronik.projections.health import ProjectionStatus, StatusReporter, describe
-from chronik.runtime.service import Worker
+from chronik.projections.health import (
+    HEARTBEAT,
+    STALE_AFTER,
+    ProjectionStatus,
+    StatusReporter,
+    describe,
+)
+from chronik.projections.port import ProjectionBackend
 
-__all__ = ["CommandHandler", "InstanceView", "ProcessIndex", "Processes"]
+__all__ = ["CommandHandler", "InstanceView", "ProcessIndex", "Processes", "process_index"]
 
 log = logging.getLogger("chronik.processes")
 
@@ -113,6 +118,15 @@ class ProcessIndex(Projection):
         )
 
 
+def process_index(store: BaseEventStore, backend: ProjectionBackend) -> InlineProjections:
+    """The index of every process on ``store``, kept in the append of each step.
+
+    One per store, however many ``Processes`` run on it (embedded mode runs several
+    contexts on one store): give each the same. The runtime makes it once.
+    """
+    return InlineProjections(store, [ProcessIndex()], backend=backend)
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceView:
     process: str
@@ -130,8 +144,19 @@ class _Stop(Exception):
     """A handler's policy says: stop this loop."""
 
 
-class Processes(Worker):
-    """A context's process managers, their timeouts and their commands."""
+class Processes:
+    """A context's process managers, their timeouts and their commands.
+
+    ``backend`` is the projection backend of the store's database (it keeps the loops'
+    checkpoints, leadership and parked events); ``index`` is the store's process index
+    (``process_index``), shared by every ``Processes`` on the store. The runtime runs it
+    as one of its workers.
+    """
+
+    #: how often it writes its heartbeat, and when a silent one shows as stale: the
+    #: runtime sets both from ``CHRONIK_STALE_AFTER`` before ``setup``
+    heartbeat: float = HEARTBEAT
+    stale_after: float = STALE_AFTER
 
     def __init__(
         self,
@@ -139,6 +164,8 @@ class Processes(Worker):
         managers: Sequence[ProcessManager],
         commands: Mapping[type, CommandHandler | tuple[CommandHandler, FailurePolicy]],
         *,
+        backend: ProjectionBackend,
+        index: InlineProjections,
         name: str = "processes",
         clock: Clock | None = None,
         page_size: int = 200,
@@ -154,13 +181,8 @@ class Processes(Worker):
         self.idle_wait = idle_wait
         self.timer_wait = timer_wait
         self.retries_on_conflict = retries_on_conflict
-        self.backend = backend_for(store)
-        # One index per store, however many contexts run processes on it (embedded mode).
-        index = getattr(store, "_chronik_process_index", None)
-        if index is None:
-            index = InlineProjections(store, [ProcessIndex()], backend=self.backend)
-            store._chronik_process_index = index  # type: ignore[attr-defined]
-        self.index: InlineProjections = index
+        self.backend = backend
+        self.index = index
         self._handlers: dict[str, tuple[CommandHandler, FailurePolicy, type]] = {}
         for cls, entry in commands.items():
             handler, policy = entry if isinstance(entry, tuple) else (entry, FailurePolicy())

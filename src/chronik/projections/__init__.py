@@ -1,14 +1,14 @@
 """CQRS read side: projections, their read models, and the engine that runs them."""
 
-from chronik.projections.engine import LostLeadershipError, ProjectionEngine, ProjectionRunner
+from chronik.projections.engine import ProjectionEngine, ProjectionRunner
 from chronik.projections.health import ProjectionStatus, RebuildProgress
 from chronik.projections.inline import InlineProjections
+from chronik.projections.port import Parked
 from chronik.projections.projection import Projection, handles
-from chronik.projections.readmodel import Parked, ReadModels, ReadModelTx
+from chronik.projections.readmodel import ReadModels, ReadModelTx
 
 __all__ = [
     "InlineProjections",
-    "LostLeadershipError",
     "Parked",
     "Projection",
     "ProjectionEngine",

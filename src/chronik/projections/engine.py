@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chronik.errors import ChronikError, EventStoreError
+from chronik.errors import EventStoreError, LostLeadershipError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
@@ -40,23 +40,15 @@ from chronik.projections.health import (
     StatusReporter,
     describe,
 )
+from chronik.projections.port import Parked, ProjectionBackend, ProjectionRow, physical
 from chronik.projections.projection import Projection
-from chronik.projections.readmodel import (
-    Parked,
-    ProjectionBackend,
-    ProjectionRow,
-    ReadModels,
-    ReadModelTx,
-    physical,
-)
+from chronik.projections.readmodel import ReadModels, ReadModelTx
 
 __all__ = [
-    "LostLeadershipError",
     "ProjectionEngine",
     "ProjectionRunner",
     "ProjectionStatus",
     "RebuildProgress",
-    "backend_for",
 ]
 
 log = logging.getLogger("chronik.projections")
@@ -68,36 +60,11 @@ MAX_BACKOFF = 5.0
 FOLLOW_POLL = 0.02
 
 
-class LostLeadershipError(ChronikError):
-    """Another runner moved this projection's checkpoint: this one must stop."""
-
-
 class _HandlerFailed(Exception):
     def __init__(self, index: int, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.index = index
         self.cause = cause
-
-
-def backend_for(store: BaseEventStore) -> ProjectionBackend:
-    """The projection backend living in the same database as ``store``."""
-    from chronik.eventstore.memory import MemoryEventStore
-    from chronik.eventstore.sqlite import SQLiteEventStore
-
-    if isinstance(store, MemoryEventStore):
-        from chronik.projections.memory import MemoryProjectionBackend
-
-        return MemoryProjectionBackend(store)
-    if isinstance(store, SQLiteEventStore):
-        from chronik.projections.sqlite import SQLiteProjectionBackend
-
-        return SQLiteProjectionBackend(store)
-    from chronik.eventstore.postgres import PostgresEventStore
-    from chronik.projections.postgres import PostgresProjectionBackend
-
-    if isinstance(store, PostgresEventStore):
-        return PostgresProjectionBackend(store)
-    raise TypeError(f"no projection backend for {type(store).__qualname__}: pass one explicitly")
 
 
 class ProjectionRunner:
@@ -509,21 +476,26 @@ class ProjectionRunner:
 
 
 class ProjectionEngine:
-    """Runs a service's projections and answers queries on their read models."""
+    """Runs a service's projections and answers queries on their read models.
+
+    ``backend`` is the projection backend of the store's database
+    (``Database.projections()``): a page's read-model writes and its checkpoint commit
+    together there.
+    """
 
     def __init__(
         self,
         store: BaseEventStore,
         projections: Sequence[Projection],
         *,
-        backend: ProjectionBackend | None = None,
+        backend: ProjectionBackend,
         **options: Any,
     ) -> None:
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ValueError(f"projection names must be unique, got {names}")
         self.store = store
-        self.backend = backend or backend_for(store)
+        self.backend = backend
         self.runners = {
             p.name: ProjectionRunner(p, store, self.backend, **options) for p in projections
         }

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chronik.errors import EventStoreError
-from chronik.projections.readmodel import ProjectionBackend, ProjectionRow
+from chronik.projections.port import ProjectionBackend, ProjectionRow
 
 __all__ = [
     "HEARTBEAT",

@@ -17,30 +17,27 @@ from typing import Any
 
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent
-from chronik.projections.engine import backend_for
 from chronik.projections.health import ProjectionStatus, describe
+from chronik.projections.port import BackendTx, ProjectionBackend, ProjectionRow, physical
 from chronik.projections.projection import Projection
-from chronik.projections.readmodel import (
-    BackendTx,
-    ProjectionBackend,
-    ProjectionRow,
-    ReadModels,
-    ReadModelTx,
-    physical,
-)
+from chronik.projections.readmodel import ReadModels, ReadModelTx
 
 __all__ = ["InlineProjections"]
 
 
 class InlineProjections:
-    """Keeps some projections in step with every append of one store."""
+    """Keeps some projections in step with every append of one store.
+
+    ``backend`` is the projection backend of the store's database
+    (``Database.projections()``): the updates run in the append's own transaction.
+    """
 
     def __init__(
         self,
         store: BaseEventStore,
         projections: Sequence[Projection],
         *,
-        backend: ProjectionBackend | None = None,
+        backend: ProjectionBackend,
         page_size: int = 1000,
     ) -> None:
         for projection in projections:
@@ -49,7 +46,7 @@ class InlineProjections:
         if len(set(names)) != len(names):
             raise ValueError(f"projection names must be unique, got {names}")
         self.store = store
-        self.backend = backend or backend_for(store)
+        self.backend = backend
         self.projections = {p.name: p for p in projections}
         self.read_models = ReadModels(self.backend)
         self.page_size = page_size

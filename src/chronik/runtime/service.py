@@ -1,9 +1,10 @@
 """The composition root: a service assembled from its settings and its contexts' parts.
 
 A bounded context declares a ``ServiceSpec``: its event types, projections, published
-language and translation, consumers and HTTP routes. ``Runtime`` builds the event
-store, the broker, the projection engine, the outbox and relay, the consumers and the
-processes from the settings, and runs the roles ``CHRONIK_RUN`` names. Embedded mode
+language and translation, consumers and HTTP routes. ``Runtime`` opens the database
+(``chronik.adapters.open_database``) and the broker, wires the event store, the
+projection engine, the outbox and relay, the consumers and the processes to the roles
+of that one database, and runs the roles ``CHRONIK_RUN`` names. Embedded mode
 runs every context in one process on one store; the split mode runs one context per
 process, and HTTP, relay and projection runners in separate processes if wanted.
 Nothing happens at import time.
@@ -16,18 +17,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from chronik.adapters import Database, open_broker, open_database
+from chronik.adapters.url import redact
 from chronik.domain import Aggregate
 from chronik.errors import ChronikError, ConfigurationError
-from chronik.eventstore import BaseEventStore, EventTypes, Upcaster, open_event_store
-from chronik.eventstore.url import redact
-from chronik.messaging.broker import Broker
+from chronik.eventstore import BaseEventStore, EventTypes, Upcaster
 from chronik.messaging.consumer import Consumer, Handler
 from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.outbox import Outbox, Translate
+from chronik.messaging.port import Broker, MessageStorage
 from chronik.messaging.relay import Relay
-from chronik.messaging.url import open_broker
+from chronik.processes.runner import process_index
 from chronik.projections import InlineProjections, Projection, ProjectionEngine
 from chronik.projections.health import (
     HEARTBEAT,
@@ -52,8 +54,12 @@ class ConsumerSpec:
     handlers: Callable[[Runtime], Mapping[type, Handler]]
 
 
-class Worker:
-    """A long-running part of a service (a process manager, a timer) the runtime starts."""
+class Worker(Protocol):
+    """A long-running part of a service (a process manager, a timer) the runtime starts.
+
+    Subclass it for the defaults below, or have the same members
+    (``chronik.processes.Processes`` does).
+    """
 
     name: str = "worker"
     #: how often it writes its heartbeat, and when a silent one shows as stale: the
@@ -100,7 +106,9 @@ class ServiceSpec:
 
 
 class Runtime:
-    """A running service: one store, one broker, the engine, outboxes, consumers, workers."""
+    """A running service: one database and its store, one broker, the engine, outboxes,
+    consumers, workers. The composition root: every part gets the roles it needs from the
+    one database opened here."""
 
     def __init__(self, settings: Settings, specs: Sequence[ServiceSpec]) -> None:
         names = [s.name for s in specs]
@@ -109,7 +117,12 @@ class Runtime:
         self.settings = settings
         self.specs = list(specs)
         self.roles = settings.roles
+        self.database: Database
         self.store: BaseEventStore
+        #: the outbox, inbox and dead letters of the database
+        self.messages: MessageStorage
+        #: the index of every process on the store (``chronik.processes.process_index``)
+        self.process_index: InlineProjections
         self.broker: Broker | None = None
         self.engine: ProjectionEngine
         self.inline: InlineProjections
@@ -148,24 +161,38 @@ class Runtime:
             )
         setting = "CHRONIK_EVENT_STORE_URL" if settings.event_store_url else "CHRONIK_DATA_DIR"
         try:
-            self.store = await opened_from(setting, open_event_store(settings.store_url, types))
+            self.database = await opened_from(setting, open_database(settings.store_url))
         except BaseException:
             if self.broker is not None:
                 await self.broker.close()
             raise
+        self.store = self.database.event_store(types)
+        self.messages = self.database.messages()
+        backend = self.database.projections()
+        self.process_index = process_index(self.store, backend)
         projections = [p for s in self.specs for p in s.projections]
         beat = heartbeat_for(settings.stale_after)
         self.engine = ProjectionEngine(
-            self.store, projections, heartbeat=beat, stale_after=settings.stale_after
+            self.store,
+            projections,
+            backend=backend,
+            heartbeat=beat,
+            stale_after=settings.stale_after,
         )
         self.inline = InlineProjections(
-            self.store, [p for s in self.specs for p in s.inline_projections]
+            self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
         )
-        await self.engine.backend.setup()
+        await backend.setup()
         await self.inline.setup()
         for spec in self.specs:
             if spec.language is not None and spec.translate is not None:
-                outbox = Outbox(self.store, spec.translate, spec.language, source=spec.name)
+                outbox = Outbox(
+                    self.store,
+                    spec.translate,
+                    spec.language,
+                    source=spec.name,
+                    storage=self.messages,
+                )
                 await outbox.setup()
                 self.outboxes.append(outbox)
         for spec in self.specs:
@@ -175,6 +202,7 @@ class Runtime:
                     self.store,
                     consumer_spec.language,
                     consumer_spec.handlers(self),
+                    storage=self.messages,
                 )
                 await consumer.setup()
                 self.consumers.append(consumer)
@@ -195,7 +223,7 @@ class Runtime:
         if "projections" in self.roles:
             await self.engine.start()
         if "relay" in self.roles and self.broker is not None and self.outboxes:
-            self.relay = Relay(self.store, self.broker)
+            self.relay = Relay(self.store, self.broker, storage=self.messages)
             self._spawn(self.relay.run(self._stop), "relay")
         if "processes" in self.roles:
             for worker in self.workers:
@@ -220,7 +248,7 @@ class Runtime:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.broker is not None:
             await self.broker.close()
-        await self.store.close()
+        await self.database.close()
 
     def spec(self, name: str) -> ServiceSpec:
         for spec in self.specs:

@@ -35,9 +35,9 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from chronik.adapters import DEFAULT_CONNECT_TIMEOUT, check_broker_url, check_database_url
+from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnavailableError
-from chronik.eventstore.url import check_event_store_url, redact
-from chronik.messaging.url import DEFAULT_CONNECT_TIMEOUT, check_broker_url
 
 __all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
 
@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     @classmethod
     def _store_url(cls, value: str | None) -> str | None:
         if value is not None:
-            check_event_store_url(value)
+            check_database_url(value)
         return value
 
     @field_validator("broker_url")

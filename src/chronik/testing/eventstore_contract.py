@@ -1,9 +1,10 @@
 """The contract every event store adapter passes, written once.
 
 An adapter's test module subclasses ``EventStoreContract`` and provides the
-``store`` fixture plus three small hooks that reach under the port (to reopen
-the same storage, to damage a stored row, to read stored bytes). Every test here
-then runs against that adapter.
+``database`` fixture (an empty database, opened by URL: its event store is under test)
+plus three small hooks that reach under the port (to reopen the same storage, to
+damage a stored row, to read stored bytes). Every test here then runs against that
+adapter.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 
 import pytest
 
+from chronik.adapters.port import Database
 from chronik.domain import Aggregate, Personal, applies, event
 from chronik.errors import (
     ConcurrencyError,
@@ -212,9 +214,14 @@ class EventStoreContract:
     """Behaviour every event store adapter must have. Subclass it per adapter."""
 
     @pytest.fixture
-    async def store(self) -> BaseEventStore:
-        """The store under test; each adapter's subclass overrides this fixture."""
+    async def database(self) -> Database:
+        """An empty database; each adapter's subclass overrides this fixture (and closes it)."""
         raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, database: Database) -> BaseEventStore:
+        """The store under test: the database's, with the contract's event types."""
+        return database.event_store(CONTRACT_TYPES)
 
     async def reopen(self, store: BaseEventStore) -> BaseEventStore:
         """Close the store and open the same storage again (or return it if not durable)."""

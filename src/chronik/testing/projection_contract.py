@@ -1,8 +1,9 @@
 """The contract every projection backend passes, written once.
 
-An adapter's test module subclasses ``ProjectionContract`` and provides the ``store``
-fixture (an event store whose database also holds the read models). Every test here
-then runs the engine and the read models on that backend.
+An adapter's test module subclasses ``ProjectionContract`` (and
+``InlineProjectionContract``) and provides the ``database`` fixture: an empty database,
+whose event store and projection backend the tests use. Every test here then runs the
+engine and the read models on that backend.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from chronik.adapters.port import Database
 from chronik.domain import event
 from chronik.eventstore import BaseEventStore, EventTypes
 from chronik.projections import (
@@ -24,7 +26,15 @@ from chronik.projections import (
     ReadModelTx,
     handles,
 )
-from chronik.testing.eventstore_contract import NOW, Deposited, Opened, Renamed, Withdrawn
+from chronik.projections.port import ProjectionBackend
+from chronik.testing.eventstore_contract import (
+    CONTRACT_TYPES,
+    NOW,
+    Deposited,
+    Opened,
+    Renamed,
+    Withdrawn,
+)
 
 __all__ = ["Balances", "InlineProjectionContract", "ProjectionContract", "wait_for"]
 
@@ -73,20 +83,38 @@ async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) 
         await asyncio.sleep(0.01)
 
 
-class ProjectionContract:
-    """Behaviour every projection backend must have. Subclass it per adapter."""
+class _OnADatabase:
+    """The fixtures both contracts share: a database, its event store, its backend."""
+
+    #: the projection backend of the database under test (set for each test)
+    backend: ProjectionBackend
 
     @pytest.fixture
-    async def store(self) -> BaseEventStore:
-        """An empty event store; each adapter's subclass overrides this fixture."""
+    async def database(self) -> Database:
+        """An empty database; each adapter's subclass overrides this fixture (and closes it)."""
         raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, database: Database) -> BaseEventStore:
+        """The database's event store, with the contract's event types."""
+        return database.event_store(CONTRACT_TYPES)
+
+    @pytest.fixture(autouse=True)
+    def _backend(self, database: Database) -> None:
+        self.backend = database.projections()
+
+
+class ProjectionContract(_OnADatabase):
+    """Behaviour every projection backend must have. Subclass it per adapter."""
 
     @pytest.fixture(autouse=True)
     def _no_poison(self) -> None:
         Balances.poison = set()
 
     async def _engine(self, store: BaseEventStore, **options: Any) -> ProjectionEngine:
-        engine = ProjectionEngine(store, [Balances()], retry_backoff=0.01, idle_wait=0.2, **options)
+        engine = ProjectionEngine(
+            store, [Balances()], backend=self.backend, retry_backoff=0.01, idle_wait=0.2, **options
+        )
         await engine.start()
         return engine
 
@@ -151,7 +179,7 @@ class ProjectionContract:
                 tx.patch("docs", "full", {"extra": {"k": "v"}})
 
         await store.append(_sid(), [Renamed("x")])
-        engine = ProjectionEngine(store, [Shapes()])
+        engine = ProjectionEngine(store, [Shapes()], backend=self.backend)
         await engine.start()
         try:
             assert await engine.wait_until(await store.head_position(), max_wait=10)
@@ -366,7 +394,9 @@ class ProjectionContract:
         sids = [_sid() for _ in range(20)]
         for sid in sids:
             await store.append(sid, [Opened("h", "Ada", NOW), Deposited(2, "EUR")])
-        engine = ProjectionEngine(store, [SlowBalances()], page_size=7, idle_wait=0.2)
+        engine = ProjectionEngine(
+            store, [SlowBalances()], backend=self.backend, page_size=7, idle_wait=0.2
+        )
         await engine.start()
         rm = engine.read_models
         try:
@@ -412,7 +442,7 @@ class ProjectionContract:
                 assert tx.current is not None
                 tx.increment("accounts", tx.current.stream_id, "balance", e.amount * 100)
 
-        upgraded = ProjectionEngine(store, [BalancesV2()], idle_wait=0.2)
+        upgraded = ProjectionEngine(store, [BalancesV2()], backend=self.backend, idle_wait=0.2)
         await upgraded.start()
         try:
 
@@ -431,7 +461,7 @@ class ProjectionContract:
     ) -> None:
         for _ in range(5):
             await store.append(_sid(), [Opened("h", "Ada", NOW)])
-        engine = ProjectionEngine(store, [Balances()], idle_wait=0.2)
+        engine = ProjectionEngine(store, [Balances()], backend=self.backend, idle_wait=0.2)
         runner = engine.runners["balances"]
         await engine.backend.setup()
         status = await runner.status()
@@ -459,13 +489,8 @@ class ProjectionContract:
             await engine.stop()
 
 
-class InlineProjectionContract:
+class InlineProjectionContract(_OnADatabase):
     """Inline projections: updated in the append's transaction. Subclass it per adapter."""
-
-    @pytest.fixture
-    async def store(self) -> BaseEventStore:
-        """An empty event store; each adapter's subclass overrides this fixture."""
-        raise NotImplementedError
 
     @pytest.fixture(autouse=True)
     def _no_poison(self) -> None:
@@ -474,7 +499,7 @@ class InlineProjectionContract:
     async def test_an_inline_read_model_is_current_when_the_append_returns(
         self, store: BaseEventStore
     ) -> None:
-        inline = InlineProjections(store, [Balances()])
+        inline = InlineProjections(store, [Balances()], backend=self.backend)
         await inline.setup()
         sid = _sid()
         await store.append(sid, [Opened("h", "Ada", NOW), Deposited(10, "EUR")])
@@ -487,7 +512,7 @@ class InlineProjectionContract:
         self, store: BaseEventStore
     ) -> None:
         Balances.poison = {99}
-        inline = InlineProjections(store, [Balances()])
+        inline = InlineProjections(store, [Balances()], backend=self.backend)
         await inline.setup()
         sid = _sid()
         await store.append(sid, [Opened("h", "Ada", NOW), Deposited(10, "EUR")])
@@ -506,7 +531,7 @@ class InlineProjectionContract:
         self, store: BaseEventStore
     ) -> None:
         Balances.poison = {99}
-        inline = InlineProjections(store, [Balances()])
+        inline = InlineProjections(store, [Balances()], backend=self.backend)
         await inline.setup()
         sids = [_sid() for _ in range(6)]
         outcomes = await asyncio.gather(
@@ -527,7 +552,7 @@ class InlineProjectionContract:
         sids = [_sid() for _ in range(30)]
         for sid in sids:
             await store.append(sid, [Opened("h", "Ada", NOW), Deposited(2, "EUR")])
-        inline = InlineProjections(store, [Balances()], page_size=7)
+        inline = InlineProjections(store, [Balances()], backend=self.backend, page_size=7)
         await inline.setup()  # created after the history: a rebuild fills it
         await inline.rebuild("balances")
         writing = True

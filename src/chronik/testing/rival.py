@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from chronik.adapters.memory.database import MemoryDatabase
+from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.eventstore.codec import EventTypes
-from chronik.eventstore.memory import MemoryEventStore
 from chronik.eventstore.port import RecordedEvent
 
 __all__ = ["RivalWriterStore"]
@@ -18,7 +19,7 @@ class RivalWriterStore(MemoryEventStore):
     """
 
     def __init__(self, types: EventTypes, rival_event: object, times: int) -> None:
-        super().__init__(types)
+        super().__init__(MemoryDatabase(), types)
         self.rival_event = rival_event
         self.times = times
 

@@ -1,7 +1,7 @@
 """Read models, checkpoints and parked events in the SQLite file of the event store.
 
 Document tables are ``(key TEXT PRIMARY KEY, doc TEXT)`` holding JSON; readers use a
-view per table that points at the serving generation. Writes happen in the store's
+view per table that points at the serving generation. Writes happen in the database's
 write transactions, so a page's changes and its checkpoint commit together.
 """
 
@@ -11,55 +11,19 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from chronik.adapters.sqlite import schema
+from chronik.errors import LostLeadershipError
 from chronik.eventstore.port import RecordedEvent
-from chronik.eventstore.sqlite import SQLiteEventStore
-from chronik.projections.engine import LostLeadershipError
-from chronik.projections.readmodel import (
-    Doc,
-    Parked,
-    ProjectionRow,
-    Writes,
-    physical,
-    view,
-)
+from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical, view
+
+if TYPE_CHECKING:
+    from chronik.adapters.sqlite.database import SQLiteDatabase
 
 __all__ = ["SQLiteProjectionBackend"]
-
-MIGRATIONS = [
-    (
-        "projections_0001",
-        """
-        CREATE TABLE chronik_projections (
-            name TEXT PRIMARY KEY,
-            generation INTEGER NOT NULL,
-            version INTEGER NOT NULL,
-            checkpoint INTEGER NOT NULL,
-            rebuild_generation INTEGER,
-            rebuild_checkpoint INTEGER,
-            rebuild_version INTEGER,
-            request TEXT,
-            state TEXT NOT NULL,
-            detail TEXT,
-            heartbeat_at TEXT
-        );
-        CREATE TABLE chronik_parked (
-            projection TEXT NOT NULL,
-            position INTEGER NOT NULL,
-            stream_id TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            type TEXT NOT NULL,
-            error TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            parked_at TEXT NOT NULL,
-            PRIMARY KEY (projection, position)
-        )
-        """,
-    )
-]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -95,7 +59,7 @@ def _row(values: Sequence[Any]) -> ProjectionRow:
 
 
 class _Tx:
-    """One projection transaction on the store's writer connection."""
+    """One projection transaction on the database's writer connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -236,15 +200,15 @@ def _point_views(
 class SQLiteProjectionBackend:
     """Projections in the same SQLite file as the events. One process runs them."""
 
-    def __init__(self, store: SQLiteEventStore) -> None:
-        self.store = store
+    def __init__(self, database: SQLiteDatabase) -> None:
+        self.database = database
 
     async def setup(self) -> None:
-        await self.store.migrate(MIGRATIONS)
+        await self.database.migrate(schema.READ_MODELS)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             yield _Tx(conn)
 
     def tx_on(self, conn: Any) -> tuple[_Tx, None]:
@@ -264,20 +228,22 @@ class SQLiteProjectionBackend:
     async def forgotten(self) -> None:
         # The page overwrote the documents (secure_delete zeroes the old bytes); the
         # log still holds the pages as they were until it is checkpointed.
-        await self.store.checkpoint_wal()
+        await self.database.checkpoint_wal()
 
     async def load(self, name: str) -> ProjectionRow | None:
-        rows = self.store.query(f"SELECT {_ROW} FROM chronik_projections WHERE name = ?", (name,))
+        rows = self.database.query(
+            f"SELECT {_ROW} FROM chronik_projections WHERE name = ?", (name,)
+        )
         return _row(rows[0]) if rows else None
 
     async def load_all(self) -> list[ProjectionRow]:
-        rows = self.store.query(f"SELECT {_ROW} FROM chronik_projections ORDER BY name")
+        rows = self.database.query(f"SELECT {_ROW} FROM chronik_projections ORDER BY name")
         return [_row(r) for r in rows]
 
     async def create(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             exists = conn.execute("SELECT 1 FROM chronik_projections WHERE name = ?", (name,))
             if exists.fetchone() is None:
                 _create_generation(conn, name, 1, tables, indexes)
@@ -294,7 +260,7 @@ class SQLiteProjectionBackend:
     async def begin_rebuild(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             (generation,) = conn.execute(
                 "SELECT generation FROM chronik_projections WHERE name = ?", (name,)
             ).fetchone()
@@ -319,7 +285,7 @@ class SQLiteProjectionBackend:
         self, name: str, state: str, detail: str | None, clear_request: bool = False
     ) -> None:
         clear = ", request = NULL" if clear_request else ""
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             conn.execute(
                 f"UPDATE chronik_projections SET state = ?, detail = ?, heartbeat_at = ?{clear} "
                 "WHERE name = ?",
@@ -327,7 +293,7 @@ class SQLiteProjectionBackend:
             )
 
     async def request(self, name: str, request: str) -> None:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = conn.execute(
                 "UPDATE chronik_projections SET request = ? WHERE name = ?", (request, name)
             )
@@ -335,7 +301,7 @@ class SQLiteProjectionBackend:
                 raise KeyError(f"no projection named {name!r} has run in this store")
 
     async def parked(self, name: str) -> list[Parked]:
-        rows = self.store.query(
+        rows = self.database.query(
             "SELECT projection, position, stream_id, version, type, error, attempts, parked_at "
             "FROM chronik_parked WHERE projection = ? ORDER BY position",
             (name,),
@@ -352,7 +318,9 @@ class SQLiteProjectionBackend:
     # -- queries -----------------------------------------------------------------------
 
     async def get(self, projection: str, table: str, key: str) -> Doc | None:
-        rows = self.store.query(f"SELECT doc FROM {view(projection, table)} WHERE key = ?", (key,))
+        rows = self.database.query(
+            f"SELECT doc FROM {view(projection, table)} WHERE key = ?", (key,)
+        )
         return _decode(rows[0][0]) if rows else None
 
     def _where(self, where: Mapping[str, Any]) -> tuple[str, list[Any]]:
@@ -379,7 +347,7 @@ class SQLiteProjectionBackend:
             )
         else:
             order = " ORDER BY key"
-        rows = self.store.query(
+        rows = self.database.query(
             f"SELECT doc FROM {view(projection, table)}{clause}{order} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
@@ -389,7 +357,7 @@ class SQLiteProjectionBackend:
         self, projection: str, table: str, field: str, text: str, limit: int
     ) -> list[Doc]:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self.store.query(
+        rows = self.database.query(
             f"SELECT doc FROM {view(projection, table)} "
             f"WHERE json_extract(doc, '$.{field}') LIKE ? ESCAPE '\\' ORDER BY key LIMIT ?",
             (pattern, limit),
@@ -398,5 +366,7 @@ class SQLiteProjectionBackend:
 
     async def count(self, projection: str, table: str, where: Mapping[str, Any]) -> int:
         clause, params = self._where(where)
-        rows = self.store.query(f"SELECT count(*) FROM {view(projection, table)}{clause}", params)
+        rows = self.database.query(
+            f"SELECT count(*) FROM {view(projection, table)}{clause}", params
+        )
         return int(rows[0][0])

@@ -34,11 +34,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
-from chronik.eventstore.url import redact
-from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage, connection_cause
+from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, connection_cause
 
-__all__ = ["NatsBroker"]
+__all__ = ["NatsBroker", "broker"]
 
 log = logging.getLogger("chronik.messaging.nats")
 
@@ -343,3 +343,8 @@ def _refusal(exc: BaseException) -> str | None:
     if "authentication expired" in text.lower() or "account authentication" in text.lower():
         return f"authentication failed ({text})"
     return None
+
+
+def broker(url: str, *, namespace: str, connect_timeout: float) -> NatsBroker:
+    """The JetStream broker at ``url`` (``nats://`` or ``tls://``), not connected yet."""
+    return NatsBroker(url, namespace=namespace, connect_timeout=connect_timeout)

@@ -28,12 +28,12 @@ import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 
+from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
-from chronik.eventstore.url import redact
-from chronik.messaging.broker import Delivery, MessageHandler, OutgoingMessage, connection_cause
 from chronik.messaging.envelope import CONTENT_TYPE
+from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, connection_cause
 
-__all__ = ["RabbitMQBroker"]
+__all__ = ["RabbitMQBroker", "broker"]
 
 log = logging.getLogger("chronik.messaging.rabbitmq")
 
@@ -254,3 +254,8 @@ def _quiet(names: Sequence[str]) -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(silence)
+
+
+def broker(url: str, *, namespace: str, connect_timeout: float) -> RabbitMQBroker:
+    """The RabbitMQ broker at ``url`` (``amqp://`` or ``amqps://``), not connected yet."""
+    return RabbitMQBroker(url, namespace=namespace, connect_timeout=connect_timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from chronik.errors import ConcurrencyError, DuplicateEventError, SubjectForgottenError
@@ -11,20 +12,45 @@ from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 
-__all__ = ["MemoryEventStore"]
+if TYPE_CHECKING:
+    from chronik.adapters.memory.database import MemoryDatabase
+
+__all__ = ["EventState", "MemoryEventStore"]
+
+
+class EventState:
+    """The events of a memory database, with their keys and snapshots."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.streams: dict[str, list[Row]] = {}
+        self.ids: set[object] = set()
+        self.keys_by_subject: dict[str, bytes] = {}
+        self.forgotten: set[str] = set()  # the tombstones
+        self.snapshots: dict[str, list[Snapshot]] = {}
 
 
 class MemoryEventStore(BaseEventStore):
-    """Keeps rows in lists. Appends run without awaiting, so each is atomic on its loop."""
+    """Keeps rows in lists. Appends run without awaiting, so each is atomic on its loop.
 
-    def __init__(self, types: EventTypes) -> None:
-        super().__init__(types)
-        self._rows: list[Row] = []
-        self._streams: dict[str, list[Row]] = {}
-        self._ids: set[object] = set()
-        self._keys_by_subject: dict[str, bytes] = {}
-        self._forgotten: set[str] = set()  # the tombstones
-        self._snapshots: dict[str, list[Snapshot]] = {}
+    The lists are the database's: every store of one memory database sees the same events.
+    """
+
+    def __init__(
+        self, database: MemoryDatabase, types: EventTypes, *, closes_database: bool = False
+    ) -> None:
+        super().__init__(
+            types,
+            signal=database.signal,
+            on_close=database.close if closes_database else None,
+        )
+        state = database.event_state
+        self._rows = state.rows
+        self._streams = state.streams
+        self._ids = state.ids
+        self._keys_by_subject = state.keys_by_subject
+        self._forgotten = state.forgotten
+        self._snapshots = state.snapshots
 
     async def _append(self, request: AppendRequest) -> AppendResult:
         stream_id = request.stream_id
@@ -63,7 +89,7 @@ class MemoryEventStore(BaseEventStore):
                 raise SubjectForgottenError(subject)
         self._rows.extend(rows)
         self._streams.setdefault(stream_id, stream).extend(rows)
-        self._ids |= seen
+        self._ids.update(seen)
         for subject in request.forgets:
             self._forget_now(subject)
         for done in after:
@@ -142,6 +168,3 @@ class MemoryEventStore(BaseEventStore):
             if max_version is None or snapshot.version <= max_version:
                 return snapshot
         return None
-
-    async def close(self) -> None:
-        """Nothing to release."""

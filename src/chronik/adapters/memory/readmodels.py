@@ -6,17 +6,21 @@ import contextlib
 import copy
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chronik.eventstore.memory import MemoryEventStore
+from chronik.errors import LostLeadershipError
 from chronik.eventstore.port import RecordedEvent
-from chronik.projections.engine import LostLeadershipError
-from chronik.projections.readmodel import Doc, Parked, ProjectionRow, Writes, physical
+from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical
 
-__all__ = ["MemoryProjectionBackend"]
+if TYPE_CHECKING:
+    from chronik.adapters.memory.database import MemoryDatabase
+
+__all__ = ["MemoryProjectionBackend", "ReadModelState"]
 
 
-class _State:
+class ReadModelState:
+    """The read models, projection rows and parked events of a memory database."""
+
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, Doc]] = {}
         self.rows: dict[str, ProjectionRow] = {}
@@ -26,7 +30,7 @@ class _State:
 class _Tx:
     """Stages every write; the backend applies them when the transaction commits."""
 
-    def __init__(self, state: _State) -> None:
+    def __init__(self, state: ReadModelState) -> None:
         self.state = state
         self.staged: list[tuple[str, Any]] = []
 
@@ -108,15 +112,10 @@ class _Tx:
 
 
 class MemoryProjectionBackend:
-    """Read models as dicts. Kept on the store object, so every engine on it shares them."""
+    """Read models as dicts, kept by the memory database: every engine on it shares them."""
 
-    def __init__(self, store: MemoryEventStore) -> None:
-        self.store = store
-        state = getattr(store, "_projection_state", None)
-        if state is None:
-            state = _State()
-            store._projection_state = state  # type: ignore[attr-defined]
-        self.state: _State = state
+    def __init__(self, database: MemoryDatabase) -> None:
+        self.state = database.read_model_state
 
     async def setup(self) -> None:
         """Nothing to create."""

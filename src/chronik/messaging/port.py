@@ -1,5 +1,6 @@
-"""The broker port: publish messages between contexts, deliver them to consumers.
+"""The ports of messaging: the broker between contexts, the message storage beside the events.
 
+**Broker**: publishes messages between contexts and delivers them to consumers.
 Adapters: ``memory://`` (in-process, embedded mode), ``nats://`` (JetStream) and
 ``amqp://`` (RabbitMQ). Every adapter delivers at least once, in publish order per
 consumer; a handler that raises has its message delivered again later.
@@ -8,6 +9,10 @@ consumer; a handler that raises has its message delivered again later.
 ``BrokerUnavailableError``; a broker that answers and refuses (a wrong password) raises
 ``ConfigurationError`` at once. Once connected, an adapter reconnects on its own for as
 long as it takes and says why it is not connected meanwhile (``problem``, for readiness).
+
+**MessageStorage**: the outbox, the inbox and the dead letters, in the database of the
+events (each database adapter has one, handed out by its database object). Outbox rows
+and inbox marks are written by append hooks, inside the append's transaction.
 """
 
 from __future__ import annotations
@@ -15,14 +20,20 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
 
 import msgspec
 
 __all__ = [
     "Broker",
+    "DeadLetter",
     "Delivery",
     "MessageHandler",
+    "MessageStorage",
+    "OutboxRow",
+    "OutboxStatus",
     "OutgoingMessage",
     "Subscription",
     "connection_cause",
@@ -77,6 +88,87 @@ class Broker(Protocol):
         self, consumer: str, types: Sequence[str], handler: MessageHandler
     ) -> Subscription:
         """Deliver messages of ``types`` to ``handler``, one at a time, under a durable name."""
+        ...
+
+
+class OutboxRow(msgspec.Struct, frozen=True, gc=False):
+    position: int  # the event's global position: the order of the outbox
+    message_id: str
+    stream_id: str
+    type: str
+    body: bytes
+
+
+class OutboxStatus(msgspec.Struct, frozen=True):
+    pending: int
+    oldest_pending: datetime | None
+    published: int
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    consumer: str
+    message_id: str
+    type: str
+    body: bytes
+    error: str
+    attempts: int
+    dead_at: datetime
+
+
+class MessageStorage(Protocol):
+    """A database's outbox, inbox and dead letters (its database object hands it out)."""
+
+    async def setup(self) -> None:
+        """Create or migrate its tables."""
+        ...
+
+    # -- outbox --
+    async def add_outbox(self, conn: Any, rows: Sequence[OutboxRow]) -> Callable[[], None] | None:
+        """Write outbox rows on the append's connection (memory: apply when called back)."""
+        ...
+
+    async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
+        """Unpublished rows past position ``after``, oldest position first."""
+        ...
+
+    async def mark_published(self, positions: Sequence[int]) -> None: ...
+
+    async def outbox_status(self) -> OutboxStatus: ...
+
+    async def purge_published(self, older_than_seconds: float) -> int: ...
+
+    def relay_leadership(self) -> AbstractAsyncContextManager[bool]:
+        """Hold the right to relay this database's outbox; yields False if another has it."""
+        ...
+
+    # -- inbox --
+    async def mark_handled(
+        self, conn: Any, consumer: str, message_id: str
+    ) -> Callable[[], None] | None:
+        """On the append's connection: DuplicateMessageError if already handled."""
+        ...
+
+    async def handled(self, consumer: str, message_id: str) -> bool: ...
+
+    async def record_handled(self, consumer: str, message_id: str) -> bool:
+        """In a transaction of its own; False if it was already recorded."""
+        ...
+
+    # -- dead letters --
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        """Keep the message with its error, and count it handled (one transaction)."""
+        ...
+
+    async def dead_letters(self, consumer: str | None = None) -> list[DeadLetter]: ...
+
+    async def request_redelivery(self, consumer: str, message_id: str) -> bool:
+        """Ask the running consumer to run a dead letter again; False if there is none."""
+        ...
+
+    async def requested_redeliveries(self, consumer: str) -> list[str]: ...
+
+    async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
+        """Forget the letter and its handled mark, so that redelivering it runs again."""
         ...
 
 

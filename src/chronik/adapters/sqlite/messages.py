@@ -6,48 +6,16 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chronik.eventstore.sqlite import SQLiteEventStore
-from chronik.messaging.storage import DeadLetter, DuplicateMessageError, OutboxRow, OutboxStatus
+from chronik.adapters.sqlite import schema
+from chronik.errors import DuplicateMessageError
+from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+
+if TYPE_CHECKING:
+    from chronik.adapters.sqlite.database import SQLiteDatabase
 
 __all__ = ["SQLiteMessageStorage"]
-
-MIGRATIONS = [
-    (
-        "messaging_0001",
-        """
-        CREATE TABLE chronik_outbox (
-            position INTEGER PRIMARY KEY,
-            message_id TEXT NOT NULL,
-            stream_id TEXT NOT NULL,
-            type TEXT NOT NULL,
-            body BLOB NOT NULL,
-            created_at TEXT NOT NULL,
-            published_at TEXT
-        );
-        CREATE INDEX chronik_outbox_pending ON chronik_outbox (position)
-            WHERE published_at IS NULL;
-        CREATE TABLE chronik_inbox (
-            consumer TEXT NOT NULL,
-            message_id TEXT NOT NULL,
-            handled_at TEXT NOT NULL,
-            PRIMARY KEY (consumer, message_id)
-        );
-        CREATE TABLE chronik_dead_letters (
-            consumer TEXT NOT NULL,
-            message_id TEXT NOT NULL,
-            type TEXT NOT NULL,
-            body BLOB NOT NULL,
-            error TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            dead_at TEXT NOT NULL,
-            requested_at TEXT,
-            PRIMARY KEY (consumer, message_id)
-        )
-        """,
-    )
-]
 
 
 def _now() -> str:
@@ -55,11 +23,13 @@ def _now() -> str:
 
 
 class SQLiteMessageStorage:
-    def __init__(self, store: SQLiteEventStore) -> None:
-        self.store = store
+    """The message tables of a SQLite database, written in its transactions."""
+
+    def __init__(self, database: SQLiteDatabase) -> None:
+        self.database = database
 
     async def setup(self) -> None:
-        await self.store.migrate(MIGRATIONS)
+        await self.database.migrate(schema.MESSAGES)
 
     async def add_outbox(self, conn: Any, rows: Sequence[OutboxRow]) -> None:
         now = _now()
@@ -70,7 +40,7 @@ class SQLiteMessageStorage:
         )
 
     async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
-        rows = self.store.query(
+        rows = self.database.query(
             "SELECT position, message_id, stream_id, type, body FROM chronik_outbox "
             "WHERE published_at IS NULL AND position > ? ORDER BY position LIMIT ?",
             (after, limit),
@@ -79,14 +49,14 @@ class SQLiteMessageStorage:
 
     async def mark_published(self, positions: Sequence[int]) -> None:
         now = _now()
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             conn.executemany(
                 "UPDATE chronik_outbox SET published_at = ? WHERE position = ?",
                 [(now, p) for p in positions],
             )
 
     async def outbox_status(self) -> OutboxStatus:
-        [(pending, oldest, published)] = self.store.query(
+        [(pending, oldest, published)] = self.database.query(
             "SELECT count(*) FILTER (WHERE published_at IS NULL), "
             "min(created_at) FILTER (WHERE published_at IS NULL), "
             "count(*) FILTER (WHERE published_at IS NOT NULL) FROM chronik_outbox"
@@ -97,7 +67,7 @@ class SQLiteMessageStorage:
         cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_seconds)).isoformat(
             timespec="microseconds"
         )
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = conn.execute(
                 "DELETE FROM chronik_outbox WHERE published_at IS NOT NULL AND published_at < ?",
                 (cutoff,),
@@ -118,14 +88,14 @@ class SQLiteMessageStorage:
             raise DuplicateMessageError(f"{consumer} already handled {message_id}") from None
 
     async def handled(self, consumer: str, message_id: str) -> bool:
-        rows = self.store.query(
+        rows = self.database.query(
             "SELECT 1 FROM chronik_inbox WHERE consumer = ? AND message_id = ?",
             (consumer, message_id),
         )
         return bool(rows)
 
     async def record_handled(self, consumer: str, message_id: str) -> bool:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO chronik_inbox (consumer, message_id, handled_at) "
                 "VALUES (?, ?, ?)",
@@ -134,7 +104,7 @@ class SQLiteMessageStorage:
             return cur.rowcount == 1
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO chronik_dead_letters "
                 "(consumer, message_id, type, body, error, attempts, dead_at) "
@@ -157,7 +127,7 @@ class SQLiteMessageStorage:
 
     async def dead_letters(self, consumer: str | None = None) -> list[DeadLetter]:
         where, params = ("WHERE consumer = ?", (consumer,)) if consumer else ("", ())
-        rows = self.store.query(
+        rows = self.database.query(
             f"SELECT consumer, message_id, type, body, error, attempts, dead_at "
             f"FROM chronik_dead_letters {where} ORDER BY dead_at",
             params,
@@ -168,7 +138,7 @@ class SQLiteMessageStorage:
         ]
 
     async def request_redelivery(self, consumer: str, message_id: str) -> bool:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = conn.execute(
                 "UPDATE chronik_dead_letters SET requested_at = ? "
                 "WHERE consumer = ? AND message_id = ?",
@@ -177,7 +147,7 @@ class SQLiteMessageStorage:
             return cur.rowcount == 1
 
     async def requested_redeliveries(self, consumer: str) -> list[str]:
-        rows = self.store.query(
+        rows = self.database.query(
             "SELECT message_id FROM chronik_dead_letters WHERE consumer = ? "
             "AND requested_at IS NOT NULL ORDER BY dead_at",
             (consumer,),
@@ -185,7 +155,7 @@ class SQLiteMessageStorage:
         return [r[0] for r in rows]
 
     async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             for table in ("chronik_dead_letters", "chronik_inbox"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE consumer = ? AND message_id = ?",

@@ -9,66 +9,37 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.errors
 
-from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key
-from chronik.messaging.storage import DeadLetter, DuplicateMessageError, OutboxRow, OutboxStatus
+from chronik.adapters.postgres import schema as ddl
+from chronik.adapters.postgres.schema import in_schema, lock_key
+from chronik.errors import DuplicateMessageError
+from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+
+if TYPE_CHECKING:
+    from chronik.adapters.postgres.database import PostgresDatabase
 
 __all__ = ["PostgresMessageStorage"]
 
-MIGRATIONS = [
-    (
-        "messaging_0001",
-        """
-        CREATE TABLE {s}.chronik_outbox (
-            position bigint PRIMARY KEY,
-            message_id text NOT NULL,
-            stream_id text NOT NULL,
-            type text NOT NULL,
-            body bytea NOT NULL,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            published_at timestamptz
-        );
-        CREATE INDEX chronik_outbox_pending ON {s}.chronik_outbox (position)
-            WHERE published_at IS NULL;
-        CREATE TABLE {s}.chronik_inbox (
-            consumer text NOT NULL,
-            message_id text NOT NULL,
-            handled_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (consumer, message_id)
-        );
-        CREATE TABLE {s}.chronik_dead_letters (
-            consumer text NOT NULL,
-            message_id text NOT NULL,
-            type text NOT NULL,
-            body bytea NOT NULL,
-            error text NOT NULL,
-            attempts integer NOT NULL,
-            dead_at timestamptz NOT NULL,
-            requested_at timestamptz,
-            PRIMARY KEY (consumer, message_id)
-        );
-        """,
-    )
-]
-
 
 class PostgresMessageStorage:
-    def __init__(self, store: PostgresEventStore) -> None:
-        self.store = store
-        self.schema = store.schema
+    """The message tables of a PostgreSQL schema, written in its database's transactions."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self.database = database
+        self.schema = database.schema
 
     def _q(self, template: str) -> str:
         return in_schema(template, self.schema)
 
     async def setup(self) -> None:
-        await self.store.migrate(MIGRATIONS)
+        await self.database.migrate(ddl.MESSAGES)
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = await conn.execute(self._q(sql), params)
             return await cur.fetchall() if cur.description else []
 
@@ -89,7 +60,7 @@ class PostgresMessageStorage:
         )
 
     async def pending(self, limit: int, after: int = 0) -> list[OutboxRow]:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = conn.cursor(binary=True)
             await cur.execute(
                 self._q(
@@ -116,7 +87,7 @@ class PostgresMessageStorage:
         return OutboxStatus(pending, oldest, published)
 
     async def purge_published(self, older_than_seconds: float) -> int:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = await conn.execute(
                 self._q(
                     "DELETE FROM {s}.chronik_outbox WHERE published_at IS NOT NULL "
@@ -129,7 +100,7 @@ class PostgresMessageStorage:
     @contextlib.asynccontextmanager
     async def relay_leadership(self) -> AsyncIterator[bool]:
         key = lock_key(f"{self.schema}:relay")
-        conn = await psycopg.AsyncConnection.connect(self.store.conninfo, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(self.database.conninfo, autocommit=True)
         try:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
             row = await cur.fetchone()
@@ -164,7 +135,7 @@ class PostgresMessageStorage:
         return bool(rows)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             await conn.execute(
                 self._q(
                     "INSERT INTO {s}.chronik_dead_letters "
@@ -217,7 +188,7 @@ class PostgresMessageStorage:
         return [r[0] for r in rows]
 
     async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             for table in ("chronik_dead_letters", "chronik_inbox"):
                 await conn.execute(
                     self._q(f"DELETE FROM {{s}}.{table} WHERE consumer = %s AND message_id = %s"),

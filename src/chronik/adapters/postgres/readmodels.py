@@ -12,50 +12,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
 
-from chronik.errors import StoreUnavailableError
+from chronik.adapters.postgres import schema as ddl
+from chronik.adapters.postgres.schema import in_schema, lock_key
+from chronik.errors import LostLeadershipError, StoreUnavailableError
 from chronik.eventstore.port import RecordedEvent
-from chronik.eventstore.postgres import PostgresEventStore, in_schema, lock_key, redact
-from chronik.projections.engine import LostLeadershipError
-from chronik.projections.readmodel import Doc, Parked, ProjectionRow, Writes, physical, view
+from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical, view
+
+if TYPE_CHECKING:
+    from chronik.adapters.postgres.database import PostgresDatabase
 
 __all__ = ["PostgresProjectionBackend"]
 
-MIGRATIONS = [
-    (
-        "projections_0001",
-        """
-        CREATE TABLE {s}.chronik_projections (
-            name text PRIMARY KEY,
-            generation integer NOT NULL,
-            version integer NOT NULL,
-            checkpoint bigint NOT NULL,
-            rebuild_generation integer,
-            rebuild_checkpoint bigint,
-            rebuild_version integer,
-            request text,
-            state text NOT NULL,
-            detail text,
-            heartbeat_at timestamptz
-        );
-        CREATE TABLE {s}.chronik_parked (
-            projection text NOT NULL,
-            position bigint NOT NULL,
-            stream_id text NOT NULL,
-            version integer NOT NULL,
-            type text NOT NULL,
-            error text NOT NULL,
-            attempts integer NOT NULL,
-            parked_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (projection, position)
-        );
-        """,
-    )
-]
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -203,19 +175,19 @@ class _Tx:
 class PostgresProjectionBackend:
     """Projections in the same PostgreSQL schema as the events."""
 
-    def __init__(self, store: PostgresEventStore) -> None:
-        self.store = store
-        self.schema = store.schema
+    def __init__(self, database: PostgresDatabase) -> None:
+        self.database = database
+        self.schema = database.schema
 
     def _q(self, template: str) -> str:
         return in_schema(template, self.schema)
 
     async def setup(self) -> None:
-        await self.store.migrate(MIGRATIONS)
+        await self.database.migrate(ddl.READ_MODELS)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             yield _Tx(conn, self.schema)
 
     def tx_on(self, conn: Any) -> tuple[_Tx, None]:
@@ -224,7 +196,7 @@ class PostgresProjectionBackend:
     @contextlib.asynccontextmanager
     async def appends_paused(self) -> AsyncIterator[_Tx]:
         # Every append takes this lock to draw positions, until its commit.
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.schema),))
             yield _Tx(conn, self.schema)
 
@@ -240,7 +212,7 @@ class PostgresProjectionBackend:
         """
         key = lock_key(f"{self.schema}:projection:{name}")
         try:
-            conn = await psycopg.AsyncConnection.connect(self.store.conninfo, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(self.database.conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
         try:
@@ -258,10 +230,10 @@ class PostgresProjectionBackend:
         return bool(row and row[0])
 
     def _unavailable(self, exc: psycopg.Error) -> StoreUnavailableError:
-        return StoreUnavailableError(f"PostgreSQL at {redact(self.store.conninfo)}: {exc}")
+        return self.database.unavailable(exc)
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = await conn.execute(self._q(sql), params)
             return await cur.fetchall()
 
@@ -308,7 +280,7 @@ class PostgresProjectionBackend:
     async def create(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(%s)", (lock_key(f"{self.schema}:create"),)
             )
@@ -333,7 +305,7 @@ class PostgresProjectionBackend:
     async def begin_rebuild(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
-        async with self.store.transaction() as conn:
+        async with self.database.transaction() as conn:
             cur = await conn.execute(
                 self._q(
                     "SELECT generation FROM {s}.chronik_projections WHERE name = %s FOR UPDATE"

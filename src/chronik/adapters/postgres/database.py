@@ -1,0 +1,310 @@
+"""The PostgreSQL database: one schema, its connection pool, migrations and notifications.
+
+Every role it hands out (event store, message storage, read models) uses its pool and
+its transactions, renders its statements into its schema (``schema.in_schema``) and
+reports an unreachable server as ``StoreUnavailableError``. Commits are announced to
+other processes by NOTIFY, sent after commits (never inside an append: a NOTIFY takes a
+cluster-wide lock at commit) and at most once per ``notify_interval``; a listener turns
+other processes' NOTIFYs into wake-ups of this process's readers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from chronik.adapters.postgres import schema as ddl
+from chronik.adapters.postgres.eventstore import PostgresEventStore
+from chronik.adapters.postgres.messages import PostgresMessageStorage
+from chronik.adapters.postgres.readmodels import PostgresProjectionBackend
+from chronik.adapters.url import redact
+from chronik.errors import ConfigurationError, StoreNotFoundError, StoreUnavailableError
+from chronik.eventstore.codec import EventTypes
+from chronik.eventstore.signal import HeadSignal
+
+__all__ = ["PostgresDatabase"]
+
+log = logging.getLogger("chronik.eventstore.postgres")
+
+
+class PostgresDatabase:
+    """One PostgreSQL schema. Open it with ``PostgresDatabase.open``."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        schema: str,
+        conninfo: str,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.pool = pool
+        self.schema = schema
+        #: the libpq URL, password included: for connections of their own, never shown
+        self.conninfo = conninfo
+        self.url = redact(conninfo)
+        self.connect_timeout = connect_timeout
+        self.signal = HeadSignal()
+        self.channel = "chronik_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+        self.notify_interval = 0.02
+        self._notify_pending = False
+        self._notifier: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._stores: list[PostgresEventStore] = []
+        self._messages: PostgresMessageStorage | None = None
+        self._projections: PostgresProjectionBackend | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        schema: str = "public",
+        pool_min: int = 1,
+        pool_max: int = 10,
+        connect_timeout: float = 10.0,
+        create: bool = True,
+    ) -> PostgresDatabase:
+        """Connect, create or migrate the event tables of the schema, and return it.
+
+        With ``create=False`` a schema without chronik's events table raises
+        StoreNotFoundError and is left as it was (not created).
+        """
+        if not ddl.SCHEMA_NAME.fullmatch(schema):
+            raise ConfigurationError(
+                f"postgres schema {schema!r} is not valid: use 1-63 lowercase letters, digits "
+                "or '_', starting with a letter or '_'"
+            )
+        if not 1 <= pool_min <= pool_max:
+            raise ConfigurationError(
+                f"postgres pool sizes need 1 <= pool_min <= pool_max, got {pool_min}, {pool_max}"
+            )
+        # One connection first, so that a refusal ends the wait at once and a failure
+        # says its cause; the pool would only time out, having logged each attempt.
+        await _first_connection(url, connect_timeout)
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=pool_min,
+            max_size=pool_max,
+            kwargs={"autocommit": True},
+            open=False,
+            timeout=connect_timeout,
+        )
+        try:
+            await pool.open(wait=True, timeout=connect_timeout)
+        except (PoolTimeout, psycopg.Error):
+            await pool.close()
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {redact(url)} within {connect_timeout:g} s"
+            ) from None
+        database = cls(pool, schema, url, connect_timeout)
+        try:
+            if not create:
+                await database._check_exists()
+            await database.migrate(ddl.EVENTS)
+        except BaseException:
+            await pool.close()
+            raise
+        return database
+
+    # -- the roles ---------------------------------------------------------------------
+
+    def event_store(
+        self, types: EventTypes, *, closes_database: bool = False
+    ) -> PostgresEventStore:
+        store = PostgresEventStore(self, types, closes_database=closes_database)
+        self._stores.append(store)
+        return store
+
+    def messages(self) -> PostgresMessageStorage:
+        if self._messages is None:
+            self._messages = PostgresMessageStorage(self)
+        return self._messages
+
+    def projections(self) -> PostgresProjectionBackend:
+        if self._projections is None:
+            self._projections = PostgresProjectionBackend(self)
+        return self._projections
+
+    async def close(self) -> None:
+        for task in (self._notifier, self._listener):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for store in self._stores:
+            await store.close_writer()
+        await self.pool.close()
+
+    # -- connections and transactions --------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A transaction on a pooled connection, for read models and outboxes."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise self.unavailable(exc) from exc
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        """A driver's error as chronik's: the server cannot be used now."""
+        return StoreUnavailableError(f"PostgreSQL at {self.url}: {exc}")
+
+    async def _check_exists(self) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT to_regclass(%s)::text",
+                    (ddl.in_schema("{s}.chronik_events", self.schema),),
+                )
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise self.unavailable(exc) from exc
+        if row is None or row[0] is None:
+            raise StoreNotFoundError(
+                f"PostgreSQL at {self.url}: schema {self.schema!r} has no chronik tables"
+            )
+
+    async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
+        """Apply the named migrations not yet applied, each once, under a lock.
+
+        A migration is a script template: ``{s}`` is the quoted schema, ``{lock}`` the
+        advisory lock key of its positions.
+        """
+        key = ddl.lock_key(self.schema)
+        schema = self.schema
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute("SELECT pg_advisory_lock(%s)", (key - 1,))
+                try:
+                    await conn.execute(ddl.in_schema("CREATE SCHEMA IF NOT EXISTS {s}", schema))
+                    await conn.execute(
+                        ddl.in_schema(
+                            "CREATE TABLE IF NOT EXISTS {s}.chronik_migrations ("
+                            "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                            schema,
+                        )
+                    )
+                    cur = await conn.execute(
+                        ddl.in_schema("SELECT name FROM {s}.chronik_migrations", schema)
+                    )
+                    done = {name for (name,) in await cur.fetchall()}
+                    for name, template in migrations:
+                        if name in done:
+                            continue
+                        script = template.replace("{lock}", str(key))
+                        async with conn.transaction():
+                            await conn.execute(ddl.in_schema(script, schema))
+                            await conn.execute(
+                                ddl.in_schema(
+                                    "INSERT INTO {s}.chronik_migrations (name) VALUES (%s)",
+                                    schema,
+                                ),
+                                (name,),
+                            )
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key - 1,))
+        except psycopg.Error as exc:
+            raise self.unavailable(exc) from exc
+
+    # -- notifications -----------------------------------------------------------------
+
+    def notify_soon(self) -> None:
+        """Tell other processes, soon, that events were committed (coalesced)."""
+        self._notify_pending = True
+        if self._notifier is None or self._notifier.done():
+            self._notifier = asyncio.get_running_loop().create_task(self._notify_loop())
+
+    async def _notify_loop(self) -> None:
+        while self._notify_pending:
+            self._notify_pending = False
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+            except psycopg.Error as exc:
+                log.warning("NOTIFY on %s failed; listeners will poll: %s", self.channel, exc)
+                return
+            await asyncio.sleep(self.notify_interval)
+
+    def listen(self) -> None:
+        """Wake this process's readers when another process commits (started once)."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.get_running_loop().create_task(self._listen_loop())
+
+    async def _listen_loop(self) -> None:
+        """Turn other processes' NOTIFYs into wake-ups; reconnect with backoff."""
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f'LISTEN "{self.channel}"')
+                    self.signal.poke()  # something may have committed while we connected
+                    delay = 0.1
+                    async for _ in conn.notifies():
+                        self.signal.poke()
+            except psycopg.Error as exc:
+                log.warning("LISTEN on %s lost (%s); retrying in %.1f s", self.channel, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+#: what a server that answered says when trying again cannot help
+_REFUSALS = (
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "password is required",
+    "permission denied for database",
+)
+
+
+async def _first_connection(url: str, within: float) -> None:
+    """Connect once within ``within`` s, trying again after failures a wait may cure.
+
+    ``ConfigurationError`` at once when the server refuses (credentials, a database that
+    does not exist); ``StoreUnavailableError`` with the last cause when time is up.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        left = deadline - loop.time()
+        try:
+            async with asyncio.timeout(max(left, 0.1)):
+                conn = await psycopg.AsyncConnection.connect(
+                    url, connect_timeout=max(2, min(10, round(left)))
+                )
+        except (psycopg.Error, TimeoutError) as exc:
+            cause = _connect_cause(exc)
+            if isinstance(exc, psycopg.ProgrammingError):  # libpq refused the URL itself
+                raise ConfigurationError(f"PostgreSQL URL {redact(url)}: {cause}") from None
+            if any(refusal in cause for refusal in _REFUSALS):
+                raise ConfigurationError(
+                    f"PostgreSQL at {redact(url)} refused the connection: {cause}"
+                ) from None
+            if loop.time() + 0.5 >= deadline:
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact(url)} within {within:g} s: {cause}"
+                ) from None
+            await asyncio.sleep(0.5)
+            continue
+        await conn.close()
+        return
+
+
+def _connect_cause(exc: BaseException) -> str:
+    """libpq's connection error, its cause only: 'connection refused', 'database "x" ...'."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:")
+    cause = " ".join(cause.split())
+    return cause[:1].lower() + cause[1:]

@@ -1,0 +1,243 @@
+"""The PostgreSQL event store: reads, data subjects' keys and snapshots, in one schema.
+
+Appends are ``append.py``'s (the writing half this class extends); the pool, the
+schema's tables and the notifications are the database's (``database.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import psycopg
+
+from chronik.adapters.postgres.append import PostgresAppends
+from chronik.adapters.postgres.schema import in_schema
+from chronik.eventstore.base import Row
+from chronik.eventstore.codec import EventTypes, new_subject_key
+from chronik.eventstore.port import Snapshot
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from chronik.adapters.postgres.database import PostgresDatabase
+
+__all__ = ["PostgresEventStore"]
+
+_COLUMNS = (
+    "position, stream_id, version, id, type, schema_version, recorded_at, data, "
+    "correlation_id, causation_id, headers"
+)
+
+
+class PostgresEventStore(PostgresAppends):
+    """An event store in one PostgreSQL schema, handed out by its ``PostgresDatabase``."""
+
+    def __init__(
+        self, database: PostgresDatabase, types: EventTypes, *, closes_database: bool = False
+    ) -> None:
+        super().__init__(database, types, closes_database=closes_database)
+        s = self.schema
+        self._sql_all = in_schema(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
+            "ORDER BY position LIMIT %s",
+            s,
+        )
+        self._sql_all_typed = in_schema(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
+            "AND position <= %s AND type = ANY(%s::text[]) ORDER BY position LIMIT %s",
+            s,
+        )
+        self._sql_stream = in_schema(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
+            "AND version >= %s AND version <= %s ORDER BY version LIMIT %s",
+            s,
+        )
+        self._sql_stream_back = in_schema(
+            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
+            "AND version <= %s ORDER BY version DESC LIMIT %s",
+            s,
+        )
+
+    async def wait_for_events(self, after: int, max_wait: float) -> None:
+        self._database.listen()
+        await self._signal.wait(after, max_wait)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _fetch(self, query: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            async with self._pool.connection() as conn:
+                cur = conn.cursor(binary=True)
+                await cur.execute(query, params)
+                rows: list[Any] = await cur.fetchall()
+                return rows
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _stream_rows(
+        self, stream_id: str, start: int, stop: int | None, limit: int | None, backwards: bool
+    ) -> list[Row]:
+        lim = limit if limit is not None else 2**31 - 1
+        if backwards:
+            top = start if start else 2**31 - 1
+            return await self._fetch(self._sql_stream_back, (stream_id, top, lim))
+        return await self._fetch(
+            self._sql_stream, (stream_id, start, stop if stop is not None else 2**31 - 1, lim)
+        )
+
+    async def _all_rows(
+        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+    ) -> list[Row]:
+        if types is None:
+            return await self._fetch(self._sql_all, (after, limit))
+        return await self._fetch(
+            self._sql_all_typed, (after, upto if upto is not None else 1 << 62, types, limit)
+        )
+
+    async def _scalar(self, query: str, params: Sequence[Any]) -> int:
+        rows = await self._fetch(query, params)
+        return int(rows[0][0])
+
+    async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        rows = await self._fetch(
+            in_schema(
+                "SELECT stream_id, max(version) FROM {s}.chronik_events WHERE stream_id >= %s "
+                "AND left(stream_id, %s) = %s GROUP BY stream_id ORDER BY stream_id LIMIT %s",
+                self.schema,
+            ),
+            (prefix, len(prefix), prefix, limit),
+        )
+        return [(s, v) for s, v in rows]
+
+    async def _event_row(self, event_id: UUID) -> Row | None:
+        rows = await self._fetch(
+            in_schema(f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE id = %s", self.schema),
+            (event_id,),
+        )
+        return rows[0] if rows else None
+
+    async def _stream_version(self, stream_id: str) -> int:
+        return await self._scalar(
+            in_schema(
+                "SELECT coalesce(max(version), 0) FROM {s}.chronik_events WHERE stream_id = %s",
+                self.schema,
+            ),
+            (stream_id,),
+        )
+
+    async def _version_at(self, stream_id: str, when: datetime) -> int:
+        return await self._scalar(
+            in_schema(
+                "SELECT coalesce(max(version), 0) FROM {s}.chronik_events "
+                "WHERE stream_id = %s AND recorded_at <= %s",
+                self.schema,
+            ),
+            (stream_id, when),
+        )
+
+    async def head_position(self) -> int:
+        return await self._scalar(
+            in_schema("SELECT coalesce(max(position), 0) FROM {s}.chronik_events", self.schema), ()
+        )
+
+    # -- keys and snapshots ------------------------------------------------------------
+
+    async def _keys(self, subjects: set[str], *, create: bool) -> dict[str, bytes]:
+        wanted = sorted(subjects)
+        # A row without a key is a forgotten subject (the tombstone): the insert below
+        # conflicts with it, so a forgotten subject is never given a key again.
+        select = in_schema(
+            "SELECT subject, key FROM {s}.chronik_subject_keys WHERE subject = ANY(%s::text[])",
+            self.schema,
+        )
+        rows = await self._fetch(select, (wanted,))
+        missing = [s for s in wanted if s not in {subject for subject, _ in rows}]
+        if create and missing:
+            insert = in_schema(
+                "INSERT INTO {s}.chronik_subject_keys (subject, key) "
+                "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING",
+                self.schema,
+            )
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(insert, (missing, [new_subject_key() for _ in missing]))
+            except psycopg.Error as exc:
+                raise self._unavailable(exc) from exc
+            rows = await self._fetch(select, (wanted,))
+        return {s: bytes(k) for s, k in rows if k is not None}
+
+    async def _forget(self, subject: str) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await conn.execute(
+                    in_schema(
+                        "SELECT {s}.chronik_forget(ARRAY[%s::text], clock_timestamp())",
+                        self.schema,
+                    ),
+                    (subject,),
+                )
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _forgotten_among(self, subjects: set[str]) -> set[str]:
+        rows = await self._fetch(
+            in_schema(
+                "SELECT subject FROM {s}.chronik_subject_keys "
+                "WHERE subject = ANY(%s::text[]) AND forgotten_at IS NOT NULL",
+                self.schema,
+            ),
+            (sorted(subjects),),
+        )
+        return {subject for (subject,) in rows}
+
+    async def save_snapshot(self, snapshot: Snapshot) -> None:
+        # Not for a forgotten subject: it would bring their data back. The subjects'
+        # rows are locked first, so a forget either waits for this snapshot (and then
+        # deletes it) or is seen by the insert.
+        lock = in_schema(
+            "SELECT 1 FROM {s}.chronik_subject_keys WHERE subject = ANY(%s::text[]) "
+            "ORDER BY subject FOR SHARE",
+            self.schema,
+        )
+        query = in_schema(
+            "INSERT INTO {s}.chronik_snapshots (stream_id, version, schema, state, subjects) "
+            "SELECT %s, %s, %s, %s, %s::text[] WHERE NOT EXISTS (SELECT 1 FROM "
+            "{s}.chronik_subject_keys WHERE subject = ANY(%s::text[]) AND key IS NULL) "
+            "ON CONFLICT (stream_id, version) DO UPDATE "
+            "SET schema = excluded.schema, state = excluded.state, subjects = excluded.subjects",
+            self.schema,
+        )
+        subjects = list(snapshot.subjects)
+        params = (
+            snapshot.stream_id,
+            snapshot.version,
+            snapshot.schema,
+            snapshot.state,
+            subjects,
+            subjects,
+        )
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                if subjects:
+                    await conn.execute(lock, (subjects,))
+                await conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from exc
+
+    async def load_snapshot(
+        self, stream_id: str, *, max_version: int | None = None
+    ) -> Snapshot | None:
+        rows = await self._fetch(
+            in_schema(
+                "SELECT version, schema, state, subjects FROM {s}.chronik_snapshots "
+                "WHERE stream_id = %s AND version <= %s ORDER BY version DESC LIMIT 1",
+                self.schema,
+            ),
+            (stream_id, max_version if max_version is not None else 2**31 - 1),
+        )
+        if not rows:
+            return None
+        version, schema, state, subjects = rows[0]
+        return Snapshot(stream_id, version, schema, bytes(state), tuple(subjects))

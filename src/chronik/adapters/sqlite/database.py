@@ -1,0 +1,285 @@
+"""The SQLite database: one file in WAL mode, its connections, write lock and migrations.
+
+SQLite calls run on the event loop's thread. A hop to a worker thread and back
+costs about 60 us on the machines we measured, a third of a synchronous commit,
+while a commit blocks the loop only for its own fsync. The write lock is taken
+without waiting (``busy_timeout=0``); when another process holds it, the database
+waits asynchronously and tries again, so the loop never sleeps inside SQLite.
+See docs/adr/0003-sqlite-on-the-event-loop.md.
+
+One writer connection serves every role (appends, outbox, inbox, read models), so that
+they share transactions; reads go through a second connection. Forgetting reaches the
+files: connections run with ``secure_delete`` (deleted content is overwritten with
+zeros), and ``checkpoint_wal`` empties the write-ahead log, which still holds earlier
+copies of the pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chronik.adapters.sqlite import schema
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore
+from chronik.adapters.sqlite.messages import SQLiteMessageStorage
+from chronik.adapters.sqlite.readmodels import SQLiteProjectionBackend
+from chronik.errors import ConfigurationError, StoreNotFoundError, StoreUnavailableError
+from chronik.eventstore.codec import EventTypes
+from chronik.eventstore.signal import HeadSignal
+
+__all__ = ["SQLiteDatabase"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("chronik.eventstore.sqlite")
+
+_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
+
+
+class SQLiteDatabase:
+    """One SQLite file. Open it with ``SQLiteDatabase.open``."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        lock_timeout: float,
+    ) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        #: every write transaction runs on this connection, one at a time
+        self.writer = writer
+        self.reader = reader
+        self.lock_timeout = lock_timeout
+        self.signal = HeadSignal()
+        self._write_lock = asyncio.Lock()
+        self._messages: SQLiteMessageStorage | None = None
+        self._projections: SQLiteProjectionBackend | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        lock_timeout: float = 10.0,
+        create: bool = True,
+    ) -> SQLiteDatabase:
+        """Open (and create or migrate) the database in the file at ``path``.
+
+        ``synchronous`` is SQLite's durability setting: ``full`` (the default: every
+        commit is on disk when append returns) or ``normal`` (a power cut may lose the
+        last commits, never corrupt the file). With ``create=False`` a file that does
+        not exist, or holds no chronik tables, raises StoreNotFoundError and is left as
+        it was.
+        """
+        level = _SYNCHRONOUS.get(str(synchronous).lower())
+        if level is None:
+            raise ConfigurationError(
+                f"sqlite synchronous={synchronous!r} is not one of: {', '.join(_SYNCHRONOUS)}"
+            )
+        if sqlite3.sqlite_version_info < (3, 35):
+            raise ConfigurationError(
+                f"chronik needs SQLite 3.35 or newer; this Python has {sqlite3.sqlite_version}"
+            )
+        file = Path(path)
+        if not create:
+            _check_exists(file)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            writer = _connect(file, level, busy_ms=0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailableError(
+                f"cannot open SQLite database {str(file)!r}: {exc}"
+            ) from exc
+        database = cls(file, writer, writer, lock_timeout)
+        try:
+            await database.migrate(schema.EVENTS)
+            database.reader = _connect(file, level, busy_ms=int(lock_timeout * 1000))
+        except BaseException:
+            writer.close()
+            raise
+        # A process killed between a forget's commit and its checkpoint left copies in
+        # the log: one try now (another process's readers may hold it up; never wait).
+        await database.checkpoint_wal(wait=False)
+        return database
+
+    # -- the roles ---------------------------------------------------------------------
+
+    def event_store(self, types: EventTypes, *, closes_database: bool = False) -> SQLiteEventStore:
+        return SQLiteEventStore(self, types, closes_database=closes_database)
+
+    def messages(self) -> SQLiteMessageStorage:
+        if self._messages is None:
+            self._messages = SQLiteMessageStorage(self)
+        return self._messages
+
+    def projections(self) -> SQLiteProjectionBackend:
+        if self._projections is None:
+            self._projections = SQLiteProjectionBackend(self)
+        return self._projections
+
+    async def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+    # -- transactions and reads --------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[sqlite3.Connection]:
+        """A write transaction on the writer connection, for appends, messages, read models.
+
+        Writers in this process take turns on an asyncio lock; another process holding
+        SQLite's write lock is waited for without blocking the loop, up to lock_timeout.
+        """
+        async with self._write_lock:
+            conn = self.writer
+            await self._begin(conn)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+                raise
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction, waiting (without blocking) for the lock."""
+        async with self.transaction() as conn:
+            return work(conn)
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_timeout
+        delay = 0.001
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+                if loop.time() >= deadline:
+                    raise StoreUnavailableError(
+                        f"SQLite {self.path} stayed locked by another connection for "
+                        f"{self.lock_timeout:g} s"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Rows of a read on the reader connection."""
+        try:
+            return self.reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+
+    async def checkpoint_wal(self, *, wait: bool = True) -> bool:
+        """Copy the write-ahead log into the database file and truncate the log.
+
+        Called after forgetting: secure_delete zeroes deleted content in the pages, but
+        the log keeps earlier copies of them until a checkpoint resets it. A reader of
+        another process still on an older snapshot holds it up: with ``wait`` it is
+        tried again (without blocking the loop) up to lock_timeout. False (and a
+        warning) if it could not finish; the next forget, or the next open, tries again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.lock_timeout if wait else 0.0)
+        delay = 0.001
+        while True:
+            async with self._write_lock:
+                try:
+                    busy = self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.Error as exc:
+                    # What called it has committed: a failure here must not undo that.
+                    if not _is_busy(exc):
+                        log.warning("SQLite %s: checkpoint failed: %s", self.path, exc)
+                        return False
+                    busy = 1
+            if not busy:
+                return True
+            if loop.time() >= deadline:
+                if wait:
+                    log.warning(
+                        "SQLite %s: the write-ahead log could not be checkpointed within "
+                        "%g s (another connection reads an old snapshot); forgotten data "
+                        "may stay in it until the next checkpoint",
+                        self.path,
+                        self.lock_timeout,
+                    )
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
+        """Apply the named migrations not yet applied, each once, in one transaction."""
+        await self.write(lambda conn: _migrate(conn, migrations))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _check_exists(file: Path) -> None:
+    """StoreNotFoundError unless ``file`` is a database with chronik's events table.
+
+    Looked at read-only, so that a file that is not a store is not touched (not even
+    switched to WAL).
+    """
+    if not file.is_file():
+        raise StoreNotFoundError(f"SQLite database {str(file)!r} does not exist")
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chronik_events'"
+            ).fetchone()
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(f"cannot open SQLite database {str(file)!r}: {exc}") from exc
+    if found is None:
+        raise StoreNotFoundError(f"SQLite database {str(file)!r} has no chronik tables")
+
+
+def _connect(file: Path, synchronous: str, busy_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise StoreUnavailableError(f"SQLite {file}: cannot switch to WAL mode (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # Deleted content (a forgotten subject's key, a read model's old document) is
+    # overwritten with zeros, not left in free space; freed pages too.
+    conn.execute("PRAGMA secure_delete = ON")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]]) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS chronik_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+    )
+    done = {name for (name,) in conn.execute("SELECT name FROM chronik_migrations")}
+    for name, script in migrations:
+        if name in done:
+            continue
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO chronik_migrations VALUES (?, ?)", (name, _now()))
