@@ -76,8 +76,10 @@ FULL = Size(
     append=10_000,
     batches=300,
     load_events=1000,
-    loads=50,
-    snapshot_loads=500,
+    # Enough loads that the timed part lasts seconds, not a tenth of one: on a shared
+    # machine one descheduling would otherwise decide the row.
+    loads=200,
+    snapshot_loads=2_000,
     read_all=100_000,
     writers=8,
     per_writer=2_500,
