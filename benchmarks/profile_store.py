@@ -1,7 +1,7 @@
 """Where chronik's time goes per event: single appends, a 1,000-event load, read-all.
 
     python -m benchmarks.profile_store append|load|read_all sqlite|postgres [--events N]
-        [--fsync-off] [--top 15]
+        [--fsync-off] [--top 15] [--plain] [--repeat N]
 
 Runs the work twice in one process on a fresh SQLite file or PostgreSQL schema: once
 plain, for the wall time per event, then under cProfile, for the split. It prints the
@@ -13,6 +13,10 @@ the truth. On SQLite each statement on the store's writer connection is timed by
 (BEGIN, INSERT, COMMIT) through a thin wrapper, since cProfile sees one ``execute``.
 With ``--fsync-off`` appends run with SQLite synchronous=OFF or PostgreSQL
 synchronous_commit=off: the difference from a run with it on is the wait for the disk.
+
+``--plain`` skips cProfile and the wrapper and runs the work ``--repeat`` times in
+``_timed_part``, for a sampling profiler, e.g. ``py-spy record --native -f raw -o
+out.txt -- python -m benchmarks.profile_store read_all sqlite --plain --repeat 20``.
 
 A diagnostic for the work of issue 14; it reaches into the store's private attributes
 (its writer connection) and may need adjusting when they move.
@@ -162,13 +166,23 @@ def _report(
     return lines
 
 
-async def _profile(work: str, target: Target, fsync: bool, events: int, top: int) -> None:
+async def _timed_part(run: Callable[[], Awaitable[None]], repeat: int) -> float:
+    """The measured work, ``repeat`` times: its wall time (a sampler's anchor, by name)."""
+    started = time.perf_counter()
+    for _ in range(repeat):
+        await run()
+    return time.perf_counter() - started
+
+
+async def _profile(
+    work: str, target: Target, fsync: bool, events: int, top: int, repeat: int, profiled: bool
+) -> None:
     store = await open_event_store(_url(target, fsync), TYPES)
     timed: _TimedConnection | None = None
     try:
         if not fsync and target.backend == "sqlite":
             _sqlite_synchronous_off(store)
-        if target.backend == "sqlite":
+        if target.backend == "sqlite" and profiled:
             timed = _TimedConnection(store._writer)  # type: ignore[attr-defined]
             store._writer = timed  # type: ignore[attr-defined]
         if work == "append":
@@ -187,9 +201,10 @@ async def _profile(work: str, target: Target, fsync: bool, events: int, top: int
             await _read_all(store, events)
             run = lambda: _read_all(store, events)  # noqa: E731
             per = events
-        started = time.perf_counter()
-        await run()
-        plain_us = (time.perf_counter() - started) / per * 1e6
+        plain_us = await _timed_part(run, repeat) / (per * repeat) * 1e6
+        if not profiled:
+            print(f"wall time: {plain_us:,.1f} us per event ({per * repeat:,} events)")
+            return
         if timed is not None:
             timed.seconds.clear()
             timed.calls.clear()
@@ -221,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--fsync-off", action="store_true")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="no cProfile: time the work only (to run under a sampling profiler like py-spy)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="how often the work runs")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     args = parser.parse_args(argv)
     events = args.events or {"append": 2000, "load": 20_000, "read_all": 50_000}[args.work]
@@ -231,7 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(args.postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     try:
-        asyncio.run(_profile(args.work, target, not args.fsync_off, events, args.top))
+        asyncio.run(
+            _profile(
+                args.work,
+                target,
+                not args.fsync_off,
+                events,
+                args.top,
+                args.repeat,
+                not args.plain,
+            )
+        )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
         if args.backend == "postgres":
