@@ -388,7 +388,16 @@ def render_markdown(doc: dict[str, Any]) -> str:
         " same schema as chronik`: ten columns with a second unique index on a random"
         " UUIDv4 id, rows built (uuid4, timestamp, encoding) inside the timed loop, reads"
         " of `SELECT *` without decoding. That handicap made chronik's ratios look better"
-        " than they are; the table keeps it so each change of ratio can be attributed.",
+        " than they are; the table keeps it so each change of ratio can be attributed"
+        " (its `raw / it` column is the handicap). The ratios published before (run of"
+        " 2026-11-27, SQLite / PostgreSQL) fell where the old baseline was slowed most:"
+        " single appends (`a_create` 0.77x / 0.80x, `b_append` 0.73x / 0.71x: the random"
+        " index and the per-row building), `c_batch` (2.08x / 1.29x: 100 rows built inside"
+        " the timing; on PostgreSQL COPY is twice executemany), and the PostgreSQL reads"
+        " (`d_load` 0.89x, `e_read_all` 0.87x: a UUID and a datetime object per row in the"
+        " old raw, and no decoding). `f_concurrent` on PostgreSQL hardly depends on the"
+        " baseline (the commit is the cost, not the row): it swings with the machine's"
+        " load from one run to the next.",
         "- The target column holds issue 14's goals for chronik against the fair raw"
         " baseline of the row; they are goals, not yet promises.",
         "- `g_tail_p99_ms` is a latency, lower is better: each cell is the p99 in ms with"
