@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -75,8 +76,10 @@ FULL = Size(
     append=10_000,
     batches=300,
     load_events=1000,
-    loads=50,
-    snapshot_loads=500,
+    # Enough loads that the timed part lasts seconds, not a tenth of one: on a shared
+    # machine one descheduling would otherwise decide the row.
+    loads=200,
+    snapshot_loads=2_000,
     read_all=100_000,
     writers=8,
     per_writer=2_500,
@@ -86,12 +89,12 @@ FULL = Size(
     e2e_seconds=10,
 )
 
-# The same workloads, small enough that a whole quick run (3 systems x 9 workloads x
-# 2 backends, one fresh process each, plus the messaging workloads' 8 processes on the
-# 2 broker backends) stays under 90 seconds on 2 cores. The largest shares are
-# eventsourcing's catch-up (one transaction per event, about 6 s on PostgreSQL), its
-# live tail, whose wait() polls every 100 ms (about 11 s), and h_e2e_p99_ms (3 s of
-# offered load per broker).
+# The same workloads, small enough for a smoke run: every row of `make bench`, one fresh
+# process each, in about 2 minutes on 2 cores shared with other engineers' tests (118 s
+# measured at a load average of 2.5). The largest shares are eventsourcing's catch-up
+# (one transaction per event, about 10 s on PostgreSQL), its live tail, whose wait()
+# polls every 100 ms (about 11 s), and h_e2e_p99_ms (3 s of offered load per broker).
+# With run.py's 60 s per row, a run with a row that hangs still ends within 5 minutes.
 QUICK = Size(
     create=1_000,
     append=1_000,
@@ -160,18 +163,36 @@ class System(Protocol):
     def run(self, workload: str, target: Target, size: Size) -> Measurement: ...
 
 
-# The systems the runner knows, mapped to their module under ``benchmarks.systems``.
+# The systems the runner knows, mapped to their module under ``benchmarks.systems``, or
+# to "module:function" when one module measures several labelled variants.
 SYSTEMS: dict[str, str] = {
     "chronik": "chronik_system",
     "eventsourcing": "eventsourcing_peer",
     "raw": "raw",
+    "raw_decode": "raw:run_decode",
+    "raw_copy": "raw:run_copy",
+    "raw_wide": "raw_wide",
+    "broker": "broker",
+}
+
+# How the report names each system.
+SYSTEM_LABELS: dict[str, str] = {
+    "chronik": "chronik",
+    "eventsourcing": "eventsourcing",
+    "raw": "raw",
+    "raw_decode": "raw + decode",
+    "raw_copy": "raw COPY",
+    "raw_wide": "raw, same schema as chronik",
     "broker": "broker",
 }
 
 BACKENDS: tuple[str, ...] = ("sqlite", "postgres", "nats", "rabbitmq")
 
 # The event-store workloads: every system with an event store, on SQLite and PostgreSQL.
+# Some workloads add raw variants (raw_decode, raw_copy, raw_wide) to these.
 STORE_SYSTEMS: tuple[str, ...] = ("chronik", "eventsourcing", "raw")
+# The raw variants that are not the baseline of any target: for attribution only.
+ATTRIBUTION_SYSTEMS: tuple[str, ...] = ("raw_copy", "raw_wide")
 STORE_BACKENDS: tuple[str, ...] = ("sqlite", "postgres")
 # The messaging workloads: chronik's outbox, relay and consumer on PostgreSQL with a
 # broker, and the broker's own client alone as the ceiling.
@@ -198,12 +219,23 @@ class Workload:
     # the most p99 in ms.
     target_ratio: float | None = None
     target_p99_ms: float | None = None
+    # The event-store workloads: the raw system the fair comparison is against ("raw", or
+    # "raw_decode" for the reads), and the least chronik / baseline ratio per backend
+    # (issue 14's targets).
+    baseline: str = "raw"
+    targets: Mapping[str, float] = field(default_factory=dict)
+    # Systems that run on only some of the backends: system -> those backends.
+    only_on: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # A CPU-only variant of another workload: durability off, reported in its own table.
+    fsync_off: bool = False
 
     @property
     def lower_is_better(self) -> bool:
         return self.unit == "ms"
 
     def applies_to(self, backend: str, system: str) -> bool:
+        if system in self.only_on and backend not in self.only_on[system]:
+            return False
         return backend in self.backends and system in self.systems
 
 
@@ -220,15 +252,88 @@ def register_workload(workload: Workload) -> Workload:
     return workload
 
 
-register_workload(Workload("a_create", "new stream, 1 event, 1 transaction"))
-register_workload(Workload("b_append", "append 1 event to one stream, version check"))
-register_workload(Workload("c_batch", "new stream with 100 events in 1 transaction"))
-register_workload(Workload("d_load", "load a 1,000-event aggregate, no snapshot", "loads"))
+_WIDE = (*STORE_SYSTEMS, "raw_wide")
+_READS = (*STORE_SYSTEMS, "raw_decode", "raw_wide")
 register_workload(
-    Workload("d_load_snapshot", "load a 1,000-event aggregate from a snapshot", "loads")
+    Workload(
+        "a_create",
+        "new stream, 1 event, 1 transaction",
+        systems=_WIDE,
+        targets={"sqlite": 0.8, "postgres": 0.8},
+    )
 )
-register_workload(Workload("e_read_all", "read all events from position 0 and decode"))
-register_workload(Workload("f_concurrent", "8 writer threads, new streams of 1 event"))
+register_workload(
+    Workload(
+        "b_append",
+        "append 1 event to one stream, version check",
+        systems=_WIDE,
+        targets={"sqlite": 0.8, "postgres": 0.8},
+    )
+)
+register_workload(
+    Workload(
+        "a_create_fsync_off",
+        "a_create with fsync off (SQLite synchronous=OFF, PostgreSQL synchronous_commit=off):"
+        " CPU only, not the durability chronik ships",
+        systems=("chronik", "raw"),
+        targets={"sqlite": 0.5, "postgres": 0.6},
+        fsync_off=True,
+    )
+)
+register_workload(
+    Workload(
+        "b_append_fsync_off",
+        "b_append with fsync off, as a_create_fsync_off",
+        systems=("chronik", "raw"),
+        targets={"sqlite": 0.5, "postgres": 0.6},
+        fsync_off=True,
+    )
+)
+register_workload(
+    Workload(
+        "c_batch",
+        "new stream with 100 events in 1 transaction",
+        systems=(*_WIDE, "raw_copy"),
+        targets={"sqlite": 0.7, "postgres": 0.8},
+        only_on={"raw_copy": ("postgres",)},
+    )
+)
+register_workload(
+    Workload(
+        "d_load",
+        "load a 1,000-event aggregate, no snapshot",
+        "loads",
+        systems=_READS,
+        baseline="raw_decode",
+        targets={"sqlite": 0.6, "postgres": 0.6},
+    )
+)
+register_workload(
+    Workload(
+        "d_load_snapshot",
+        "load a 1,000-event aggregate from a snapshot",
+        "loads",
+        systems=_READS,
+        baseline="raw_decode",
+    )
+)
+register_workload(
+    Workload(
+        "e_read_all",
+        "read all events from position 0 and decode",
+        systems=_READS,
+        baseline="raw_decode",
+        targets={"sqlite": 0.6, "postgres": 0.6},
+    )
+)
+register_workload(
+    Workload(
+        "f_concurrent",
+        "8 writers, new streams of 1 event",
+        systems=_WIDE,
+        targets={"sqlite": 1.5, "postgres": 1.2},
+    )
+)
 register_workload(
     Workload(
         "g_catchup",

@@ -145,6 +145,14 @@ def _postgres_info(url: str) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _load_average() -> list[float] | None:
+    """The machine's load average over 1, 5 and 15 minutes (None where there is none)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def machine_description(postgres_url: str) -> dict[str, Any]:
     commit = _git("rev-parse", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no") if commit else None
@@ -179,10 +187,11 @@ def _chronik_on_path() -> bool:
 
 def import_error(system: str) -> str | None:
     """Why the system's module cannot be imported, or None if it can."""
+    module = SYSTEMS[system].partition(":")[0]
     try:
-        importlib.import_module(f"benchmarks.systems.{SYSTEMS[system]}")
+        importlib.import_module(f"benchmarks.systems.{module}")
     except Exception as exc:
-        return f"cannot import benchmarks.systems.{SYSTEMS[system]}: {type(exc).__name__}: {exc}"
+        return f"cannot import benchmarks.systems.{module}: {type(exc).__name__}: {exc}"
     return None
 
 
@@ -249,7 +258,7 @@ def run_worker(
         process.kill()
         process.communicate()
         _clean_up(system, workload, process.pid, postgres_url)
-        return {"error": f"timed out after {timeout:.0f} s"}
+        return {"error": f"timed out after {timeout:.0f} s", "timed_out": True}
     output = _last_json_line(stdout)
     if process.returncode != 0 or output is None or output.get("error"):
         _clean_up(system, workload, process.pid, postgres_url)
@@ -283,6 +292,8 @@ def _result(
         result["error"] = output["error"]
         if output.get("not_applicable"):
             result["not_applicable"] = True
+        if output.get("timed_out"):
+            result["timed_out"] = True
     result["size"] = size
     result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["machine"] = machine
@@ -295,7 +306,13 @@ def _progress(index: int, total: int, result: dict[str, Any], wall: float) -> st
         f"{result['system']:<13}"
     )
     if result.get("error"):
-        label = "N/A" if result.get("not_applicable") else "ERROR"
+        label = (
+            "N/A"
+            if result.get("not_applicable")
+            else "TIMED OUT"
+            if result.get("timed_out")
+            else "ERROR"
+        )
         return f"{head} {label} {result['error']}"
     unit = WORKLOADS[result["workload"]].unit
     if unit == "ms":
@@ -361,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout if args.timeout is not None else TIMEOUTS[size]
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    load_at_start = _load_average()
     machine = machine_description(args.postgres_url)
     if any(b != "sqlite" for b in args.backends) and "error" in machine["postgres"]:
         print(f"PostgreSQL is not reachable: {machine['postgres']['error']}", flush=True)
@@ -396,7 +414,14 @@ def main(argv: list[str] | None = None) -> int:
         print(_progress(index, len(plan), result, time.perf_counter() - t0), flush=True)
 
     merged, kept = merge(_load(args.out), results, size)
-    doc = {"machine": machine, "size": size, "started_at": started_at, "results": merged}
+    doc = {
+        "machine": machine,
+        "size": size,
+        "started_at": started_at,
+        "load_average": {"start": load_at_start, "end": _load_average()},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "results": merged,
+    }
     _write_text(args.out, json.dumps(doc, indent=2) + "\n")
     markdown = render_markdown(doc)
     _write_text(args.markdown, markdown)
@@ -405,9 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     note = f" (kept {kept} earlier entries)" if kept else ""
     print(f"wrote {args.out}{note} and {args.markdown}")
     failed = sum(1 for r in results if r.get("error") and not r.get("not_applicable"))
+    timed_out = sum(1 for r in results if r.get("timed_out"))
     not_applicable = sum(1 for r in results if r.get("not_applicable"))
     print(
-        f"{len(results)} measurements, {failed} failed, {not_applicable} not applicable,"
+        f"{len(results)} measurements, {failed} failed ({timed_out} timed out),"
+        f" {not_applicable} not applicable,"
         f" {time.perf_counter() - started:.1f} s"
     )
     return 0

@@ -24,8 +24,9 @@ import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ from benchmarks.common import (
     WORKLOADS,
     Measurement,
     NotApplicable,
+    Size,
     System,
     Target,
     broker_url,
@@ -81,8 +83,18 @@ def fresh_target(backend: str, postgres_url: str, name: str) -> Iterator[Target]
         raise ValueError(f"unknown backend {backend!r}")
 
 
+@dataclass(frozen=True)
+class _EntryPoint:
+    """A variant's ``run`` under another name in a module that measures several variants."""
+
+    run: Callable[[str, Target, Size], Measurement]
+
+
 def load_system(system: str) -> System:
-    module = importlib.import_module(f"benchmarks.systems.{SYSTEMS[system]}")
+    module_name, _, function = SYSTEMS[system].partition(":")
+    module = importlib.import_module(f"benchmarks.systems.{module_name}")
+    if function:
+        return _EntryPoint(getattr(module, function))
     return cast(System, module)
 
 

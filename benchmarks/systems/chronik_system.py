@@ -1,13 +1,19 @@
 """chronik doing the benchmark workloads through its public API, the way a user would.
 
-Writers are asyncio tasks on one store (chronik's API is async); the store's database is
-opened by URL with its default durability (SQLite WAL + synchronous=FULL; PostgreSQL with
-synchronous_commit on). The messaging workloads (``h_*``) are in ``chronik_messaging``.
+Writers are asyncio tasks on one store (chronik's API is async); the store's database
+is opened by URL with its default durability (SQLite WAL + synchronous=FULL; PostgreSQL with
+synchronous_commit on). The domain events are built before each timed loop, as the raw
+rows are. ``a_create_fsync_off`` and ``b_append_fsync_off`` turn durability off for
+that row alone: ``synchronous_commit=off`` through the URL on PostgreSQL, and on SQLite,
+whose URL offers no ``synchronous=off``, ``PRAGMA synchronous=OFF`` on each of the
+database's connections after it opened. The messaging workloads (``h_*``) are in
+``chronik_messaging``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -65,10 +71,23 @@ def _event(n: int) -> ItemAdded:
     return ItemAdded(EVENT_LABEL, p.amount, p.at)
 
 
-def _url(target: Target) -> str:
+def _url(target: Target, fsync: bool = True) -> str:
     if target.backend == "sqlite":
         return f"sqlite:///{target.sqlite_path}"
-    return f"{target.postgres_url}?schema={target.postgres_schema}"
+    # Query parameters chronik does not know go to libpq: this one to every connection.
+    off = "" if fsync else "&options=-c%20synchronous_commit%3Doff"
+    return f"{target.postgres_url}?schema={target.postgres_schema}{off}"
+
+
+def _sqlite_synchronous_off(database: Database) -> None:
+    """``PRAGMA synchronous=OFF`` on every SQLite connection the database holds (checked)."""
+    connections = [c for c in vars(database).values() if isinstance(c, sqlite3.Connection)]
+    if not connections:
+        raise RuntimeError("found no SQLite connection on the database to turn fsync off")
+    for conn in connections:
+        conn.execute("PRAGMA synchronous = OFF")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] != 0:
+            raise RuntimeError("SQLite did not take synchronous=OFF")
 
 
 async def _timed(work: Callable[[], Awaitable[None]]) -> float:
@@ -78,21 +97,22 @@ async def _timed(work: Callable[[], Awaitable[None]]) -> float:
 
 
 async def _a_create(store: BaseEventStore, size: Size) -> Measurement:
-    streams = [new_stream_id() for _ in range(size.create)]
+    plan = [(new_stream_id(), [_event(i)]) for i in range(size.create)]
 
     async def work() -> None:
-        for i, sid in enumerate(streams):
-            await store.append(sid, [_event(i)], expected=ExpectedVersion.NO_STREAM)
+        for sid, events in plan:
+            await store.append(sid, events, expected=ExpectedVersion.NO_STREAM)
 
     return Measurement(size.create, await _timed(work))
 
 
 async def _b_append(store: BaseEventStore, size: Size) -> Measurement:
     sid = new_stream_id()
+    plan = [[_event(i)] for i in range(size.append)]
 
     async def work() -> None:
-        for i in range(size.append):
-            await store.append(sid, [_event(i)], expected=i)
+        for i, events in enumerate(plan):
+            await store.append(sid, events, expected=i)
 
     return Measurement(size.append, await _timed(work))
 
@@ -163,11 +183,14 @@ async def _e_read_all(store: BaseEventStore, size: Size) -> Measurement:
 
 
 async def _f_concurrent(store: BaseEventStore, size: Size) -> Measurement:
-    plans = [[new_stream_id() for _ in range(size.per_writer)] for _ in range(size.writers)]
+    plans = [
+        [(new_stream_id(), [_event(i)]) for i in range(size.per_writer)]
+        for _ in range(size.writers)
+    ]
 
-    async def writer(streams: list[str]) -> None:
-        for i, sid in enumerate(streams):
-            await store.append(sid, [_event(i)], expected=ExpectedVersion.NO_STREAM)
+    async def writer(plan: list[tuple[str, list[ItemAdded]]]) -> None:
+        for sid, events in plan:
+            await store.append(sid, events, expected=ExpectedVersion.NO_STREAM)
 
     async def work() -> None:
         await asyncio.gather(*(writer(p) for p in plans))
@@ -242,6 +265,8 @@ def _on_its_store(measure: Callable[[BaseEventStore, Size], Awaitable[Measuremen
 _WORKLOADS: dict[str, Workload] = {
     "a_create": _on_its_store(_a_create),
     "b_append": _on_its_store(_b_append),
+    "a_create_fsync_off": _on_its_store(_a_create),
+    "b_append_fsync_off": _on_its_store(_b_append),
     "c_batch": _on_its_store(_c_batch),
     "d_load": _on_its_store(_d_load),
     "d_load_snapshot": _on_its_store(_d_load_snapshot),
@@ -262,9 +287,13 @@ def run(workload: str, target: Target, size: Size) -> Measurement:
     if measure is None:
         raise unknown_workload(workload)
 
+    fsync = not workload.endswith("_fsync_off")
+
     async def main() -> Measurement:
-        database = await open_database(_url(target))
+        database = await open_database(_url(target, fsync))
         try:
+            if not fsync and target.backend == "sqlite":
+                _sqlite_synchronous_off(database)
             return await measure(database, size)
         finally:
             await database.close()

@@ -1,21 +1,45 @@
-"""The raw drivers doing the same work with no framework: the physical limit.
+"""The raw drivers on a minimal table: the physical limit chronik is measured against.
 
-SQLite: the stdlib ``sqlite3`` in WAL mode with ``PRAGMA synchronous=FULL``, one explicit
-``BEGIN IMMEDIATE``/``INSERT``/``COMMIT`` per transaction. PostgreSQL: compiled psycopg 3
-(sync), prepared statements, an autocommit ``INSERT`` per event for (a), (b) and (f) and
-one transaction with ``executemany`` for (c). Both use a table shaped like an event store.
-The expected-version check of (b) is the unique ``(stream_id, version)`` constraint: the
-append inserts ``expected + 1`` and a conflict would fail the transaction.
+The table is what any event store needs and nothing more: ``id INTEGER PRIMARY KEY``
+(``bigserial`` on PostgreSQL; it is the global position), ``stream``, ``version``,
+``type``, ``data`` and ``UNIQUE (stream, version)``, the optimistic-concurrency check of
+(b): an append inserts ``expected + 1`` and a conflict would fail its transaction. The
+payload is the JSON chronik stores for the same event, byte for byte (msgspec encodes
+the same three fields in the same order: 68-72 bytes), under chronik's stored type
+name. Every row is built before the timed loop; the loop only calls the driver.
 
-The projection workloads read events in pages of 1,000 ordered by position and, per page,
-run one transaction that upserts one ``items`` row per event (``executemany``) and moves a
+- SQLite: the stdlib ``sqlite3``, WAL mode with ``synchronous=FULL``, one
+  ``BEGIN IMMEDIATE``/``INSERT``/``COMMIT`` per single append, ``executemany`` inside one
+  such transaction for (c). Each connection has a busy timeout of 60 s (sqlite3's
+  ``timeout``): the 8 threads of (f), each on its own connection, wait for the write lock
+  in SQLite's busy handler, which sleeps between tries. They serialize on that lock: that
+  is what 8 writers to one SQLite file do.
+- PostgreSQL: compiled psycopg 3 (sync), ``synchronous_commit=on``, a prepared autocommit
+  ``INSERT`` per single append, ``executemany`` (pipelined by psycopg) in one transaction
+  for (c), 8 threads with their own connections for (f).
+
+Variants, each its own labelled system (the runner passes the entry point):
+
+- ``raw`` (:func:`run`): the writes above; reads fetch the rows and stop there.
+- ``raw_decode`` (:func:`run_decode`): reads fetch and decode each row with msgspec into
+  what chronik returns, a frozen msgspec Struct per event holding the decoded domain
+  event (a frozen dataclass), choosing the decoder by the stored type; ``d_load`` also
+  folds every event into the aggregate as the benchmark's aggregate does.
+- ``raw_copy`` (:func:`run_copy`): ``c_batch`` on PostgreSQL with binary ``COPY``.
+
+``a_create_fsync_off`` and ``b_append_fsync_off`` are (a) and (b) with SQLite's
+``synchronous=OFF`` or PostgreSQL's ``synchronous_commit=off`` on this connection: what
+is left is CPU, not the durability anything ships with.
+
+The projection workloads read events in pages of 1,000 and, per page, run one
+transaction that upserts one ``items`` row per event (``executemany``) and moves a
 checkpoint row from the page's start to its end (a compare-and-set, so a page cannot be
-applied twice): exactly once, with no decoding beyond the ``amount`` the upsert needs.
-``g_tail_p99_ms`` on PostgreSQL: each append is one autocommit statement that inserts the
-event and calls ``pg_notify`` (delivered at commit); a projector thread on its own
-connection LISTENs, projects whatever is new on each notification (and polls every 0.5 s
-in case one is missed), and signals the writer through a condition variable after its
-commit. On SQLite it is not applicable: without a framework there is no live tail there.
+applied twice), decoding only the ``amount`` the upsert needs. ``g_tail_p99_ms`` on
+PostgreSQL: each append is one autocommit statement that inserts the event and calls
+``pg_notify`` (delivered at commit); a projector thread on its own connection LISTENs,
+projects what is new on each notification (polling every 0.5 s in case one is missed)
+and signals the writer after its commit. On SQLite there is no live tail without a
+framework: not applicable.
 """
 
 from __future__ import annotations
@@ -23,8 +47,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,17 +59,14 @@ from psycopg import sql
 from benchmarks.common import (
     BATCH_EVENTS,
     EVENT_LABEL,
-    EVENT_TYPE,
     ITEMS_TABLE,
     READ_PAGE,
     TAIL_SPACING_S,
     Measurement,
     NotApplicable,
-    Payload,
     Size,
     Target,
     item_key,
-    make_payload,
     new_stream_id,
     percentile,
     unknown_workload,
@@ -53,78 +74,58 @@ from benchmarks.common import (
 
 Row = tuple[Any, ...]
 
-_COLUMNS = (
-    "stream_id, version, id, type, schema_version, recorded_at, data, correlation_id, causation_id"
-)
+# chronik's stored name of the benchmark event: the rows are as long as chronik's.
+EVENT_TYPE = "bench.item_added"
 
-_SQLITE_DDL = (
-    """
-    CREATE TABLE events (
-        position INTEGER PRIMARY KEY,
-        stream_id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        schema_version INTEGER NOT NULL,
-        recorded_at TEXT NOT NULL,
-        data BLOB NOT NULL,
-        correlation_id TEXT,
-        causation_id TEXT,
-        UNIQUE (stream_id, version),
-        UNIQUE (id)
-    )
-    """,
-    """
-    CREATE TABLE snapshots (
-        stream_id TEXT PRIMARY KEY,
-        version INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        recorded_at TEXT NOT NULL,
-        data BLOB NOT NULL
-    )
-    """,
-)
 
-_POSTGRES_DDL = (
-    """
-    CREATE TABLE events (
-        position bigserial PRIMARY KEY,
-        stream_id text NOT NULL,
-        version integer NOT NULL,
-        id uuid NOT NULL,
-        type text NOT NULL,
-        schema_version integer NOT NULL,
-        recorded_at timestamptz NOT NULL,
-        data bytea NOT NULL,
-        correlation_id text,
-        causation_id text,
-        UNIQUE (stream_id, version),
-        UNIQUE (id)
-    )
-    """,
-    """
-    CREATE TABLE snapshots (
-        stream_id text PRIMARY KEY,
-        version integer NOT NULL,
-        type text NOT NULL,
-        recorded_at timestamptz NOT NULL,
-        data bytea NOT NULL
-    )
-    """,
-)
+@dataclass(frozen=True, slots=True)
+class ItemAdded:
+    """The domain event, the same class shape as chronik's benchmark event."""
 
-# The read model of the projection workloads, and its checkpoint (one row per projection).
-_PROJECTION = "items"
-_PROJECTION_DDL = (
-    f"CREATE TABLE {ITEMS_TABLE} (key text PRIMARY KEY, amount bigint NOT NULL)",
-    "CREATE TABLE checkpoints (name text PRIMARY KEY, position bigint NOT NULL)",
-    f"INSERT INTO checkpoints VALUES ('{_PROJECTION}', 0)",
-)
-# The PostgreSQL channel the tail's appends notify.
-_CHANNEL = "bench_events"
-_WAIT_TIMEOUT_S = 60.0
+    label: str
+    amount: int
+    at: datetime
 
+
+class Recorded(msgspec.Struct, frozen=True, gc=False):
+    """An event as read: where it is, and the decoded domain event (cf. RecordedEvent)."""
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    event: object
+
+
+class Basket:
+    """The aggregate of ``d_load``: the benchmark's Basket, folded by event class."""
+
+    __slots__ = ("id", "items", "total", "version")
+
+    def __init__(self, id: str) -> None:
+        self.id = id
+        self.version = 0
+        self.total = 0
+        self.items = 0
+
+    def _added(self, e: ItemAdded) -> None:
+        self.total += e.amount
+        self.items += 1
+
+
+class BasketState(msgspec.Struct, frozen=True, gc=False):
+    """What the snapshot of ``d_load_snapshot`` holds."""
+
+    total: int
+    items: int
+
+
+_APPLY: dict[type, Callable[[Basket, Any], None]] = {ItemAdded: Basket._added}
 _json_encode = msgspec.json.Encoder().encode
+_DECODERS: dict[str, Callable[[bytes], object]] = {
+    EVENT_TYPE: msgspec.json.Decoder(ItemAdded).decode
+}
+_decode_state = msgspec.json.Decoder(BasketState).decode
 
 
 class _Amount(msgspec.Struct):
@@ -136,30 +137,92 @@ class _Amount(msgspec.Struct):
 _decode_amount = msgspec.json.Decoder(_Amount).decode
 
 
+def _data(n: int) -> bytes:
+    return _json_encode(ItemAdded(EVENT_LABEL, n, datetime.now(UTC)))
+
+
+def _rows(stream: str, first_version: int, count: int) -> list[Row]:
+    """``count`` events of one stream from ``first_version``, ready to insert."""
+    return [(stream, v, EVENT_TYPE, _data(v)) for v in range(first_version, first_version + count)]
+
+
+def decode(rows: Sequence[Row]) -> list[Recorded]:
+    """Rows of (id, stream, version, type, data) as events, decoded by their type."""
+    decoders = _DECODERS
+    return [
+        Recorded(position, stream, version, type_, decoders[type_](data))
+        for position, stream, version, type_, data in rows
+    ]
+
+
+def fold(basket: Basket, events: Sequence[Recorded]) -> Basket:
+    for e in events:
+        _APPLY[type(e.event)](basket, e.event)
+        basket.version = e.version
+    return basket
+
+
+_COLUMNS = "stream, version, type, data"
+_SELECT = "SELECT id, stream, version, type, data FROM events"
+
+_SQLITE_DDL = (
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        stream TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        data BLOB NOT NULL,
+        UNIQUE (stream, version)
+    )
+    """,
+    "CREATE TABLE snapshots"
+    " (stream TEXT PRIMARY KEY, version INTEGER NOT NULL, data BLOB NOT NULL)",
+)
+_POSTGRES_DDL = (
+    """
+    CREATE TABLE events (
+        id bigserial PRIMARY KEY,
+        stream text NOT NULL,
+        version integer NOT NULL,
+        type text NOT NULL,
+        data bytea NOT NULL,
+        UNIQUE (stream, version)
+    )
+    """,
+    "CREATE TABLE snapshots"
+    " (stream text PRIMARY KEY, version integer NOT NULL, data bytea NOT NULL)",
+)
+_PROJECTION = "items"
+_PROJECTION_DDL = (
+    f"CREATE TABLE {ITEMS_TABLE} (key text PRIMARY KEY, amount bigint NOT NULL)",
+    "CREATE TABLE checkpoints (name text PRIMARY KEY, position bigint NOT NULL)",
+    f"INSERT INTO checkpoints VALUES ('{_PROJECTION}', 0)",
+)
+_CHANNEL = "bench_events"
+_WAIT_TIMEOUT_S = 60.0
+
+
 class _Store(Protocol):
     """One connection to the raw event table."""
 
     def create_tables(self) -> None: ...
 
-    def make_row(self, stream_id: str, version: int, payload: Payload) -> Row: ...
-
     def insert_one(self, row: Row) -> None: ...
 
     def insert_many(self, rows: Sequence[Row]) -> None: ...
 
-    def prefill(self, rows: Sequence[Row]) -> None: ...
+    def copy_many(self, rows: Sequence[Row]) -> None: ...
 
-    def put_snapshot(self, stream_id: str, version: int, state: dict[str, Any]) -> None: ...
+    def put_snapshot(self, stream: str, version: int, data: bytes) -> None: ...
 
-    def select_stream(self, stream_id: str) -> list[Row]: ...
+    def select_stream(self, stream: str, after: int) -> list[Row]: ...
 
-    def select_snapshot(self, stream_id: str) -> Row | None: ...
+    def select_snapshot(self, stream: str) -> Row | None: ...
 
     def select_page(self, after: int, limit: int) -> list[Row]: ...
 
     def create_projection_tables(self) -> None: ...
-
-    def select_projection_page(self, after: int, limit: int) -> list[Row]: ...
 
     def project_page(self, items: Sequence[Row], start: int, end: int) -> None: ...
 
@@ -171,41 +234,32 @@ class _Store(Protocol):
 
 
 class _SQLiteStore:
-    _insert = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    _select_stream = "SELECT * FROM events WHERE stream_id = ? ORDER BY version"
-    _select_snapshot = "SELECT * FROM snapshots WHERE stream_id = ?"
-    _select_page = "SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?"
-    _select_projection_page = (
-        "SELECT position, stream_id, version, data FROM events"
-        " WHERE position > ? ORDER BY position LIMIT ?"
-    )
+    _insert = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?)"
+    _select_stream = f"{_SELECT} WHERE stream = ? AND version > ? ORDER BY version"
+    _select_snapshot = "SELECT version, data FROM snapshots WHERE stream = ?"
+    _select_page = f"{_SELECT} WHERE id > ? ORDER BY id LIMIT ?"
     _upsert_item = (
         f"INSERT INTO {ITEMS_TABLE} (key, amount) VALUES (?, ?)"
         " ON CONFLICT (key) DO UPDATE SET amount = excluded.amount"
     )
     _move_checkpoint = "UPDATE checkpoints SET position = ? WHERE name = ? AND position = ?"
 
-    def __init__(self, path: str) -> None:
-        # isolation_level=None: the module issues no implicit BEGIN; we issue our own.
+    def __init__(self, path: str, fsync: bool = True) -> None:
+        # isolation_level=None: no implicit BEGIN, we issue our own. timeout: the busy
+        # timeout, how long a writer waits for another connection's write lock.
         self._conn = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=60.0
         )
         (mode,) = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        self._conn.execute("PRAGMA synchronous=FULL")
-        (sync,) = self._conn.execute("PRAGMA synchronous").fetchone()
-        if str(mode).lower() != "wal" or sync != 2:
-            raise RuntimeError(f"SQLite is not in WAL + synchronous=FULL: {mode}, {sync}")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
+        (level,) = self._conn.execute("PRAGMA synchronous").fetchone()
+        if str(mode).lower() != "wal" or level != (2 if fsync else 0):
+            raise RuntimeError(f"SQLite is not in WAL mode with fsync={fsync}: {mode}, {level}")
         self._cur = self._conn.cursor()
 
     def create_tables(self) -> None:
         for statement in _SQLITE_DDL:
             self._cur.execute(statement)
-
-    def make_row(self, stream_id: str, version: int, payload: Payload) -> Row:
-        event_id = str(uuid.uuid4())
-        recorded_at = datetime.now(UTC).isoformat()
-        data = _json_encode(payload)
-        return (stream_id, version, event_id, EVENT_TYPE, 1, recorded_at, data, event_id, None)
 
     def _transaction(self, body: Callable[[], object]) -> None:
         cur = self._cur
@@ -218,25 +272,33 @@ class _SQLiteStore:
         cur.execute("COMMIT")
 
     def insert_one(self, row: Row) -> None:
-        self._transaction(lambda: self._cur.execute(self._insert, row))
+        cur = self._cur
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(self._insert, row)
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
 
     def insert_many(self, rows: Sequence[Row]) -> None:
         self._transaction(lambda: self._cur.executemany(self._insert, rows))
 
-    def prefill(self, rows: Sequence[Row]) -> None:
-        self.insert_many(rows)
+    def copy_many(self, rows: Sequence[Row]) -> None:
+        raise NotApplicable("SQLite has no COPY: its batch is executemany (the raw row)")
 
-    def put_snapshot(self, stream_id: str, version: int, state: dict[str, Any]) -> None:
-        row = (stream_id, version, "Snapshot", datetime.now(UTC).isoformat(), _json_encode(state))
+    def put_snapshot(self, stream: str, version: int, data: bytes) -> None:
         self._transaction(
-            lambda: self._cur.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?)", row)
+            lambda: self._cur.execute(
+                "INSERT INTO snapshots VALUES (?, ?, ?)", (stream, version, data)
+            )
         )
 
-    def select_stream(self, stream_id: str) -> list[Row]:
-        return self._cur.execute(self._select_stream, (stream_id,)).fetchall()
+    def select_stream(self, stream: str, after: int) -> list[Row]:
+        return self._cur.execute(self._select_stream, (stream, after)).fetchall()
 
-    def select_snapshot(self, stream_id: str) -> Row | None:
-        row: Row | None = self._cur.execute(self._select_snapshot, (stream_id,)).fetchone()
+    def select_snapshot(self, stream: str) -> Row | None:
+        row: Row | None = self._cur.execute(self._select_snapshot, (stream,)).fetchone()
         return row
 
     def select_page(self, after: int, limit: int) -> list[Row]:
@@ -245,9 +307,6 @@ class _SQLiteStore:
     def create_projection_tables(self) -> None:
         for statement in _PROJECTION_DDL:
             self._cur.execute(statement)
-
-    def select_projection_page(self, after: int, limit: int) -> list[Row]:
-        return self._cur.execute(self._select_projection_page, (after, limit)).fetchall()
 
     def project_page(self, items: Sequence[Row], start: int, end: int) -> None:
         def body() -> None:
@@ -274,16 +333,11 @@ class _SQLiteStore:
 
 
 class _PostgresStore:
-    _insert = sql.SQL(
-        f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    )
-    _select_stream = sql.SQL("SELECT * FROM events WHERE stream_id = %s ORDER BY version")
-    _select_snapshot = sql.SQL("SELECT * FROM snapshots WHERE stream_id = %s")
-    _select_page = sql.SQL("SELECT * FROM events WHERE position > %s ORDER BY position LIMIT %s")
-    _select_projection_page = sql.SQL(
-        "SELECT position, stream_id, version, data FROM events"
-        " WHERE position > %s ORDER BY position LIMIT %s"
-    )
+    _insert = sql.SQL(f"INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s)")
+    _copy = sql.SQL(f"COPY events ({_COLUMNS}) FROM STDIN (FORMAT BINARY)")
+    _select_stream = sql.SQL(f"{_SELECT} WHERE stream = %s AND version > %s ORDER BY version")
+    _select_snapshot = sql.SQL("SELECT version, data FROM snapshots WHERE stream = %s")
+    _select_page = sql.SQL(f"{_SELECT} WHERE id > %s ORDER BY id LIMIT %s")
     _upsert_item = sql.SQL(
         f"INSERT INTO {ITEMS_TABLE} (key, amount) VALUES (%s, %s)"
         " ON CONFLICT (key) DO UPDATE SET amount = EXCLUDED.amount"
@@ -293,25 +347,23 @@ class _PostgresStore:
     )
     # One autocommit statement: the event and its notification commit together.
     _insert_notify = sql.SQL(
-        f"WITH e AS (INSERT INTO events ({_COLUMNS})"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING position)"
-        f" SELECT position, pg_notify('{_CHANNEL}', position::text) FROM e"
+        f"WITH e AS (INSERT INTO events ({_COLUMNS}) VALUES (%s, %s, %s, %s) RETURNING id)"
+        f" SELECT id, pg_notify('{_CHANNEL}', id::text) FROM e"
     )
 
-    def __init__(self, url: str, schema: str) -> None:
+    def __init__(self, url: str, schema: str, fsync: bool = True) -> None:
         self._conn = psycopg.connect(url, autocommit=True)
         self._conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        if not fsync:
+            self._conn.execute("SET synchronous_commit = off")
+        row = self._conn.execute("SHOW synchronous_commit").fetchone()
+        if row is None or row[0] != ("on" if fsync else "off"):
+            raise RuntimeError(f"synchronous_commit is {row}, expected fsync={fsync}")
         self._cur = self._conn.cursor()
 
     def create_tables(self) -> None:
         for statement in _POSTGRES_DDL:
             self._cur.execute(sql.SQL(statement))
-
-    def make_row(self, stream_id: str, version: int, payload: Payload) -> Row:
-        event_id = uuid.uuid4()
-        recorded_at = datetime.now(UTC)
-        data = _json_encode(payload)
-        return (stream_id, version, event_id, EVENT_TYPE, 1, recorded_at, data, str(event_id), None)
 
     def insert_one(self, row: Row) -> None:
         # Autocommit: the INSERT is its own transaction.
@@ -321,24 +373,21 @@ class _PostgresStore:
         with self._conn.transaction():
             self._cur.executemany(self._insert, rows)
 
-    def prefill(self, rows: Sequence[Row]) -> None:
-        copy_sql = sql.SQL(f"COPY events ({_COLUMNS}) FROM STDIN")
-        with self._conn.transaction(), self._cur.copy(copy_sql) as copy:
+    def copy_many(self, rows: Sequence[Row]) -> None:
+        with self._conn.transaction(), self._cur.copy(self._copy) as copy:
+            copy.set_types(["text", "int4", "text", "bytea"])
             for row in rows:
                 copy.write_row(row)
 
-    def put_snapshot(self, stream_id: str, version: int, state: dict[str, Any]) -> None:
-        self._cur.execute(
-            "INSERT INTO snapshots VALUES (%s, %s, %s, %s, %s)",
-            (stream_id, version, "Snapshot", datetime.now(UTC), _json_encode(state)),
-        )
+    def put_snapshot(self, stream: str, version: int, data: bytes) -> None:
+        self._cur.execute("INSERT INTO snapshots VALUES (%s, %s, %s)", (stream, version, data))
 
-    def select_stream(self, stream_id: str) -> list[Row]:
-        self._cur.execute(self._select_stream, (stream_id,), prepare=True)
+    def select_stream(self, stream: str, after: int) -> list[Row]:
+        self._cur.execute(self._select_stream, (stream, after), prepare=True)
         return self._cur.fetchall()
 
-    def select_snapshot(self, stream_id: str) -> Row | None:
-        self._cur.execute(self._select_snapshot, (stream_id,), prepare=True)
+    def select_snapshot(self, stream: str) -> Row | None:
+        self._cur.execute(self._select_snapshot, (stream,), prepare=True)
         return self._cur.fetchone()
 
     def select_page(self, after: int, limit: int) -> list[Row]:
@@ -348,10 +397,6 @@ class _PostgresStore:
     def create_projection_tables(self) -> None:
         for statement in _PROJECTION_DDL:
             self._cur.execute(sql.SQL(statement))
-
-    def select_projection_page(self, after: int, limit: int) -> list[Row]:
-        self._cur.execute(self._select_projection_page, (after, limit), prepare=True)
-        return self._cur.fetchall()
 
     def project_page(self, items: Sequence[Row], start: int, end: int) -> None:
         with self._conn.transaction():
@@ -375,7 +420,7 @@ class _PostgresStore:
         self._cur.execute(self._insert_notify, row, prepare=True)
         result = self._cur.fetchone()
         if result is None:
-            raise RuntimeError("the insert returned no position")
+            raise RuntimeError("the insert returned no id")
         return int(result[0])
 
     def listen(self) -> None:
@@ -391,108 +436,94 @@ class _PostgresStore:
         self._conn.close()
 
 
-def _open(target: Target) -> _Store:
+def _open(target: Target, fsync: bool = True) -> _Store:
     if target.backend == "sqlite":
-        return _SQLiteStore(target.sqlite_path)
+        return _SQLiteStore(target.sqlite_path, fsync)
     if target.backend == "postgres":
-        return _PostgresStore(target.postgres_url, target.postgres_schema)
+        return _PostgresStore(target.postgres_url, target.postgres_schema, fsync)
     raise ValueError(f"unknown backend {target.backend!r}")
 
 
-def _a_create(store: _Store, size: Size) -> Measurement:
+def _timed(work: Callable[[], object]) -> float:
     start = time.perf_counter()
-    for n in range(size.create):
-        store.insert_one(store.make_row(new_stream_id(), 1, make_payload(n)))
-    return Measurement(events=size.create, seconds=time.perf_counter() - start)
+    work()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------
+# Writes
+
+
+def _a_create(store: _Store, size: Size) -> Measurement:
+    rows = [(new_stream_id(), 1, EVENT_TYPE, _data(n)) for n in range(size.create)]
+
+    def work() -> None:
+        insert = store.insert_one
+        for row in rows:
+            insert(row)
+
+    return Measurement(events=size.create, seconds=_timed(work))
 
 
 def _b_append(store: _Store, size: Size) -> Measurement:
-    stream_id = new_stream_id()
-    store.insert_one(store.make_row(stream_id, 1, make_payload(0)))
-    version = 1
-    start = time.perf_counter()
-    for n in range(size.append):
-        store.insert_one(store.make_row(stream_id, version + 1, make_payload(n)))
-        version += 1
-    return Measurement(events=size.append, seconds=time.perf_counter() - start)
+    stream = new_stream_id()
+    store.insert_one((stream, 1, EVENT_TYPE, _data(0)))
+    rows = _rows(stream, 2, size.append)
+
+    def work() -> None:
+        insert = store.insert_one
+        for row in rows:
+            insert(row)
+
+    return Measurement(events=size.append, seconds=_timed(work))
+
+
+def _batches(size: Size) -> list[list[Row]]:
+    return [_rows(new_stream_id(), 1, BATCH_EVENTS) for _ in range(size.batches)]
 
 
 def _c_batch(store: _Store, size: Size) -> Measurement:
-    start = time.perf_counter()
-    for _ in range(size.batches):
-        stream_id = new_stream_id()
-        rows = [store.make_row(stream_id, v, make_payload(v)) for v in range(1, BATCH_EVENTS + 1)]
-        store.insert_many(rows)
-    return Measurement(events=size.batches * BATCH_EVENTS, seconds=time.perf_counter() - start)
+    batches = _batches(size)
+
+    def work() -> None:
+        for rows in batches:
+            store.insert_many(rows)
+
+    return Measurement(events=size.batches * BATCH_EVENTS, seconds=_timed(work))
 
 
-def _fill_stream(store: _Store, stream_id: str, length: int) -> None:
-    store.prefill([store.make_row(stream_id, v, make_payload(v)) for v in range(1, length + 1)])
+def _c_batch_copy(store: _Store, size: Size) -> Measurement:
+    batches = _batches(size)
 
+    def work() -> None:
+        for rows in batches:
+            store.copy_many(rows)
 
-def _d_load(store: _Store, size: Size) -> Measurement:
-    stream_id = new_stream_id()
-    _fill_stream(store, stream_id, size.load_events)
-    if len(store.select_stream(stream_id)) != size.load_events:
-        raise RuntimeError("the stream was not written in full")
-    start = time.perf_counter()
-    for _ in range(size.loads):
-        store.select_stream(stream_id)
-    seconds = time.perf_counter() - start
-    return Measurement(events=size.loads * size.load_events, seconds=seconds, ops=size.loads)
-
-
-def _d_load_snapshot(store: _Store, size: Size) -> Measurement:
-    stream_id = new_stream_id()
-    _fill_stream(store, stream_id, size.load_events)
-    state = {"label": EVENT_LABEL, "count": size.load_events, "total": 0}
-    store.put_snapshot(stream_id, size.load_events, state)
-    start = time.perf_counter()
-    for _ in range(size.snapshot_loads):
-        if store.select_snapshot(stream_id) is None:
-            raise RuntimeError("snapshot not found")
-    seconds = time.perf_counter() - start
-    # One snapshot record read per load.
-    return Measurement(events=size.snapshot_loads, seconds=seconds, ops=size.snapshot_loads)
-
-
-def _e_read_all(store: _Store, size: Size) -> Measurement:
-    rows: list[Row] = []
-    while len(rows) < size.read_all:
-        stream_id = new_stream_id()
-        count = min(BATCH_EVENTS, size.read_all - len(rows))
-        rows.extend(store.make_row(stream_id, v, make_payload(v)) for v in range(1, count + 1))
-    store.prefill(rows)
-    del rows
-    read = 0
-    start = time.perf_counter()
-    position = 0
-    while True:
-        page = store.select_page(position, READ_PAGE)
-        if not page:
-            break
-        read += len(page)
-        position = page[-1][0]
-    seconds = time.perf_counter() - start
-    if read != size.read_all:
-        raise RuntimeError(f"read {read} events, expected {size.read_all}")
-    return Measurement(events=read, seconds=seconds)
+    return Measurement(events=size.batches * BATCH_EVENTS, seconds=_timed(work))
 
 
 def _f_concurrent(target: Target, size: Size) -> Measurement:
     stores = [_open(target) for _ in range(size.writers)]
+    plans = [
+        [(new_stream_id(), 1, EVENT_TYPE, _data(n)) for n in range(size.per_writer)]
+        for _ in range(size.writers)
+    ]
     barrier = threading.Barrier(size.writers + 1)
     errors: list[BaseException] = []
 
-    def writer(store: _Store) -> None:
+    def writer(store: _Store, rows: list[Row]) -> None:
         try:
             barrier.wait()
-            for n in range(size.per_writer):
-                store.insert_one(store.make_row(new_stream_id(), 1, make_payload(n)))
+            insert = store.insert_one
+            for row in rows:
+                insert(row)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(store,)) for store in stores]
+    threads = [
+        threading.Thread(target=writer, args=(store, rows))
+        for store, rows in zip(stores, plans, strict=True)
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -509,24 +540,113 @@ def _f_concurrent(target: Target, size: Size) -> Measurement:
     return Measurement(events=size.writers * size.per_writer, seconds=seconds)
 
 
-def _prefill_streams(store: _Store, total: int) -> None:
-    """Write total events as new streams of 100 events, the fastest way: COPY / executemany."""
+# ---------------------------------------------------------------------------------------
+# Reads: each takes `decoded`, whether to decode (and fold) what it fetched
+
+
+def _prefill(store: _Store, total: int) -> None:
+    """``total`` events as new streams of 100, the fastest way (COPY or executemany)."""
     rows: list[Row] = []
     while len(rows) < total:
-        stream_id = new_stream_id()
-        count = min(BATCH_EVENTS, total - len(rows))
-        rows.extend(store.make_row(stream_id, v, make_payload(v)) for v in range(1, count + 1))
-    store.prefill(rows)
+        rows.extend(_rows(new_stream_id(), 1, min(BATCH_EVENTS, total - len(rows))))
+    try:
+        store.copy_many(rows)
+    except NotApplicable:
+        store.insert_many(rows)
+
+
+def _fill_stream(store: _Store, stream: str, length: int) -> None:
+    for first in range(1, length + 1, BATCH_EVENTS):
+        store.insert_many(_rows(stream, first, min(BATCH_EVENTS, length - first + 1)))
+
+
+def _d_load(store: _Store, size: Size, decoded: bool) -> Measurement:
+    stream = new_stream_id()
+    _fill_stream(store, stream, size.load_events)
+    loaded: list[Basket] = []
+
+    def work() -> None:
+        for _ in range(size.loads):
+            rows = store.select_stream(stream, 0)
+            if decoded:
+                loaded.append(fold(Basket(stream), decode(rows)))
+            elif len(rows) != size.load_events:
+                raise RuntimeError(f"fetched {len(rows)} events of {size.load_events}")
+
+    seconds = _timed(work)
+    for basket in loaded:
+        if basket.items != size.load_events or basket.version != size.load_events:
+            raise RuntimeError(f"folded {basket.items} events of {size.load_events}")
+    return Measurement(events=size.loads * size.load_events, seconds=seconds, ops=size.loads)
+
+
+def _d_load_snapshot(store: _Store, size: Size, decoded: bool) -> Measurement:
+    """A load at the latest version: the snapshot, then the events after it (none)."""
+    stream = new_stream_id()
+    _fill_stream(store, stream, size.load_events)
+    state = BasketState(total=sum(range(1, size.load_events + 1)), items=size.load_events)
+    store.put_snapshot(stream, size.load_events, _json_encode(state))
+    loaded: list[Basket] = []
+
+    def work() -> None:
+        for _ in range(size.snapshot_loads):
+            snapshot = store.select_snapshot(stream)
+            if snapshot is None:
+                raise RuntimeError("snapshot not found")
+            version, data = snapshot
+            rows = store.select_stream(stream, version)
+            if decoded:
+                basket = Basket(stream)
+                saved = _decode_state(data)
+                basket.total, basket.items, basket.version = saved.total, saved.items, version
+                loaded.append(fold(basket, decode(rows)))
+
+    seconds = _timed(work)
+    for basket in loaded:
+        if basket.items != size.load_events:
+            raise RuntimeError(f"loaded {basket.items} events of {size.load_events}")
+    # One snapshot record read per load.
+    return Measurement(events=size.snapshot_loads, seconds=seconds, ops=size.snapshot_loads)
+
+
+def _e_read_all(store: _Store, size: Size, decoded: bool) -> Measurement:
+    _prefill(store, size.read_all)
+    read = 0
+
+    def pages() -> Iterator[list[Row]]:
+        after = 0
+        while page := store.select_page(after, READ_PAGE):
+            yield page
+            after = page[-1][0]
+
+    def work() -> None:
+        nonlocal read
+        if decoded:
+            for page in pages():
+                events = decode(page)
+                read += len(events)
+        else:
+            for page in pages():
+                read += len(page)
+
+    seconds = _timed(work)
+    if read != size.read_all:
+        raise RuntimeError(f"read {read} events, expected {size.read_all}")
+    return Measurement(events=read, seconds=seconds)
+
+
+# ---------------------------------------------------------------------------------------
+# Projections
 
 
 def _project_page(store: _Store, checkpoint: int) -> int | None:
     """Project the next page after checkpoint in one transaction; the new checkpoint or None."""
-    page = store.select_projection_page(checkpoint, READ_PAGE)
+    page = store.select_page(checkpoint, READ_PAGE)
     if not page:
         return None
     items = [
-        (item_key(stream_id, version), _decode_amount(data).amount)
-        for _, stream_id, version, data in page
+        (item_key(stream, version), _decode_amount(data).amount)
+        for _, stream, version, _, data in page
     ]
     end = int(page[-1][0])
     store.project_page(items, checkpoint, end)
@@ -542,7 +662,7 @@ def _check_projected(store: _Store, position: int, rows: int) -> None:
 
 def _g_catchup(store: _Store, size: Size) -> Measurement:
     store.create_projection_tables()
-    _prefill_streams(store, size.catchup)
+    _prefill(store, size.catchup)
     last = store.select_page(0, size.catchup)[-1][0]
     start = time.perf_counter()
     checkpoint = store.checkpoint()
@@ -605,19 +725,18 @@ def _g_tail(target: Target, store: _Store, size: Size) -> Measurement:
             " between connections, only polling"
         )
     store.create_projection_tables()
+    stream = new_stream_id()
+    rows = _rows(stream, 1, size.tail_events + 1)
     projector = _TailProjector(target)
     try:
         # Start caught up: one event processed before the timed loop.
-        stream_id = new_stream_id()
-        position = store.insert_notify(store.make_row(stream_id, 1, make_payload(1)))
+        position = store.insert_notify(rows[0])
         projector.wait(position, _WAIT_TIMEOUT_S)
         latencies: list[float] = []
         start = time.perf_counter()
-        for version in range(2, size.tail_events + 2):
+        for row in rows[1:]:
             time.sleep(TAIL_SPACING_S)
-            position = store.insert_notify(
-                store.make_row(stream_id, version, make_payload(version))
-            )
+            position = store.insert_notify(row)
             appended = time.perf_counter()
             projector.wait(position, _WAIT_TIMEOUT_S)
             done, done_at = projector.processed
@@ -636,27 +755,63 @@ def _g_tail(target: Target, store: _Store, size: Size) -> Measurement:
     )
 
 
-_SINGLE_CONNECTION: dict[str, Callable[[_Store, Size], Measurement]] = {
-    "a_create": _a_create,
-    "b_append": _b_append,
-    "c_batch": _c_batch,
+# ---------------------------------------------------------------------------------------
+# Entry points, one per labelled system
+
+
+_FETCH: dict[str, Callable[[_Store, Size, bool], Measurement]] = {
     "d_load": _d_load,
     "d_load_snapshot": _d_load_snapshot,
     "e_read_all": _e_read_all,
+}
+_WRITES: dict[str, Callable[[_Store, Size], Measurement]] = {
+    "a_create": _a_create,
+    "b_append": _b_append,
+    "c_batch": _c_batch,
     "g_catchup": _g_catchup,
+}
+_FSYNC_OFF: dict[str, Callable[[_Store, Size], Measurement]] = {
+    "a_create_fsync_off": _a_create,
+    "b_append_fsync_off": _b_append,
 }
 
 
-def run(workload: str, target: Target, size: Size) -> Measurement:
-    if workload not in _SINGLE_CONNECTION and workload not in ("f_concurrent", "g_tail_p99_ms"):
-        raise unknown_workload(workload)
-    store = _open(target)
+def _with_store(
+    target: Target, measure: Callable[[_Store], Measurement], fsync: bool = True
+) -> Measurement:
+    store = _open(target, fsync)
     try:
         store.create_tables()
-        if workload == "f_concurrent":
-            return _f_concurrent(target, size)
-        if workload == "g_tail_p99_ms":
-            return _g_tail(target, store, size)
-        return _SINGLE_CONNECTION[workload](store, size)
+        return measure(store)
     finally:
         store.close()
+
+
+def run(workload: str, target: Target, size: Size) -> Measurement:
+    """``raw``: the minimal table; reads fetch and stop there."""
+    if workload in _WRITES:
+        return _with_store(target, lambda store: _WRITES[workload](store, size))
+    if workload in _FETCH:
+        return _with_store(target, lambda store: _FETCH[workload](store, size, False))
+    if workload in _FSYNC_OFF:
+        return _with_store(target, lambda store: _FSYNC_OFF[workload](store, size), fsync=False)
+    if workload == "f_concurrent":
+        return _with_store(target, lambda _: _f_concurrent(target, size))
+    if workload == "g_tail_p99_ms":
+        return _with_store(target, lambda store: _g_tail(target, store, size))
+    raise unknown_workload(workload)
+
+
+def run_decode(workload: str, target: Target, size: Size) -> Measurement:
+    """``raw_decode``: the reads of ``raw``, each row decoded (and ``d_load`` folded)."""
+    measure = _FETCH.get(workload)
+    if measure is None:
+        raise NotApplicable(f"raw + decode measures the reads ({', '.join(_FETCH)}) only")
+    return _with_store(target, lambda store: measure(store, size, True))
+
+
+def run_copy(workload: str, target: Target, size: Size) -> Measurement:
+    """``raw_copy``: ``c_batch`` with COPY (PostgreSQL only)."""
+    if workload != "c_batch":
+        raise NotApplicable("raw COPY measures c_batch only")
+    return _with_store(target, lambda store: _c_batch_copy(store, size))
