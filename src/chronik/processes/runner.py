@@ -323,7 +323,7 @@ class Processes:
         else:
             log.warning("processes %s: request %r ignored", name, row.request)
         beat = self._beats[name]
-        await beat.report(beat.state, beat.detail, clear_request=True)
+        await beat.report(beat.state, beat.detail, clear_request=row.request)
 
     async def _on_event(self, recorded: RecordedEvent) -> None:
         await self.handle(recorded.event, trigger=str(recorded.id), recorded=recorded)

@@ -373,7 +373,7 @@ class ProjectionRunner:
             self.parked_count = 0
         else:
             log.warning("projection %s: unknown request %r ignored", self.name, request)
-        await self._reporter.report(self.state, self.error, clear_request=True)
+        await self._reporter.report(self.state, self.error, clear_request=request)
 
     async def _replay_parked(self) -> None:
         """Apply each parked event again, in position order; keep those that still fail."""

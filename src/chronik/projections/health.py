@@ -159,7 +159,7 @@ class StatusReporter:
         *,
         force: bool = False,
         quiet: bool = False,
-        clear_request: bool = False,
+        clear_request: str | None = None,
     ) -> None:
         """Write ``state`` if it changed, if forced, or if the heartbeat is due.
 
@@ -168,7 +168,7 @@ class StatusReporter:
         self.state, self.detail = state, detail
         now = time.monotonic()
         due = now - self._written_at >= self.heartbeat
-        if not (force or clear_request or due or (state, detail) != self._written):
+        if not (force or clear_request is not None or due or (state, detail) != self._written):
             return
         try:
             await self.backend.set_status(self.name, state, detail, clear_request=clear_request)

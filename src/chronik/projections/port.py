@@ -155,8 +155,11 @@ class ProjectionBackend(Protocol):
         ...
 
     async def set_status(
-        self, name: str, state: str, detail: str | None, clear_request: bool = False
-    ) -> None: ...
+        self, name: str, state: str, detail: str | None, clear_request: str | None = None
+    ) -> None:
+        """Write the runner's state; with ``clear_request``, clear that request if it is
+        still the one stored (a request made while it was handled is kept)."""
+        ...
 
     async def request(self, name: str, request: str) -> None: ...
 

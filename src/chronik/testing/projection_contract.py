@@ -344,6 +344,23 @@ class ProjectionContract(_OnADatabase):
         finally:
             await engine.stop()
 
+    async def test_a_request_made_while_another_is_handled_is_kept_for_the_runner(
+        self, store: BaseEventStore
+    ) -> None:
+        # A runner clears the request it handled; one made meanwhile (a rebuild asked for
+        # while a replay runs) must survive that, or it is lost without a word.
+        await self.backend.setup()
+        spec = type(Balances())
+        await self.backend.create("balances", spec.version, spec.tables, spec.indexes)
+        await self.backend.request("balances", "replay-parked")
+        await self.backend.request("balances", "rebuild")
+        await self.backend.set_status("balances", "live", None, clear_request="replay-parked")
+        row = await self.backend.load("balances")
+        assert row is not None and row.request == "rebuild"
+        await self.backend.set_status("balances", "live", None, clear_request="rebuild")
+        row = await self.backend.load("balances")
+        assert row is not None and row.request is None
+
     async def test_skipping_parked_events_drops_them_unapplied(self, store: BaseEventStore) -> None:
         Balances.poison = {13}
         sid = _sid()

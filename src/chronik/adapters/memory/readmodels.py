@@ -177,11 +177,11 @@ class MemoryProjectionBackend:
         return copy.copy(self.state.rows[name])
 
     async def set_status(
-        self, name: str, state: str, detail: str | None, clear_request: bool = False
+        self, name: str, state: str, detail: str | None, clear_request: str | None = None
     ) -> None:
         row = self.state.rows[name]
         row.state, row.detail, row.heartbeat_at = state, detail, datetime.now(UTC)
-        if clear_request:
+        if clear_request is not None and row.request == clear_request:
             row.request = None
 
     async def request(self, name: str, request: str) -> None:

@@ -335,13 +335,13 @@ class PostgresProjectionBackend:
         return loaded
 
     async def set_status(
-        self, name: str, state: str, detail: str | None, clear_request: bool = False
+        self, name: str, state: str, detail: str | None, clear_request: str | None = None
     ) -> None:
-        clear = ", request = NULL" if clear_request else ""
         await self._rows(
-            "UPDATE {s}.chronik_projections SET state = %s, detail = %s, heartbeat_at = now()"
-            f"{clear} WHERE name = %s RETURNING 1",
-            (state, detail, name),
+            "UPDATE {s}.chronik_projections SET state = %s, detail = %s, heartbeat_at = now(), "
+            "request = CASE WHEN request = %s THEN NULL ELSE request END WHERE name = %s "
+            "RETURNING 1",
+            (state, detail, clear_request, name),
         )
 
     async def request(self, name: str, request: str) -> None:

@@ -282,14 +282,13 @@ class SQLiteProjectionBackend:
         return row
 
     async def set_status(
-        self, name: str, state: str, detail: str | None, clear_request: bool = False
+        self, name: str, state: str, detail: str | None, clear_request: str | None = None
     ) -> None:
-        clear = ", request = NULL" if clear_request else ""
         async with self.database.transaction() as conn:
             conn.execute(
-                f"UPDATE chronik_projections SET state = ?, detail = ?, heartbeat_at = ?{clear} "
-                "WHERE name = ?",
-                (state, detail, _now(), name),
+                "UPDATE chronik_projections SET state = ?, detail = ?, heartbeat_at = ?, "
+                "request = CASE WHEN request = ? THEN NULL ELSE request END WHERE name = ?",
+                (state, detail, _now(), clear_request, name),
             )
 
     async def request(self, name: str, request: str) -> None:
