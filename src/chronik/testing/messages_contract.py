@@ -35,7 +35,7 @@ from chronik.eventstore.base import AppendHook
 from chronik.messaging.port import DeadLetter, MessageStorage, OutboxRow, OutboxStatus
 from chronik.testing.eventstore_contract import CONTRACT_TYPES, Deposited, Withdrawn
 
-__all__ = ["MessageStorageContract", "SharedMessageStorageContract"]
+__all__ = ["MessageStorageContract", "SharedMessageStorageContract", "eventually"]
 
 CONSUMER = "ledger"
 #: how long a test waits for something that should happen (a generous cap, not a speed)
@@ -158,6 +158,17 @@ class MessageStorageContract:
         storage = database.messages()
         await storage.setup()
         return storage
+
+    async def test_setting_up_again_keeps_what_is_stored(
+        self, store: BaseEventStore, storage: MessageStorage
+    ) -> None:
+        with hooked(store, outbox_hook(storage)):
+            await store.append(_sid(), [Withdrawn(1)])
+        await storage.record_handled(CONSUMER, "m-1")
+        rows = await storage.pending(100)
+        await storage.setup()
+        assert await storage.pending(100) == rows
+        assert await storage.handled(CONSUMER, "m-1")
 
     # -- the outbox --------------------------------------------------------------------
 
