@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The contract suites assert inside chronik.testing: have pytest explain their failures.
+pytest.register_assert_rewrite("chronik.testing")
+
 POSTGRES_URL = os.environ.get(
     "CHRONIK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -1,12 +1,12 @@
 """The RabbitMQ broker (aio-pika), with publisher confirms.
 
-Messages go to the durable topic exchange ``chronik`` with the public type as routing
-key, persistent, the event id as ``message_id``. Publishes are pipelined on one
-channel with publisher confirms: each message counts as sent once the broker
-confirmed it. A consumer has one durable queue (``chronik.<name>``) bound to each
-type it handles; messages are handled one at a time and acked after the handler
-returned; a handler that raises gets the same message again after a short pause, so
-the messages behind it never overtake it.
+Messages go to the durable topic exchange ``chronik`` (or the one given: tests keep
+theirs apart) with the public type as routing key, persistent, the event id as
+``message_id``. Publishes are pipelined on one channel with publisher confirms: each
+message counts as sent once the broker confirmed it. A consumer has one durable queue
+(``chronik.<name>``) bound to each type it handles; messages are handled one at a time
+and acked after the handler returned; a handler that raises gets the same message again
+after a short pause, so the messages behind it never overtake it.
 RabbitMQ does not deduplicate: the consumer's inbox drops a redelivered message.
 
 Connecting: ``connect`` tries every half second for ``connect_timeout`` seconds, the
@@ -66,9 +66,11 @@ class RabbitMQBroker:
         window: int = 256,
         namespace: str = "",
         connect_timeout: float = 30.0,
+        exchange: str = EXCHANGE,
     ) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
+        self.exchange = exchange
         self.prefix = f"{namespace}." if namespace else ""
         self.confirm_timeout = confirm_timeout
         self.prefetch = prefetch
@@ -129,7 +131,7 @@ class RabbitMQBroker:
         connection.reconnect_callbacks.add(self._on_reconnect)
         self._channel = await connection.channel(publisher_confirms=True)
         self._exchange = await self._channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
 
     def _on_close(self, _: object, exc: BaseException | None) -> None:
@@ -187,7 +189,7 @@ class RabbitMQBroker:
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+            self.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
         queue = await channel.declare_queue(f"chronik.{self.prefix}{consumer}", durable=True)
         for type_name in types:

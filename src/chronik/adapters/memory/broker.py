@@ -3,7 +3,9 @@
 A publish returns once every subscriber has handled the message: the relay marks an
 outbox row published only after the consumers in this process committed its effect,
 so a crash loses nothing. Messages of a type nobody subscribed to are dropped, as a
-real broker drops them without a queue: subscribe before the relay starts.
+real broker drops them without a queue: subscribe before the relay starts. Closed, it
+refuses to publish (a relay would otherwise mark as published what reached nobody) until
+connected again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import collections
 from collections.abc import Sequence
 
+from chronik.errors import ConfigurationError
 from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage
 
 __all__ = ["MemoryBroker", "broker"]
@@ -58,18 +61,23 @@ class MemoryBroker:
         self.retry_delay = retry_delay
         self.dedup_window = 100_000
         self._subscriptions: set[_Subscription] = set()
+        self._closed = False
 
     @property
     def problem(self) -> str | None:
-        return None
+        return "not connected (closed)" if self._closed else None
 
     async def connect(self) -> None:
-        """Nothing to connect."""
+        """Nothing to connect to; opens it again after ``close``."""
+        self._closed = False
 
     async def close(self) -> None:
+        self._closed = True
         self._subscriptions.clear()
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> list[BaseException | None]:
+        if self._closed:
+            raise ConfigurationError("the memory broker is not connected: it was closed")
         results: list[BaseException | None] = []
         failed = False
         for message in messages:
@@ -89,6 +97,8 @@ class MemoryBroker:
     async def subscribe(
         self, consumer: str, types: Sequence[str], handler: MessageHandler
     ) -> _Subscription:
+        if self._closed:
+            raise ConfigurationError("the memory broker is not connected: it was closed")
         subscription = _Subscription(self, consumer, types, handler)
         self._subscriptions.add(subscription)
         return subscription

@@ -24,6 +24,7 @@ class MessageState:
         self.inbox: set[tuple[str, str]] = set()
         self.dead: dict[tuple[str, str], DeadLetter] = {}
         self.requested: set[tuple[str, str]] = set()
+        self.relay_leader = False  # whether a relay holds this outbox
 
 
 class MemoryMessageStorage:
@@ -70,7 +71,15 @@ class MemoryMessageStorage:
 
     @contextlib.asynccontextmanager
     async def relay_leadership(self) -> AsyncIterator[bool]:
-        yield True
+        # Two relays of one outbox would interleave a stream's messages: one at a time.
+        if self.state.relay_leader:
+            yield False
+            return
+        self.state.relay_leader = True
+        try:
+            yield True
+        finally:
+            self.state.relay_leader = False
 
     async def mark_handled(
         self, conn: object, consumer: str, message_id: str
@@ -95,8 +104,10 @@ class MemoryMessageStorage:
         return True
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
-        self.state.dead[(letter.consumer, letter.message_id)] = letter
-        self.state.inbox.add((letter.consumer, letter.message_id))
+        key = (letter.consumer, letter.message_id)
+        self.state.dead[key] = letter
+        self.state.requested.discard(key)  # a new failure: asked for again once fixed
+        self.state.inbox.add(key)
 
     async def dead_letters(self, consumer: str | None = None) -> list[DeadLetter]:
         letters = [d for d in self.state.dead.values() if consumer in (None, d.consumer)]
@@ -109,7 +120,8 @@ class MemoryMessageStorage:
         return True
 
     async def requested_redeliveries(self, consumer: str) -> list[str]:
-        return [m for c, m in self.state.requested if c == consumer]
+        letters = [self.state.dead[k] for k in self.state.requested if k[0] == consumer]
+        return [d.message_id for d in sorted(letters, key=lambda d: d.dead_at)]
 
     async def remove_dead_letter(self, consumer: str, message_id: str) -> None:
         self.state.requested.discard((consumer, message_id))

@@ -135,14 +135,17 @@ class PostgresMessageStorage:
         return bool(rows)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
+        # Buried again, it is a new failure: it replaces the letter, and a request to
+        # redeliver the old one is void (asked for again once fixed, not looped).
         async with self.database.transaction() as conn:
             await conn.execute(
                 self._q(
                     "INSERT INTO {s}.chronik_dead_letters "
                     "(consumer, message_id, type, body, error, attempts, dead_at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (consumer, message_id) DO UPDATE SET error = excluded.error, "
-                    "attempts = excluded.attempts, dead_at = excluded.dead_at"
+                    "ON CONFLICT (consumer, message_id) DO UPDATE SET type = excluded.type, "
+                    "body = excluded.body, error = excluded.error, attempts = excluded.attempts, "
+                    "dead_at = excluded.dead_at, requested_at = NULL"
                 ),
                 (
                     letter.consumer,

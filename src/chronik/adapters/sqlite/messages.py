@@ -1,15 +1,22 @@
-"""Outbox, inbox and dead letters in the SQLite file of the event store."""
+"""Outbox, inbox and dead letters in the SQLite file of the event store.
+
+One relay per database file, whichever process opened it: the relay holds an exclusive
+``flock`` on a file beside the database (``events.db-relay.lock``), which the kernel
+releases when the holder leaves or its process dies; a standby takes over then.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chronik.adapters.sqlite import schema
-from chronik.errors import DuplicateMessageError
+from chronik.errors import DuplicateMessageError, StoreUnavailableError
 from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
 
 if TYPE_CHECKING:
@@ -76,7 +83,23 @@ class SQLiteMessageStorage:
 
     @contextlib.asynccontextmanager
     async def relay_leadership(self) -> AsyncIterator[bool]:
-        yield True  # embedded mode: one process
+        # A lock of its own, not SQLite's: that one is held only while a transaction
+        # runs. flock locks belong to the open file, so two openings in one process
+        # exclude each other too.
+        path = self.database.path.with_name(self.database.path.name + "-relay.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreUnavailableError(f"SQLite {self.database.path}: relay lock: {exc}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                leading = True
+            except BlockingIOError:
+                leading = False
+            yield leading
+        finally:
+            os.close(fd)  # releases the lock
 
     async def mark_handled(self, conn: Any, consumer: str, message_id: str) -> None:
         try:
