@@ -1,5 +1,6 @@
 """Between bounded contexts: published language, outbox, relay, brokers, consumers."""
 
+from chronik.messaging.admin import MessagingAdmin, Redelivery, RedeliveryOutcome
 from chronik.messaging.consumer import Consumer, MessageContext
 from chronik.messaging.contracts import (
     PublicSpec,
@@ -28,11 +29,14 @@ __all__ = [
     "Envelope",
     "MessageContext",
     "MessageStorage",
+    "MessagingAdmin",
     "Outbox",
     "OutboxStatus",
     "OutgoingMessage",
     "PublicSpec",
     "PublishedLanguage",
+    "Redelivery",
+    "RedeliveryOutcome",
     "Relay",
     "RelayStatus",
     "Translate",
