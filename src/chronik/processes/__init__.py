@@ -10,6 +10,7 @@ from chronik.processes.process import (
     ProcessStepped,
     Step,
     on_timeout,
+    process_stream,
     starts,
     when,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "VirtualClock",
     "on_timeout",
     "process_index",
+    "process_stream",
     "starts",
     "when",
 ]

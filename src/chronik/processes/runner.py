@@ -41,7 +41,7 @@ from chronik.eventstore.context import ambient_metadata, idempotency_scope
 from chronik.eventstore.port import ExpectedVersion, Metadata, RecordedEvent
 from chronik.processes.admin import ProcessesAdmin
 from chronik.processes.clock import Clock, SystemClock
-from chronik.processes.index import InstanceView
+from chronik.processes.index import InstanceView, ProcessIndex
 from chronik.processes.process import (
     FailurePolicy,
     ProcessManager,
@@ -368,7 +368,7 @@ class Processes:
         """Fire every timeout due by the clock's now; how many fired."""
         now = self.clock.now().astimezone(UTC).isoformat(timespec="microseconds")
         due = await self.index.read_models.find(
-            "process_index", "timeouts", order_by="due", limit=1000
+            ProcessIndex.name, "timeouts", order_by="due", limit=1000
         )
         fired = 0
         by_name = {m.name: m for m in self.managers}
