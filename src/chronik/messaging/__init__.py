@@ -15,9 +15,12 @@ from chronik.messaging.port import (
     Broker,
     DeadLetter,
     Delivery,
+    MessageHandler,
     MessageStorage,
+    OutboxRow,
     OutboxStatus,
     OutgoingMessage,
+    Subscription,
 )
 from chronik.messaging.relay import Relay, RelayStatus
 
@@ -28,9 +31,11 @@ __all__ = [
     "Delivery",
     "Envelope",
     "MessageContext",
+    "MessageHandler",
     "MessageStorage",
     "MessagingAdmin",
     "Outbox",
+    "OutboxRow",
     "OutboxStatus",
     "OutgoingMessage",
     "PublicSpec",
@@ -39,6 +44,7 @@ __all__ = [
     "RedeliveryOutcome",
     "Relay",
     "RelayStatus",
+    "Subscription",
     "Translate",
     "constraint",
     "public",

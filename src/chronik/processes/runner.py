@@ -66,6 +66,7 @@ __all__ = ["CommandHandler", "Processes"]
 
 log = logging.getLogger("chronik.processes")
 
+#: what handles a command a process sends: an async function of the command
 CommandHandler = Callable[[Any], Awaitable[None]]
 
 

@@ -10,18 +10,31 @@ from chronik.projections.admin import (
 from chronik.projections.engine import ProjectionEngine, ProjectionRunner
 from chronik.projections.health import ProjectionStatus, RebuildProgress
 from chronik.projections.inline import InlineProjections
-from chronik.projections.port import Parked
+from chronik.projections.port import (
+    BackendTx,
+    Doc,
+    Merge,
+    Parked,
+    ProjectionBackend,
+    ProjectionRow,
+    Writes,
+)
 from chronik.projections.projection import Projection, handles
 from chronik.projections.readmodel import ReadModels, ReadModelTx
 
 __all__ = [
+    "BackendTx",
+    "Doc",
     "InlineProjections",
+    "Merge",
     "Parked",
     "ParkedOutcome",
     "ParkedRequest",
     "PositionReader",
     "Projection",
+    "ProjectionBackend",
     "ProjectionEngine",
+    "ProjectionRow",
     "ProjectionRunner",
     "ProjectionStatus",
     "ProjectionsAdmin",
@@ -29,5 +42,6 @@ __all__ = [
     "ReadModels",
     "Rebuild",
     "RebuildProgress",
+    "Writes",
     "handles",
 ]
