@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 # The contract suites assert inside chronik.testing: have pytest explain their failures.
 pytest.register_assert_rewrite("chronik.testing")
+
+if TYPE_CHECKING:
+    from chronik.adapters import Database
 
 POSTGRES_URL = os.environ.get(
     "CHRONIK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -47,3 +52,20 @@ def pg_schema(postgres_url: str) -> Iterator[str]:
     yield schema
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """An empty database of each technology in turn, closed after the test."""
+    from chronik.adapters import open_database
+
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/chronik.db"
+    else:
+        postgres = request.getfixturevalue("postgres_url")
+        url = f"{postgres}?schema={request.getfixturevalue('pg_schema')}"
+    database = await open_database(url)
+    yield database
+    await database.close()

@@ -11,9 +11,11 @@ from pydantic import BaseModel, Field
 
 from campaigns import handlers
 from campaigns.domain import Campaign
+from campaigns.processes import CampaignPublishing
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
 from chronik.http.fields import WholeNumber
+from chronik.processes import ProcessesAdmin, process_stream
 from chronik.runtime.service import Runtime
 
 Behaviour = Literal["confirm", "reject", "delay", "fail", "silent"]
@@ -57,6 +59,10 @@ class ProcessView(BaseModel):
 def routes(runtime: Runtime) -> APIRouter:
     router = APIRouter()
     store = runtime.store
+
+    def processes() -> ProcessesAdmin:
+        # Made when asked: the routes are made before the runtime opened its database.
+        return ProcessesAdmin(runtime.database.projections(), runtime.store)
 
     def id_of(stream_id: str) -> str:
         return stream_id.removeprefix("campaign-")
@@ -109,12 +115,15 @@ def routes(runtime: Runtime) -> APIRouter:
     @router.get("/campaigns/{campaign_id}/publishing", response_model=ProcessView)
     async def publishing(campaign_id: str) -> Any:
         """Where the publishing saga of this campaign stands."""
-        doc = await runtime.engine.read_models.get(
-            "process_index", "instances", f"campaign_publishing/{campaign_id}"
+        process = await processes().instance(CampaignPublishing.name, campaign_id)
+        if process is None:
+            raise StreamNotFoundError(process_stream(CampaignPublishing.name, campaign_id))
+        return ProcessView(
+            status=process.status,
+            finished=process.finished,
+            steps=process.steps,
+            timeouts=process.timeouts,
         )
-        if doc is None:
-            raise StreamNotFoundError(f"process-campaign_publishing-{campaign_id}")
-        return doc
 
     @router.get("/budget", response_model=BudgetView, dependencies=[Depends(consistent)])
     async def budget() -> Any:

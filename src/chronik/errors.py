@@ -9,6 +9,8 @@
     ├── BrokerUnavailableError      the broker could not be reached (within the wait allowed)
     ├── DuplicateMessageError       a consumer already handled this message: not applied again
     ├── LostLeadershipError         another runner moved a checkpoint this runner was moving
+    ├── NotFoundError               an admin request names a projection, a process instance or
+    │                               a dead letter that is not there
     ├── TokenRequiredError          an HTTP request that needs the API token came without it
     └── EventStoreError
         ├── InvalidInputError       a stream id, version or payload the store refuses
@@ -39,6 +41,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidValueError",
     "LostLeadershipError",
+    "NotFoundError",
     "StoreNotFoundError",
     "StoreUnavailableError",
     "StreamNotFoundError",
@@ -98,6 +101,11 @@ class LostLeadershipError(ChronikError):
 
     Nothing of the page was written; the runner stands by and tries to lead again.
     """
+
+
+class NotFoundError(ChronikError, LookupError):
+    """An admin request (``chronik.projections.admin`` and its kin) names something that
+    is not there: a projection that never ran, a process instance, a dead letter."""
 
 
 class TokenRequiredError(ChronikError):

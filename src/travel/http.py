@@ -12,9 +12,11 @@ from pydantic import BaseModel, Field
 from chronik.errors import StreamNotFoundError
 from chronik.http.app import CommandResult, run_command, wait_consistent
 from chronik.http.auth import PERSONAL_DATA
+from chronik.processes import ProcessesAdmin, process_stream
 from chronik.runtime.service import Runtime
 from travel.domain import Trip
 from travel.handlers import trips
+from travel.processes import TripBooking
 
 
 class NewTrip(BaseModel):
@@ -53,6 +55,10 @@ class BookingView(BaseModel):
 def routes(runtime: Runtime) -> APIRouter:
     router = APIRouter()
     store = runtime.store
+
+    def processes() -> ProcessesAdmin:
+        # Made when asked: the routes are made before the runtime opened its database.
+        return ProcessesAdmin(runtime.database.projections(), runtime.store)
 
     def id_of(stream_id: str) -> str:
         return stream_id.removeprefix("trip-")
@@ -126,11 +132,14 @@ def routes(runtime: Runtime) -> APIRouter:
     @router.get("/trips/{trip_id}/booking", response_model=BookingView)
     async def booking(trip_id: str) -> Any:
         """Where the booking process stands: its state, steps and pending timeout."""
-        doc = await runtime.engine.read_models.get(
-            "process_index", "instances", f"trip_booking/{trip_id}"
+        process = await processes().instance(TripBooking.name, trip_id)
+        if process is None:
+            raise StreamNotFoundError(process_stream(TripBooking.name, trip_id))
+        return BookingView(
+            status=process.status,
+            finished=process.finished,
+            steps=process.steps,
+            timeouts=process.timeouts,
         )
-        if doc is None:
-            raise StreamNotFoundError(f"process-trip_booking-{trip_id}")
-        return doc
 
     return router

@@ -37,6 +37,7 @@ def command(name: str) -> Callable[[type[T]], type[T]]:
 
 
 def command_name(cls: type) -> str:
+    """The stable name a ``@command`` class was given (TypeError for another class)."""
     name = cls.__dict__.get("__chronik_command__")
     if not isinstance(name, str):
         raise TypeError(

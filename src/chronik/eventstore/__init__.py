@@ -4,10 +4,11 @@ The adapters (memory, SQLite, PostgreSQL) live in ``chronik.adapters``, one fold
 technology; open a store by URL with ``chronik.open_event_store``.
 """
 
-from chronik.eventstore.base import BaseEventStore
+from chronik.eventstore.base import AppendRequest, BaseEventStore, EncodedEvent
 from chronik.eventstore.codec import EventTypes, Upcaster
 from chronik.eventstore.port import (
     AllEventsReader,
+    AllPage,
     AppendResult,
     EventStore,
     ExpectedVersion,
@@ -21,14 +22,19 @@ from chronik.eventstore.port import (
     Undecodable,
 )
 from chronik.eventstore.repository import Repository, handle_command
+from chronik.eventstore.signal import HeadSignal
 
 __all__ = [
     "AllEventsReader",
+    "AllPage",
+    "AppendRequest",
     "AppendResult",
     "BaseEventStore",
+    "EncodedEvent",
     "EventStore",
     "EventTypes",
     "ExpectedVersion",
+    "HeadSignal",
     "Metadata",
     "NewEvent",
     "RecordedEvent",

@@ -133,4 +133,5 @@ async def personal_data(
         raise TokenRequiredError("reads of personal data")
 
 
+#: a route's dependency: its answers show personal data (the API token may be required)
 PERSONAL_DATA = Depends(personal_data)

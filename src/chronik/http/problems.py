@@ -44,6 +44,7 @@ __all__ = [
     "problem",
 ]
 
+#: the media type of a problem's body (RFC 9457)
 PROBLEM = "application/problem+json"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 log = logging.getLogger("chronik.http")
@@ -63,6 +64,8 @@ class Problem(BaseModel):
 
 
 class ProblemResponse(JSONResponse):
+    """A JSON response sent as ``application/problem+json``."""
+
     media_type = PROBLEM
 
 
@@ -75,6 +78,7 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> ProblemResponse:
+    """A problem+json response; ``extra`` members go into its body beside the others."""
     body = Problem(
         title=title,
         status=status,

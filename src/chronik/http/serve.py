@@ -26,6 +26,7 @@ log = logging.getLogger("chronik.serve")
 
 
 async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
+    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT)."""
     runtime = Runtime(settings, specs)
     await runtime.start()
     loop = asyncio.get_running_loop()

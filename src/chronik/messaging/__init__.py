@@ -1,5 +1,6 @@
 """Between bounded contexts: published language, outbox, relay, brokers, consumers."""
 
+from chronik.messaging.admin import MessagingAdmin, Redelivery, RedeliveryOutcome
 from chronik.messaging.consumer import Consumer, MessageContext
 from chronik.messaging.contracts import (
     PublicSpec,
@@ -14,9 +15,12 @@ from chronik.messaging.port import (
     Broker,
     DeadLetter,
     Delivery,
+    MessageHandler,
     MessageStorage,
+    OutboxRow,
     OutboxStatus,
     OutgoingMessage,
+    Subscription,
 )
 from chronik.messaging.relay import Relay, RelayStatus
 
@@ -27,14 +31,20 @@ __all__ = [
     "Delivery",
     "Envelope",
     "MessageContext",
+    "MessageHandler",
     "MessageStorage",
+    "MessagingAdmin",
     "Outbox",
+    "OutboxRow",
     "OutboxStatus",
     "OutgoingMessage",
     "PublicSpec",
     "PublishedLanguage",
+    "Redelivery",
+    "RedeliveryOutcome",
     "Relay",
     "RelayStatus",
+    "Subscription",
     "Translate",
     "constraint",
     "public",

@@ -93,6 +93,7 @@ def constraint(
 
 
 def public_spec(cls: type) -> PublicSpec:
+    """The public type and constraints of a ``@public`` class (TypeError for another)."""
     spec = cls.__dict__.get("__chronik_public__")
     if not isinstance(spec, PublicSpec):
         raise TypeError(f"{cls.__qualname__} is not a public event: mark it @public(...)")

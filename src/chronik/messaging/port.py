@@ -59,11 +59,16 @@ class Delivery(msgspec.Struct, frozen=True, gc=False):
     attempt: int  # 1 on first delivery, when the broker says
 
 
+#: what a subscription hands each delivery to
 MessageHandler = Callable[[Delivery], Awaitable[None]]
 
 
 class Subscription(Protocol):
-    async def stop(self) -> None: ...
+    """A consumer's subscription to a broker, as ``Broker.subscribe`` returns it."""
+
+    async def stop(self) -> None:
+        """Deliver no more messages to its handler."""
+        ...
 
 
 class Broker(Protocol):
@@ -92,6 +97,8 @@ class Broker(Protocol):
 
 
 class OutboxRow(msgspec.Struct, frozen=True, gc=False):
+    """A message in the outbox, written in the transaction of the event it publishes."""
+
     position: int  # the event's global position: the order of the outbox
     message_id: str
     stream_id: str
@@ -100,12 +107,16 @@ class OutboxRow(msgspec.Struct, frozen=True, gc=False):
 
 
 class OutboxStatus(msgspec.Struct, frozen=True):
+    """The outbox's backlog: messages waiting, the oldest one's time, messages published."""
+
     pending: int
     oldest_pending: datetime | None
     published: int
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
+    """A message a consumer gave up on, with the last error and how often it tried."""
+
     consumer: str
     message_id: str
     type: str

@@ -27,6 +27,8 @@ log = logging.getLogger("chronik.relay")
 
 @dataclass(frozen=True, slots=True)
 class RelayStatus:
+    """What a relay is doing, for readiness and metrics."""
+
     state: str  # starting | standby | relaying | idle | broker_down | stopped
     relayed: int  # messages this relay published since it started
     rate: float  # messages per second over the last measured interval

@@ -1,6 +1,8 @@
 """Long-running processes: sagas and process managers, durable timeouts, commands."""
 
+from chronik.processes.admin import ProcessesAdmin, ProcessStep, RawStreamReader
 from chronik.processes.clock import Clock, FileClock, SystemClock, VirtualClock
+from chronik.processes.index import InstanceView, ProcessIndex, process_index
 from chronik.processes.process import (
     FailurePolicy,
     ProcessManager,
@@ -8,16 +10,11 @@ from chronik.processes.process import (
     ProcessStepped,
     Step,
     on_timeout,
+    process_stream,
     starts,
     when,
 )
-from chronik.processes.runner import (
-    CommandHandler,
-    InstanceView,
-    Processes,
-    ProcessIndex,
-    process_index,
-)
+from chronik.processes.runner import CommandHandler, Processes
 
 __all__ = [
     "Clock",
@@ -28,13 +25,17 @@ __all__ = [
     "ProcessIndex",
     "ProcessManager",
     "ProcessState",
+    "ProcessStep",
     "ProcessStepped",
     "Processes",
+    "ProcessesAdmin",
+    "RawStreamReader",
     "Step",
     "SystemClock",
     "VirtualClock",
     "on_timeout",
     "process_index",
+    "process_stream",
     "starts",
     "when",
 ]

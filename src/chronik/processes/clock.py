@@ -11,10 +11,16 @@ __all__ = ["Clock", "FileClock", "SystemClock", "VirtualClock"]
 
 
 class Clock(Protocol):
-    def now(self) -> datetime: ...
+    """Where processes read the time: the system's, or one a test moves."""
+
+    def now(self) -> datetime:
+        """The time now, timezone-aware."""
+        ...
 
 
 class SystemClock:
+    """The system's time, in UTC."""
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 

@@ -50,6 +50,7 @@ __all__ = [
     "ProcessStepped",
     "Step",
     "on_timeout",
+    "process_stream",
     "starts",
     "when",
 ]
@@ -185,6 +186,11 @@ class Step:
 _IDS = uuid.UUID("8d6f5c1e-2b0a-4e47-9c1e-6c6f1a2b3c4d")
 
 
+def process_stream(process: str, instance: str) -> str:
+    """The stream that keeps the steps of one instance of a process."""
+    return f"process-{process}-{instance}"
+
+
 def _command_dict(command: object, command_id: str) -> dict[str, Any]:
     return {
         "id": command_id,
@@ -268,7 +274,7 @@ class ProcessManager:
         return None if value is None else str(value)
 
     def stream_id(self, instance: str) -> str:
-        return f"process-{self.name}-{instance}"
+        return process_stream(self.name, instance)
 
     def handler_for(self, state: ProcessState, event: object) -> Handler | None:
         """The handler for this event in this state, if the process is interested."""

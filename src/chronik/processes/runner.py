@@ -31,16 +31,17 @@ import logging
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from chronik.domain.commands import command_name
 from chronik.errors import ConcurrencyError, DuplicateEventError, EventStoreError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata, idempotency_scope
 from chronik.eventstore.port import ExpectedVersion, Metadata, RecordedEvent
+from chronik.processes.admin import ProcessesAdmin
 from chronik.processes.clock import Clock, SystemClock
+from chronik.processes.index import InstanceView, ProcessIndex
 from chronik.processes.process import (
     FailurePolicy,
     ProcessManager,
@@ -51,7 +52,7 @@ from chronik.processes.process import (
     rebuild,
     stepped,
 )
-from chronik.projections import InlineProjections, Projection, ReadModelTx, handles
+from chronik.projections import InlineProjections
 from chronik.projections.health import (
     HEARTBEAT,
     STALE_AFTER,
@@ -61,83 +62,12 @@ from chronik.projections.health import (
 )
 from chronik.projections.port import ProjectionBackend
 
-__all__ = ["CommandHandler", "InstanceView", "ProcessIndex", "Processes", "process_index"]
+__all__ = ["CommandHandler", "Processes"]
 
 log = logging.getLogger("chronik.processes")
 
+#: what handles a command a process sends: an async function of the command
 CommandHandler = Callable[[Any], Awaitable[None]]
-
-
-class ProcessIndex(Projection):
-    """Instances and pending timeouts of every process, updated with each step."""
-
-    name = "process_index"
-    tables = ("instances", "timeouts")
-    indexes: ClassVar[dict[str, tuple[str, ...]]] = {"instances": ("process", "status")}
-
-    @handles(ProcessStepped)
-    async def _stepped(self, e: ProcessStepped, tx: ReadModelTx) -> None:
-        key = f"{e.process}/{e.instance}"
-        doc = await tx.get("instances", key) or {"steps": 0, "timeouts": {}}
-        timeouts: dict[str, Any] = doc["timeouts"]
-        for timeout_id in [e.trigger, *e.cancelled]:
-            if timeout_id in timeouts:
-                del timeouts[timeout_id]
-                tx.delete("timeouts", timeout_id)
-        if e.finished:
-            for timeout_id in timeouts:
-                tx.delete("timeouts", timeout_id)
-            timeouts = {}
-        for t in e.scheduled:
-            timeouts[t["id"]] = {"name": t["name"], "due": t["due"]}
-            tx.put(
-                "timeouts",
-                t["id"],
-                {
-                    "id": t["id"],
-                    "process": e.process,
-                    "instance": e.instance,
-                    "name": t["name"],
-                    "due": t["due"],
-                },
-            )
-        tx.put(
-            "instances",
-            key,
-            {
-                "process": e.process,
-                "instance": e.instance,
-                "status": e.status,
-                "finished": e.finished,
-                "steps": doc["steps"] + 1,
-                "last_trigger": e.trigger_type,
-                "last_step": e.at.isoformat() if e.at else None,
-                "timeouts": timeouts,
-                "data": {k: v for k, v in e.data.items() if not k.startswith("_")},
-            },
-        )
-
-
-def process_index(store: BaseEventStore, backend: ProjectionBackend) -> InlineProjections:
-    """The index of every process on ``store``, kept in the append of each step.
-
-    One per store, however many ``Processes`` run on it (embedded mode runs several
-    contexts on one store): give each the same. The runtime makes it once.
-    """
-    return InlineProjections(store, [ProcessIndex()], backend=backend)
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceView:
-    process: str
-    instance: str
-    status: str
-    finished: bool
-    steps: int
-    last_trigger: str
-    last_step: str | None
-    timeouts: dict[str, Any]
-    data: dict[str, Any]
 
 
 class _Stop(Exception):
@@ -439,7 +369,7 @@ class Processes:
         """Fire every timeout due by the clock's now; how many fired."""
         now = self.clock.now().astimezone(UTC).isoformat(timespec="microseconds")
         due = await self.index.read_models.find(
-            "process_index", "timeouts", order_by="due", limit=1000
+            ProcessIndex.name, "timeouts", order_by="due", limit=1000
         )
         fired = 0
         by_name = {m.name: m for m in self.managers}
@@ -527,17 +457,16 @@ class Processes:
     async def instances(
         self, *, process: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[InstanceView]:
-        where = {k: v for k, v in (("process", process), ("status", status)) if v is not None}
-        docs = await self.index.read_models.find(
-            "process_index", "instances", where=where, limit=limit
-        )
-        return [InstanceView(**doc) for doc in docs]
+        """Instances of every process on the store (``ProcessesAdmin.instances``)."""
+        return await self._admin.instances(process=process, status=status, limit=limit)
 
     async def instance(self, process: str, instance: str) -> InstanceView | None:
-        doc = await self.index.read_models.get(
-            "process_index", "instances", f"{process}/{instance}"
-        )
-        return None if doc is None else InstanceView(**doc)
+        """One instance, or None (``ProcessesAdmin.instance``)."""
+        return await self._admin.instance(process, instance)
+
+    @property
+    def _admin(self) -> ProcessesAdmin:
+        return ProcessesAdmin(self.index.backend, self.store)
 
 
 async def _together(*loops: Coroutine[Any, Any, None]) -> None:

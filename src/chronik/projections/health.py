@@ -48,14 +48,20 @@ _TIMELESS = frozenset({"inline", "stopped", "starting", "standby"})
 
 @dataclass(frozen=True, slots=True)
 class RebuildProgress:
+    """How far the rebuild of a projection's next generation has come."""
+
     done: int  # position the new generation has reached
     total: int  # head position when measured
     rate: float  # events per second since the rebuild began (0 until measured)
     seconds_left: float | None
+    #: the generation being built; None while no runner has begun the rebuild asked for
+    generation: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ProjectionStatus:
+    """Where a runner stands, as shown (``describe``): state, checkpoint, lag, parked."""
+
     name: str
     state: str  # as shown: see the module's docstring
     checkpoint: int
@@ -111,7 +117,7 @@ def describe(
     if row.rebuild_generation is not None:
         done = row.rebuild_checkpoint or 0
         left = max(0, head - done) / rebuild_rate if rebuild_rate > 0 else None
-        rebuild = RebuildProgress(done, head, rebuild_rate, left)
+        rebuild = RebuildProgress(done, head, rebuild_rate, left, row.rebuild_generation)
     return ProjectionStatus(
         name=row.name,
         state=shown_state(

@@ -28,6 +28,7 @@ __all__ = [
     "view",
 ]
 
+#: a read model's document: JSON as Python values
 Doc = dict[str, Any]
 
 

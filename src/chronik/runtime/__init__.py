@@ -1,1 +1,26 @@
-"""The service runtime: settings, assembly, health, shutdown, observability."""
+"""The service runtime: settings, assembly, health, shutdown, observability.
+
+A service is described by ``ServiceSpec``s (one per bounded context) and run by a
+``Runtime``, the composition root: it opens the one database and broker its settings
+name and wires every role. ``chronik serve`` (``chronik.http.serve``) runs one.
+"""
+
+from chronik.runtime.observability import Metrics, configure_logging
+from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec, Worker
+from chronik.runtime.settings import ROLES, LoadedSettings, Settings, load_settings, opened_from
+from chronik.runtime.specs import load_specs
+
+__all__ = [
+    "ROLES",
+    "ConsumerSpec",
+    "LoadedSettings",
+    "Metrics",
+    "Runtime",
+    "ServiceSpec",
+    "Settings",
+    "Worker",
+    "configure_logging",
+    "load_settings",
+    "load_specs",
+    "opened_from",
+]

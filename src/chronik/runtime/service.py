@@ -29,7 +29,7 @@ from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.outbox import Outbox, Translate
 from chronik.messaging.port import Broker, MessageStorage
 from chronik.messaging.relay import Relay
-from chronik.processes.runner import process_index
+from chronik.processes.index import process_index
 from chronik.projections import InlineProjections, Projection, ProjectionEngine
 from chronik.projections.health import (
     HEARTBEAT,

@@ -45,6 +45,7 @@ log = logging.getLogger("chronik.settings")
 
 T = TypeVar("T")
 
+#: the roles a process can run (``CHRONIK_RUN``)
 ROLES = ("http", "projections", "relay", "consumers", "processes")
 PREFIX = "CHRONIK_"
 
