@@ -6,7 +6,7 @@ docs/testing.md). Given/when/then scenarios for domain code are in
 ``chronik.testing.scenario``.
 """
 
-from chronik.testing.broker_contract import BrokerContract
+from chronik.testing.broker_contract import BrokerContract, Received
 from chronik.testing.eventstore_contract import DurableEventStoreContract, EventStoreContract
 from chronik.testing.messages_contract import MessageStorageContract, SharedMessageStorageContract
 from chronik.testing.projection_contract import InlineProjectionContract, ProjectionContract
@@ -18,5 +18,6 @@ __all__ = [
     "InlineProjectionContract",
     "MessageStorageContract",
     "ProjectionContract",
+    "Received",
     "SharedMessageStorageContract",
 ]
