@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from chronik import __version__
+from chronik._demos import find_demo
 from chronik.adapters import Database, open_database
 from chronik.adapters.url import redact
 from chronik.errors import ChronikError, ConfigurationError, StoreNotFoundError
@@ -119,8 +121,30 @@ async def _opened(url: str, *, create: bool = False) -> AsyncIterator[Database]:
         await database.close()
 
 
+def _configured(work: Callable[[], T]) -> T:
+    """``work()``; a ConfigurationError (a missing extra, demo or setting) is one line, exit 2."""
+    try:
+        return work()
+    except ConfigurationError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"chronik {__version__}", markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """Event-sourced, CQRS services built the domain-driven way."""
     _configure_logging()
 
@@ -171,9 +195,8 @@ def tour(
     ] = Path(".chronik"),
 ) -> None:
     """A short scripted tour of the event store on an embedded SQLite file."""
-    from chronik.tour import run_tour
-
-    asyncio.run(run_tour(data_dir))
+    found = _configured(lambda: find_demo("chronik tour"))
+    asyncio.run(found.run_tour(data_dir, console))
 
 
 # -- projections ---------------------------------------------------------------------
@@ -702,8 +725,9 @@ def demo(
     host: Annotated[str, typer.Option(help="HTTP address.")] = "127.0.0.1",
 ) -> None:
     """Run the reference system embedded (sales, campaigns, travel), with example data."""
+    found = _configured(lambda: find_demo("chronik demo"))
     settings = _settings(
-        app="reference:specs",
+        app=found.app,
         http_port=port,
         http_host=host,
         data_dir=data_dir,
@@ -719,11 +743,9 @@ def demo(
     configure_logging(settings.log_level, settings.log_format)
 
     async def work() -> None:
-        from chronik.demo import seed_and_explain
-
         server = asyncio.create_task(serve_http(settings, specs))
         try:
-            await seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
+            await found.seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
         except Exception:
             server.cancel()
             raise

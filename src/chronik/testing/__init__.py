@@ -1,4 +1,4 @@
 """Test support for chronik users: contract suites that adapters pass.
 
-Importing this package needs pytest (the ``dev`` extra).
+Importing its suites needs pytest: the ``testing`` extra (``pip install 'chronik[testing]'``).
 """
