@@ -23,6 +23,7 @@ from rich.table import Table
 
 from chronik import __version__
 from chronik._demos import find_demo
+from chronik._extras import require
 from chronik.adapters import Database, open_database
 from chronik.adapters.url import redact
 from chronik.errors import ChronikError, ConfigurationError, StoreNotFoundError
@@ -699,6 +700,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run a service: HTTP API, projections, relay, consumers and processes."""
+    _configured(lambda: require("http", "chronik serve"))
     settings = _settings(
         app=app_ref,
         http_port=port,
