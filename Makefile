@@ -3,16 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := postgres,nats,rabbitmq,http,dev
+EXTRAS := postgres,nats,rabbitmq,http,testing
+REFERENCE := examples/reference
 
 .PHONY: .venv test lint format bench bench-quick demo demo-distributed clean
 
 .venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# chronik with every extra, the reference system beside it (its own distribution), and the
+# dev dependency group (PEP 735: tests, linters, deployment checks; pip >= 25.1 reads it).
+$(STAMP): pyproject.toml $(REFERENCE)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]' -e $(REFERENCE) --group dev
 	touch $(STAMP)
 
 test: $(STAMP)

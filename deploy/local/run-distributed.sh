@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The reference system split as in production: one process per context on PostgreSQL,
 # a relay process per context, NATS JetStream between them. Configuration is environment
-# variables only. Ctrl-C stops everything.
+# variables only. Ctrl-C stops everything. The contexts come from the reference
+# distribution (examples/reference) that `make .venv` installs beside chronik.
 #
 #   deploy/local/run-distributed.sh [postgresql://postgres@127.0.0.1:5432/test] [nats://127.0.0.1:4222]
 set -euo pipefail

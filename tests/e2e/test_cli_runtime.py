@@ -24,7 +24,7 @@ from chronik.cli import embedded_url
 from chronik.eventstore import BaseEventStore, EventTypes, Repository
 from chronik.messaging.port import DeadLetter, OutboxRow
 from chronik.runtime.settings import Settings
-from chronik.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
+from reference.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
 
 SECRET = "tok-51d0c3-never-printed"
 TICKET_TYPES = EventTypes([TicketOpened, TicketCommented, TicketClosed])
@@ -309,7 +309,7 @@ async def test_streams_show_with_the_app_decodes_each_event(
         (["streams", "show", ""], 1, "error: a stream id must not be empty"),
         (["streams", "list", "--limit", "0"], 1, "error: limit must be an int from 1"),
         (["streams", "show", "x", "--app", "nosuch.module:SPEC"], 2, "No module named 'nosuch'"),
-        (["streams", "show", "x", "--app", "chronik.tour:NOPE"], 2, "has no attribute 'NOPE'"),
+        (["streams", "show", "x", "--app", "reference.tour:NOPE"], 2, "has no attribute 'NOPE'"),
     ],
     ids=["missing", "missing-app", "empty-id", "limit", "app-module", "app-attribute"],
 )

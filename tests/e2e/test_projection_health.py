@@ -27,8 +27,8 @@ from chronik.http.app import create_app
 from chronik.projections import Projection, ReadModelTx, handles
 from chronik.runtime.service import Runtime
 from chronik.runtime.settings import load_settings
-from chronik.testing.sample_service import SPEC
-from chronik.tour import TicketOpened
+from reference.tickets import SPEC
+from reference.tour import TicketOpened
 
 pytestmark = pytest.mark.slow
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ def test_the_readme_example_runs_and_prints_what_it_stored(tmp_path: Path) -> No
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "2 ['tour.ticket_opened', 'tour.ticket_commented']"
+    assert done.stdout.strip() == "2 ['tea', 'milk'] ['shop.item_added', 'shop.item_added']"
     assert (tmp_path / "readme.db").exists()
 
 
@@ -41,6 +43,17 @@ def test_the_tour_runs_twice_on_one_data_directory_and_keeps_everything(tmp_path
     assert "'[forgotten]'" in outputs[0]
     assert "The store holds 3 events in all" in outputs[0]
     assert "The store holds 6 events in all" in outputs[1]
+
+
+def test_the_version_is_written_once_and_the_command_and_the_metadata_agree() -> None:
+    import chronik
+
+    done = subprocess.run([str(CHRONIK), "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"chronik {chronik.__version__}"
+    assert importlib.metadata.version("chronik") == chronik.__version__
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in pyproject and "version" in pyproject["dynamic"]
 
 
 def test_the_command_without_arguments_shows_its_help() -> None:

@@ -25,7 +25,7 @@ from chronik.http.app import create_app
 from chronik.http.problems import PROBLEM, Problem
 from chronik.runtime.service import Runtime
 from chronik.runtime.settings import Settings
-from chronik.testing.sample_service import SPEC
+from reference.tickets import SPEC
 
 
 def settings(values: dict[str, Any]) -> Settings:

@@ -20,7 +20,7 @@ from runtime_process import serving
 from chronik.adapters import open_event_store
 from chronik.cli import embedded_url
 from chronik.eventstore import EventTypes
-from chronik.tour import TicketClosed, TicketCommented, TicketOpened
+from reference.tour import TicketClosed, TicketCommented, TicketOpened
 
 GRACE = 8.0
 DRAIN = 1.0

@@ -26,7 +26,7 @@ from chronik.http.app import create_app
 from chronik.http.problems import PROBLEM
 from chronik.runtime.service import Runtime
 from chronik.runtime.settings import load_settings
-from chronik.testing.sample_service import SPEC
+from reference.tickets import SPEC
 
 TOKEN = "tok-9f2c1e7a-never-shown"
 PREFIX = "/tickets-svc"

@@ -29,9 +29,9 @@ from chronik.messaging import PublishedLanguage, public
 from chronik.projections import Projection, ReadModelTx, handles
 from chronik.runtime.service import Runtime, ServiceSpec
 from chronik.runtime.settings import load_settings
-from chronik.testing.sample_service import SPEC
-from chronik.tour import TicketOpened
 from conftest import service_missing
+from reference.tickets import SPEC
+from reference.tour import TicketOpened
 
 NEW_TICKET = {"title": "Printer on fire", "reporter": "Ada"}
 

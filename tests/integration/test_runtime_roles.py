@@ -20,7 +20,7 @@ import pytest
 from chronik.http.app import create_app
 from chronik.runtime.service import Runtime
 from chronik.runtime.settings import load_settings
-from chronik.testing.sample_service import SPEC
+from reference.tickets import SPEC
 
 NEW_TICKET = {"title": "Printer on fire", "reporter": "Ada"}
 

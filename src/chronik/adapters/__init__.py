@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from chronik._extras import needing, require
 from chronik.adapters.port import Database, DatabaseOpener
 from chronik.adapters.url import redact, scheme_of
 from chronik.errors import ConfigurationError
@@ -41,13 +42,17 @@ _DATABASES = {
     "postgres": "chronik.adapters.postgres",
 }
 
-#: the module of each broker scheme's client; each has ``broker(url, *, namespace, ...)``
+#: the extra each database scheme's driver comes with (the others need none)
+_DATABASE_EXTRAS = {"postgresql": "postgres", "postgres": "postgres"}
+
+#: the module of each broker scheme's client, each with ``broker(url, *, namespace, ...)``,
+#: and the extra its driver comes with
 _BROKERS = {
-    "memory": "chronik.adapters.memory.broker",
-    "nats": "chronik.adapters.nats",
-    "tls": "chronik.adapters.nats",
-    "amqp": "chronik.adapters.rabbitmq",
-    "amqps": "chronik.adapters.rabbitmq",
+    "memory": ("chronik.adapters.memory.broker", None),
+    "nats": ("chronik.adapters.nats", "nats"),
+    "tls": ("chronik.adapters.nats", "nats"),
+    "amqp": ("chronik.adapters.rabbitmq", "rabbitmq"),
+    "amqps": ("chronik.adapters.rabbitmq", "rabbitmq"),
 }
 
 _USE = "use memory://, nats://HOST:4222 or amqp://USER:PASSWORD@HOST/"
@@ -91,7 +96,10 @@ async def open_event_store(url: str, types: EventTypes, *, create: bool = True) 
 
 
 def check_database_url(url: str) -> None:
-    """Refuse a URL ``open_database`` would refuse, without opening anything (for settings)."""
+    """Refuse a URL ``open_database`` would refuse, without opening anything (for settings).
+
+    A URL whose driver is not installed is refused too, naming the extra to install.
+    """
     _database(url)
 
 
@@ -108,12 +116,17 @@ def _database(url: str) -> DatabaseOpener:
         raise ConfigurationError(
             f"event store URL scheme {scheme!r} is not supported: use memory, sqlite or postgresql"
         )
+    if scheme in _DATABASE_EXTRAS:
+        require(_DATABASE_EXTRAS[scheme], f"{scheme}://")
     opener: Callable[[str], DatabaseOpener] = importlib.import_module(package).opener
     return opener(url)
 
 
 def check_broker_url(url: str) -> None:
-    """Refuse a URL ``open_broker`` would refuse, without connecting (for settings)."""
+    """Refuse a URL ``open_broker`` would refuse, without connecting (for settings).
+
+    A URL whose client is not installed is refused too, naming the extra to install.
+    """
     _broker(url)
 
 
@@ -144,12 +157,18 @@ def _broker(url: str) -> Callable[[float], Broker]:
             f"broker URL namespace {namespace!r}: use lowercase letters, digits and '_'"
         )
     bare = urlunsplit(parts._replace(query=urlencode(options)))
-    module = _BROKERS.get(scheme)
-    if module is None:
+    if scheme not in _BROKERS:
         raise ConfigurationError(f"broker URL scheme {scheme!r} is not supported: {_USE}")
+    module, extra = _BROKERS[scheme]
+    if extra is not None:
+        require(extra, f"{scheme}://")
 
     def make(connect_timeout: float) -> Broker:
-        factory: BrokerFactory = importlib.import_module(module).broker
+        if extra is None:
+            factory: BrokerFactory = importlib.import_module(module).broker
+        else:
+            with needing(extra, f"{scheme}://"):
+                factory = importlib.import_module(module).broker
         return factory(bare, namespace=namespace, connect_timeout=connect_timeout)
 
     return make

@@ -9,8 +9,11 @@ one-line errors) is ``chronik.cli.run``. Every command that reads a store takes
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from chronik import __version__
 from chronik.cli import (
     asyncapi,
     config,
@@ -21,7 +24,7 @@ from chronik.cli import (
     serve,
     streams,
 )
-from chronik.cli.run import embedded_url, log_warnings_on_one_line
+from chronik.cli.run import console, embedded_url, log_warnings_on_one_line
 
 __all__ = ["app", "embedded_url", "main"]
 
@@ -33,8 +36,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"chronik {__version__}", markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """Event-sourced, CQRS services built the domain-driven way."""
     log_warnings_on_one_line()
 

@@ -108,6 +108,15 @@ def app_specs(settings: Settings) -> list[ServiceSpec]:
         raise typer.Exit(2) from None
 
 
+def configured(work: Callable[[], T]) -> T:
+    """``work()``; a ConfigurationError (a missing extra, demo or setting) is one line, exit 2."""
+    try:
+        return work()
+    except ConfigurationError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
 def run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a command's coroutine; a chronik error is one line on stderr and exit code 1.
 

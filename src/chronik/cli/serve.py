@@ -10,6 +10,8 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
+from chronik._demos import find_demo
+from chronik._extras import require
 from chronik.adapters.url import redact
 from chronik.cli.run import (
     AppRef,
@@ -17,6 +19,7 @@ from chronik.cli.run import (
     DataDir,
     StoreUrl,
     app_specs,
+    configured,
     console,
     errors,
     opened,
@@ -41,6 +44,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run a service: HTTP API, projections, relay, consumers and processes."""
+    configured(lambda: require("http", "chronik serve"))
     settings = settings_from(
         app=app_ref,
         http_port=port,
@@ -136,8 +140,9 @@ def demo(
     host: Annotated[str, typer.Option(help="HTTP address.")] = "127.0.0.1",
 ) -> None:
     """Run the reference system embedded (sales, campaigns, travel), with example data."""
+    found = configured(lambda: find_demo("chronik demo"))
     settings = settings_from(
-        app="reference:specs",
+        app=found.app,
         http_port=port,
         http_host=host,
         data_dir=data_dir,
@@ -153,11 +158,9 @@ def demo(
     configure_logging(settings.log_level, settings.log_format)
 
     async def work() -> None:
-        from chronik.demo import seed_and_explain
-
         server = asyncio.create_task(serve_http(settings, specs))
         try:
-            await seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
+            await found.seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
         except Exception:
             server.cancel()
             raise
@@ -172,6 +175,5 @@ def tour(
     ] = Path(".chronik"),
 ) -> None:
     """A short scripted tour of the event store on an embedded SQLite file."""
-    from chronik.tour import run_tour
-
-    asyncio.run(run_tour(data_dir))
+    found = configured(lambda: find_demo("chronik tour"))
+    asyncio.run(found.run_tour(data_dir, console))

@@ -1,9 +1,9 @@
 """Test support for chronik users: contract suites that adapters pass.
 
-Importing this package needs pytest (the ``dev`` extra). Each suite is an abstract class
-of tests; an adapter's test module subclasses it and provides its fixtures (see
-docs/testing.md). Given/when/then scenarios for domain code are in
-``chronik.testing.scenario``.
+Importing its suites needs pytest: the ``testing`` extra (``pip install 'chronik[testing]'``).
+Each suite is an abstract class of tests; an adapter's test module subclasses it and
+provides its fixtures (see docs/testing.md). Given/when/then scenarios for domain code
+are in ``chronik.testing.scenario``.
 """
 
 from chronik.testing.broker_contract import BrokerContract, Received

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from chronik._extras import needing
 from chronik.adapters.port import Database, DatabaseOpener
 from chronik.adapters.url import number, query_options, redact
 from chronik.errors import ConfigurationError
@@ -41,12 +42,8 @@ def opener(url: str) -> DatabaseOpener:
     connect_timeout = number(options, "connect_timeout", 10.0, float)
 
     async def open_postgres(create: bool) -> Database:
-        try:
+        with needing("postgres", "postgresql://"):
             from chronik.adapters.postgres.database import PostgresDatabase
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ConfigurationError(
-                f"postgresql:// needs the postgres extra: pip install 'chronik[postgres]' ({exc})"
-            ) from None
         return await PostgresDatabase.open(
             conninfo,
             schema=schema,

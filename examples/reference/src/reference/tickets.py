@@ -1,7 +1,8 @@
-"""A small service for testing the runtime: support tickets over HTTP.
+"""The smallest complete service: support tickets over HTTP (``reference.tickets:SPEC``).
 
-It shows the shape of a context's parts: thin routes turning requests into commands,
-a projection answering reads, the consistency token and idempotent POSTs.
+The runtime's tests serve it. It shows the shape of a context's parts: thin routes
+turning requests into commands, a projection answering reads, the consistency token and
+idempotent POSTs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from chronik.eventstore import AppendResult, Repository
 from chronik.http.app import CommandResult, run_command, wait_consistent
 from chronik.projections import Projection, ReadModelTx, handles
 from chronik.runtime.service import Runtime, ServiceSpec
-from chronik.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
+from reference.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
 
 __all__ = ["SPEC", "TicketBoard"]
 

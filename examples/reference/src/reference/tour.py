@@ -1,4 +1,7 @@
-"""A scripted tour of the event store: what ``make demo`` runs until the reference system exists."""
+"""A scripted tour of the event store (``chronik tour``), on a support ticket.
+
+The ticket is also the aggregate of the smallest complete service, ``reference.tickets``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""``chronik demo``: example data through the public API, and what to try next."""
+"""``chronik demo`` and ``chronik tour``: example data through the public API, what to try next.
+
+chronik finds this module through the ``chronik.demos`` entry point group (this
+distribution's pyproject.toml): ``APP`` is what the demo serves, ``seed_and_explain``
+runs once it is ready, ``run_tour`` is the event store's tour.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,12 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-__all__ = ["seed_and_explain"]
+from reference.tour import run_tour
+
+__all__ = ["APP", "run_tour", "seed_and_explain"]
+
+#: the services ``chronik demo`` runs: all three contexts in one process
+APP = "reference:specs"
 
 
 async def _ready(client: httpx.AsyncClient) -> None:
