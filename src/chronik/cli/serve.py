@@ -28,6 +28,10 @@ from chronik.cli.run import (
     store_url_from,
 )
 from chronik.eventstore import EventTypes
+from chronik.runtime.service import ServiceSpec
+
+#: a context of nothing, so that a Runtime can name the schema's own tables
+_NO_CONTEXT = ServiceSpec(name="store", event_types=())
 
 __all__ = ["demo", "migrate", "relay", "serve", "tour"]
 
@@ -114,20 +118,75 @@ def relay(
     run(work)
 
 
-def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
-    """Create or migrate the store's tables (events, read models, outbox, inbox)."""
+def migrate(
+    app_ref: AppRef = None,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+    status: Annotated[
+        bool,
+        typer.Option(
+            "--status", help="Show what is applied and pending; exit 1 while anything is pending."
+        ),
+    ] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL that would run, and run nothing.")
+    ] = False,
+) -> None:
+    """Create or migrate the store's tables: events, read models, outbox and inbox, and
+    the projections of CHRONIK_APP (or --app) when set."""
+    if status and sql:
+        raise typer.BadParameter("give --status or --sql, not both")
     url = store_url_from(store_url, data_dir)
+    settings = settings_from(app=app_ref)
+    specs = app_specs(settings) if settings.app else []
+    from chronik.runtime.migrations import plan
+    from chronik.runtime.service import Runtime
+
+    async def report() -> int:
+        async with opened(url, create=True, migrate=False) as database:
+            runtime = Runtime(settings, specs or [_NO_CONTEXT])
+            runtime.wire(database)  # the parts, to name their tables; no I/O
+            steps = await plan(database, runtime.store, specs)
+        pending = [s for s in steps if not s.applied]
+        if sql:
+            # Plain text, never wrapped: it is for psql or a reviewer's diff.
+            for step in pending:
+                typer.echo(f"-- {step.part}: {step.name}\n{step.sql.rstrip()}")
+            if not pending:
+                typer.echo(f"-- {redact(url)}: nothing to migrate")
+            return 0
+        width = max((len(s.name) for s in steps), default=0)
+        for step in steps:
+            typer.echo(f"{step.part:<12} {step.name:<{width}}  {step.state}")
+        verdict = f"{len(pending)} pending" if pending else "up to date"
+        typer.echo(f"{redact(url)}: {verdict}")
+        return 1 if pending else 0
+
+    if status or sql:
+        code = run(report)
+        raise typer.Exit(code)
 
     async def work() -> None:
         with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
-            task = progress.add_task("migrating", total=3)
+            task = progress.add_task("migrating", total=4)
             async with opened(url, create=True) as database:
                 progress.advance(task)
                 await database.projections().setup()
                 progress.advance(task)
                 await database.messages().setup()
                 progress.advance(task)
-        console.print(f"Migrated {escape(redact(url))}: events, read models, outbox and inbox.")
+                rebuilds: list[str] = []
+                if specs:
+                    runtime = Runtime(settings, specs)
+                    await runtime.prepare(database)
+                    rebuilds = await runtime.engine.begin_rebuilds()
+                progress.advance(task)
+        what = "events, read models, outbox and inbox"
+        if specs:
+            what += f", and the projections of {', '.join(s.name for s in specs)}"
+        console.print(f"Migrated {escape(redact(url))}: {what}.")
+        for name in rebuilds:
+            console.print(f"Projection {name}: new tables made; its runner rebuilds them.")
 
     run(work)
 

@@ -38,6 +38,7 @@ from chronik.projections.health import (
     ProjectionStatus,
     heartbeat_for,
 )
+from chronik.runtime.migrations import plan, refuse_pending
 from chronik.runtime.settings import Settings, opened_from
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
@@ -142,16 +143,14 @@ class Runtime:
         return self.store.types
 
     async def start(self) -> None:
-        """Open everything, migrate, and start the roles this process runs.
+        """Open everything, migrate (or check), and start the roles this process runs.
 
         The broker first: a process that cannot reach it (``CHRONIK_BROKER_CONNECT_TIMEOUT``)
-        exits having changed nothing. An error names the setting that was wrong.
+        exits having changed nothing. An error names the setting that was wrong. With
+        ``CHRONIK_AUTO_MIGRATE=false`` no DDL runs: a store whose tables are missing or
+        behind is MigrationsPendingError, one line naming ``chronik migrate``.
         """
         settings = self.settings
-        types = EventTypes(
-            [t for s in self.specs for t in s.event_types],
-            upcasters=[u for s in self.specs for u in s.upcasters],
-        )
         publishes = any(s.language is not None and s.translate is not None for s in self.specs)
         consumes = any(s.consumers for s in self.specs)
         if ("relay" in self.roles and publishes) or ("consumers" in self.roles and consumes):
@@ -161,57 +160,20 @@ class Runtime:
             )
         setting = "CHRONIK_EVENT_STORE_URL" if settings.event_store_url else "CHRONIK_DATA_DIR"
         try:
-            self.database = await opened_from(setting, open_database(settings.store_url))
+            database = await opened_from(
+                setting, open_database(settings.store_url, migrate=settings.auto_migrate)
+            )
         except BaseException:
             if self.broker is not None:
                 await self.broker.close()
             raise
-        self.store = self.database.event_store(types)
-        self.messages = self.database.messages()
-        backend = self.database.projections()
-        self.process_index = process_index(self.store, backend)
-        projections = [p for s in self.specs for p in s.projections]
-        beat = heartbeat_for(settings.stale_after)
-        self.engine = ProjectionEngine(
-            self.store,
-            projections,
-            backend=backend,
-            heartbeat=beat,
-            stale_after=settings.stale_after,
-        )
-        self.inline = InlineProjections(
-            self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
-        )
-        await backend.setup()
-        await self.inline.setup()
-        for spec in self.specs:
-            if spec.language is not None and spec.translate is not None:
-                outbox = Outbox(
-                    self.store,
-                    spec.translate,
-                    spec.language,
-                    source=spec.name,
-                    storage=self.messages,
-                )
-                await outbox.setup()
-                self.outboxes.append(outbox)
-        for spec in self.specs:
-            for consumer_spec in spec.consumers:
-                consumer = Consumer(
-                    consumer_spec.name,
-                    self.store,
-                    consumer_spec.language,
-                    consumer_spec.handlers(self),
-                    storage=self.messages,
-                )
-                await consumer.setup()
-                self.consumers.append(consumer)
-            if spec.workers is not None:
-                self.workers.extend(spec.workers(self))
-        for worker in self.workers:
-            worker.heartbeat, worker.stale_after = beat, settings.stale_after
-            await worker.setup()
-        self.migrated = True
+        try:
+            await self.prepare(database)
+        except BaseException:
+            if self.broker is not None:
+                await self.broker.close()
+            await database.close()
+            raise
         for spec in self.specs:
             if spec.on_start is not None:
                 await spec.on_start(self)
@@ -228,6 +190,78 @@ class Runtime:
         if "processes" in self.roles:
             for worker in self.workers:
                 self._spawn(worker.run(self._stop), worker.name)
+
+    async def prepare(self, database: Database) -> None:
+        """Wire every part to ``database`` and make its tables; start nothing.
+
+        Opened with ``migrate=False`` the database runs no DDL: the tables are checked
+        first (``chronik.runtime.migrations``) and anything pending is refused, before
+        a part so much as looks. ``chronik migrate`` calls this with a database that may
+        migrate, and also begins the rebuilds of projections whose version changed.
+        """
+        self.wire(database)
+        if not database.auto_migrate:
+            refuse_pending(await plan(database, self.store, self.specs), database.url)
+        settings = self.settings
+        beat = heartbeat_for(settings.stale_after)
+        await self.engine.setup()
+        await self.inline.setup()
+        for outbox in self.outboxes:
+            await outbox.setup()
+        for consumer in self.consumers:
+            await consumer.setup()
+        for worker in self.workers:
+            worker.heartbeat, worker.stale_after = beat, settings.stale_after
+            await worker.setup()
+        self.migrated = True
+
+    def wire(self, database: Database) -> None:
+        """Make the parts on ``database``: no I/O yet."""
+        settings = self.settings
+        types = EventTypes(
+            [t for s in self.specs for t in s.event_types],
+            upcasters=[u for s in self.specs for u in s.upcasters],
+        )
+        self.database = database
+        self.store = self.database.event_store(types)
+        self.messages = self.database.messages()
+        backend = self.database.projections()
+        self.process_index = process_index(self.store, backend)
+        projections = [p for s in self.specs for p in s.projections]
+        self.engine = ProjectionEngine(
+            self.store,
+            projections,
+            backend=backend,
+            heartbeat=heartbeat_for(settings.stale_after),
+            stale_after=settings.stale_after,
+        )
+        self.inline = InlineProjections(
+            self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
+        )
+        for spec in self.specs:
+            if spec.language is not None and spec.translate is not None:
+                self.outboxes.append(
+                    Outbox(
+                        self.store,
+                        spec.translate,
+                        spec.language,
+                        source=spec.name,
+                        storage=self.messages,
+                    )
+                )
+        for spec in self.specs:
+            for consumer_spec in spec.consumers:
+                self.consumers.append(
+                    Consumer(
+                        consumer_spec.name,
+                        self.store,
+                        consumer_spec.language,
+                        consumer_spec.handlers(self),
+                        storage=self.messages,
+                    )
+                )
+            if spec.workers is not None:
+                self.workers.extend(spec.workers(self))
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         async def guarded() -> None:

@@ -14,7 +14,17 @@ import re
 
 from chronik.errors import ConfigurationError
 
-__all__ = ["EVENTS", "MESSAGES", "READ_MODELS", "SCHEMA_NAME", "in_schema", "lock_key"]
+__all__ = [
+    "BOOTSTRAP",
+    "BOOTSTRAP_NAME",
+    "EVENTS",
+    "MESSAGES",
+    "PARTS",
+    "READ_MODELS",
+    "SCHEMA_NAME",
+    "in_schema",
+    "lock_key",
+]
 
 #: what a schema name may be: it is then safe between double quotes
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -40,6 +50,13 @@ def in_schema(template: str, schema: str) -> str:
         raise ConfigurationError(f"postgres schema {schema!r} is not valid")
     return template.replace("{s}", f'"{schema}"')
 
+
+#: The schema and the table of applied migrations, made before any migration runs.
+BOOTSTRAP = """CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE IF NOT EXISTS {s}.chronik_migrations (
+    name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"""
+#: how ``chronik migrate --status`` names the bootstrap (it is recorded nowhere)
+BOOTSTRAP_NAME = "chronik_migrations"
 
 #: The events, their snapshots, the data subjects' keys, and the append functions.
 EVENTS: list[tuple[str, str]] = [
@@ -433,3 +450,10 @@ MESSAGES: list[tuple[str, str]] = [
         """,
     )
 ]
+
+#: Every part's migrations, in the order ``chronik migrate`` applies them.
+PARTS: dict[str, list[tuple[str, str]]] = {
+    "events": EVENTS,
+    "read models": READ_MODELS,
+    "messages": MESSAGES,
+}
