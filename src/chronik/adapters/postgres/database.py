@@ -244,7 +244,11 @@ class PostgresDatabase:
             async with self.pool.connection() as conn:
                 await conn.execute("SELECT pg_advisory_lock(%s)", (key - 1,))
                 try:
-                    await conn.execute(ddl.in_schema(ddl.BOOTSTRAP, schema))
+                    cur = await conn.execute("SELECT to_regnamespace(%s)::text", (schema,))
+                    found = await cur.fetchone()
+                    if found is None or found[0] is None:
+                        await conn.execute(ddl.in_schema(ddl.CREATE_SCHEMA, schema))
+                    await conn.execute(ddl.in_schema(ddl.MIGRATIONS_TABLE, schema))
                     cur = await conn.execute(
                         ddl.in_schema("SELECT name FROM {s}.chronik_migrations", schema)
                     )

@@ -17,8 +17,10 @@ from chronik.errors import ConfigurationError
 __all__ = [
     "BOOTSTRAP",
     "BOOTSTRAP_NAME",
+    "CREATE_SCHEMA",
     "EVENTS",
     "MESSAGES",
+    "MIGRATIONS_TABLE",
     "PARTS",
     "READ_MODELS",
     "SCHEMA_NAME",
@@ -52,9 +54,13 @@ def in_schema(template: str, schema: str) -> str:
 
 
 #: The schema and the table of applied migrations, made before any migration runs.
-BOOTSTRAP = """CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.chronik_migrations (
+#: The schema is created only if it is not there: CREATE SCHEMA needs the right to create
+#: in the database even when the schema exists, and a role that owns only its schema
+#: (made by the operator, docs/deploy.md) has not.
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {s};"
+MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS {s}.chronik_migrations (
     name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"""
+BOOTSTRAP = f"{CREATE_SCHEMA}\n{MIGRATIONS_TABLE}"
 #: how ``chronik migrate --status`` names the bootstrap (it is recorded nowhere)
 BOOTSTRAP_NAME = "chronik_migrations"
 
