@@ -185,7 +185,7 @@ class Postgres:
 
         with psycopg.connect(self.url, autocommit=True) as conn:
             for statement in statements:
-                conn.execute(statement)  # type: ignore[arg-type]  # our own names only
+                conn.execute(statement)  # our own names only
 
     def prepare(self, contexts: tuple[str, ...]) -> None:
         statements = [f"CREATE ROLE {self.owner} LOGIN", f"CREATE ROLE {self.runtime} LOGIN"]
@@ -223,7 +223,7 @@ class Postgres:
         import psycopg
 
         with psycopg.connect(self.url) as conn:
-            row = conn.execute(sql.replace("{s}", self.schema(context))).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql.replace("{s}", self.schema(context))).fetchone()
             return int(row[0]) if row else 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -48,26 +49,22 @@ def share_of(amount_cents: int) -> int:
     return max(1, (amount_cents * SHARE_PERCENT + 50) // 100)
 
 
+def _nginx() -> str | None:
+    found = shutil.which("nginx")
+    return found or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
 @pytest.fixture(scope="module")
 def nginx() -> str:
-    """Debian's nginx, installed here if it is missing and this is a Debian as root."""
-    found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None
-    )
-    if found is None and shutil.which("apt-get") and hasattr(__import__("os"), "geteuid"):
-        import os
-
-        if os.geteuid() == 0:
-            subprocess.run(
-                ["apt-get", "install", "-y", "--no-install-recommends", "nginx-light"],
-                capture_output=True,
-                timeout=600,
-                check=False,
-                env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-            )
-            found = shutil.which("nginx") or (
-                "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-            )
+    """Debian's nginx; installed here (nginx-light) when missing, on Debian as root."""
+    found = _nginx()
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx-light"]
+        for attempt in (install, ["apt-get", "update"], install):
+            subprocess.run(attempt, capture_output=True, timeout=600, check=False, env=env)
+            if (found := _nginx()) is not None:
+                break
     if found is None:
         service_missing("nginx is not installed and could not be (apt-get install nginx-light)")
     return str(found)
@@ -123,7 +120,7 @@ async def _acked_everything(durable: str) -> bool:
     nc = await nats.connect(f"nats://{NATS_HOST}:{NATS_PORT}", connect_timeout=5)
     try:
         info = await nc.jetstream().consumer_info("CHRONIK", durable)
-        return info.num_pending == 0 and info.num_ack_pending == 0
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
     finally:
         await nc.close()
 
