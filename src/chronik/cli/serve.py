@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -27,8 +27,10 @@ from chronik.cli.run import (
     settings_from,
     store_url_from,
 )
+from chronik.errors import ChronikError
 from chronik.eventstore import EventTypes
 from chronik.runtime.service import ServiceSpec
+from chronik.runtime.settings import LoadedSettings, Settings, load_settings
 
 #: a context of nothing, so that a Runtime can name the schema's own tables
 _NO_CONTEXT = ServiceSpec(name="store", event_types=())
@@ -71,16 +73,30 @@ def relay(
     store_url: StoreUrl = None,
     data_dir: DataDir = None,
     batch: Annotated[int, typer.Option(help="Messages per pipelined batch.")] = 256,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Serve /healthz, /readyz and /metrics here (CHRONIK_HTTP_PORT)."),
+    ] = None,
 ) -> None:
-    """Relay the outbox to the broker until SIGTERM or Ctrl-C (for its own Deployment)."""
-    settings = settings_from(broker_url=broker_url)
+    """Relay the outbox to the broker until SIGTERM or Ctrl-C (for its own Deployment).
+
+    Configured by the environment alone if need be (CHRONIK_BROKER_URL,
+    CHRONIK_EVENT_STORE_URL). With CHRONIK_HTTP_PORT (or --port) set it serves the
+    probes and metrics there, as ``chronik serve`` does; without, none (so that several
+    relays on one machine need no port each).
+    """
+    url = store_url_from(store_url, data_dir)
+    loaded = _loaded(broker_url=broker_url, event_store_url=url, http_port=port, run="relay")
+    settings = loaded.settings
     if settings.broker_url.lower().startswith("memory:"):
         errors.print(
             "[red]configuration:[/] CHRONIK_BROKER_URL: the relay needs nats:// or amqp://; "
             "memory:// reaches no other process"
         )
         raise typer.Exit(2)
-    url = store_url_from(store_url, data_dir)
+    if "http_port" in loaded.sources:
+        _relay_with_probes(settings, url)
+        return
 
     async def work() -> None:
         import signal
@@ -100,9 +116,9 @@ def relay(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with opened(url, create=True) as database:
+            async with opened(url, create=True, migrate=settings.auto_migrate) as database:
                 storage = database.messages()
-                await storage.setup()
+                await storage.setup()  # without auto-migrate: a check, no DDL
                 worker = Relay(
                     database.event_store(EventTypes([])), broker, storage=storage, batch=batch
                 )
@@ -116,6 +132,32 @@ def relay(
         errors.print(f"relay stopped after {worker.relayed} messages")
 
     run(work)
+
+
+def _loaded(**flags: Any) -> LoadedSettings:
+    """The settings and where each came from; one line and exit 2 if wrong."""
+    try:
+        return load_settings(flags)
+    except ChronikError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _relay_with_probes(settings: Settings, url: str) -> None:
+    """The relay as a runtime of the relay role alone, served as ``chronik serve`` is."""
+    configured(lambda: require("http", "chronik relay --port"))
+    from chronik.http.serve import serve as serve_http
+    from chronik.runtime.observability import configure_logging
+    from chronik.runtime.service import Runtime
+
+    configure_logging(settings.log_level, settings.log_format)
+    specs = [_NO_CONTEXT]
+    runtime = Runtime(settings, specs, relay_all=True)
+    errors.print(
+        f"relaying the outbox of {escape(redact(url))} to {escape(redact(settings.broker_url))}"
+        f"; probes on port {settings.http_port}"
+    )
+    run(lambda: serve_http(settings, specs, runtime=runtime))
 
 
 def migrate(

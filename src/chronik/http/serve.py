@@ -25,20 +25,25 @@ __all__ = ["serve"]
 log = logging.getLogger("chronik.serve")
 
 
-async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
-    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT)."""
-    runtime = Runtime(settings, specs)
-    await runtime.start()
+async def serve(
+    settings: Settings, specs: Sequence[ServiceSpec], *, runtime: Runtime | None = None
+) -> None:
+    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT).
+
+    ``runtime``: one made already, of these settings and specs (``chronik relay``'s).
+    """
+    service: Runtime = runtime if runtime is not None else Runtime(settings, specs)
+    await service.start()
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     exit_by: list[float] = []
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if runtime.shutting_down:  # a second signal: stop now
+            if service.shutting_down:  # a second signal: stop now
                 super().handle_exit(sig, frame)
                 return
-            runtime.shutting_down = True
+            service.shutting_down = True
             exit_by.append(time.monotonic() + settings.shutdown_grace)
             log.info(
                 "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
@@ -52,7 +57,7 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
 
     drain_budget = max(1.0, settings.shutdown_grace - settings.shutdown_drain_delay - 3.0)
     config = uvicorn.Config(
-        create_app(runtime),
+        create_app(service),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -74,7 +79,7 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
     finally:
         left = (exit_by[0] - time.monotonic()) if exit_by else settings.shutdown_grace
         try:
-            await asyncio.wait_for(runtime.stop(), max(0.5, left))
+            await asyncio.wait_for(service.stop(), max(0.5, left))
         except TimeoutError:
             log.warning("workers did not stop within the grace period")
         log.info("stopped after %.1f s", time.monotonic() - started)

@@ -111,8 +111,13 @@ class Runtime:
     consumers, workers. The composition root: every part gets the roles it needs from the
     one database opened here."""
 
-    def __init__(self, settings: Settings, specs: Sequence[ServiceSpec]) -> None:
+    def __init__(
+        self, settings: Settings, specs: Sequence[ServiceSpec], *, relay_all: bool = False
+    ) -> None:
+        """``relay_all``: the relay role relays the store's whole outbox, though none of
+        ``specs`` publishes (``chronik relay``: whoever wrote the outbox)."""
         names = [s.name for s in specs]
+        self.relay_all = relay_all
         if not specs or len(set(names)) != len(names):
             raise ConfigurationError(f"a service needs contexts with distinct names, got {names}")
         self.settings = settings
@@ -151,7 +156,9 @@ class Runtime:
         behind is MigrationsPendingError, one line naming ``chronik migrate``.
         """
         settings = self.settings
-        publishes = any(s.language is not None and s.translate is not None for s in self.specs)
+        publishes = self.relay_all or any(
+            s.language is not None and s.translate is not None for s in self.specs
+        )
         consumes = any(s.consumers for s in self.specs)
         if ("relay" in self.roles and publishes) or ("consumers" in self.roles and consumes):
             self.broker = await opened_from(
@@ -184,7 +191,9 @@ class Runtime:
                 await consumer.start(self.broker)
         if "projections" in self.roles:
             await self.engine.start()
-        if "relay" in self.roles and self.broker is not None and self.outboxes:
+        if "relay" in self.roles and self.broker is not None and (self.outboxes or self.relay_all):
+            if self.relay_all:  # the outbox's tables, which no outbox here set up
+                await self.messages.setup()
             self.relay = Relay(self.store, self.broker, storage=self.messages)
             self._spawn(self.relay.run(self._stop), "relay")
         if "processes" in self.roles:
