@@ -210,7 +210,8 @@ class Runtime:
         """
         self.wire(database)
         if not database.auto_migrate:
-            refuse_pending(await plan(database, self.store, self.specs), database.url)
+            steps = await plan(database, self.store, self.specs)
+            refuse_pending(steps, redact(self.settings.store_url))
         settings = self.settings
         beat = heartbeat_for(settings.stale_after)
         await self.engine.setup()
