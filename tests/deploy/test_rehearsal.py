@@ -125,6 +125,13 @@ async def _acked_everything(durable: str) -> bool:
         await nc.close()
 
 
+#: A connection to nginx per request. ingress-nginx changes its upstreams without a reload
+#: (its Lua balancer); the stand-in here reloads, and a reload closes the idle keep-alive
+#: connections of its old workers, which races a client's next request on one of them
+#: (a ReadError that is nginx's, not the pods'). So the rollout is measured, not that.
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
+
 @dataclass
 class Load:
     """Steady traffic through the Ingress: a new lead, then reading it back, over and over."""
@@ -135,7 +142,9 @@ class Load:
     requests: int = 0
 
     async def run(self, stop: asyncio.Event, worker: int) -> None:
-        async with httpx.AsyncClient(base_url=self.url, headers=AUTH, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=self.url, headers=AUTH, timeout=30, limits=NO_KEEPALIVE
+        ) as client:
             n = 0
             while not stop.is_set():
                 n += 1
@@ -255,7 +264,9 @@ async def test_the_distributed_overlay_migrates_serves_rolls_and_fails_over_behi
         stop_controller = asyncio.Event()
         controller = asyncio.create_task(cluster.controller(probes, stop_controller))
         try:
-            async with httpx.AsyncClient(base_url=ingress.url, timeout=30) as client:
+            async with httpx.AsyncClient(
+                base_url=ingress.url, timeout=30, limits=NO_KEEPALIVE
+            ) as client:
                 through = Through(client)
                 # Every prefix reaches its context, prefix and all.
                 for context in CONTEXTS:
