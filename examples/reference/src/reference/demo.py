@@ -98,6 +98,13 @@ async def seed_and_explain(base: str, data_dir: Path, console: Console) -> None:
             seeded = "seeded example data"
         else:
             seeded = f"kept the data in {data_dir} ({len(leads)} leads)"
+        turnable = (await client.get("/admin/clock")).status_code == 200
+    clock = (
+        "The processes' clock turns (a trip awaiting approval is cancelled after 48 hours):\n"
+        f"  chronik clock advance 48h --url {base}\n\n"
+        if turnable
+        else ""
+    )
     console.print(
         f"""
 [bold]chronik demo[/]: sales, campaigns and travel in one process
@@ -116,7 +123,10 @@ Try:
   curl -s -X POST {base}/travel/trips -H 'content-type: application/json' \\
        -d '{{"traveller": "Dorothy", "destination": "Paris", "depart_on": "2030-05-01"}}'
 
-A walk through it all: docs/tour.md. Ctrl-C stops; starting again keeps the data.
+{clock}A walk through it all: docs/tour.md. Ctrl-C stops; starting again keeps the data.
 """,
         highlight=False,
+        # Lines as written, however narrow the terminal, or none (a pipe, a log file):
+        # a curl line cut in two cannot be pasted.
+        soft_wrap=True,
     )
