@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from runtime_process import BASE_ENV, CHRONIK, free_port
+from runtime_process import BASE_ENV, CHRONIK, chronik, free_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -326,3 +326,37 @@ def test_the_demo_refuses_a_clock_it_does_not_know(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "CHRONIK_CLOCK (from flag)" in done.stderr and "'sundial'" in done.stderr
+
+
+# -- chronik clock -------------------------------------------------------------------
+
+
+async def test_chronik_clock_shows_and_turns_the_demos_clock_and_says_what_is_wrong(
+    demo: Demo, tmp_path: Path
+) -> None:
+    await demo.said("A walk through it all")
+    shown = await chronik("clock", "show", "--url", demo.url)
+    assert shown.code == 0, shown.err
+    assert re.fullmatch(
+        r"the processes' clock reads \S+ \(0\.00 h ahead of the system's\)\n", shown.out
+    )
+    turned = await chronik("clock", "advance", "1d12h", "--url", demo.url)
+    assert turned.code == 0, turned.err
+    assert "(36.00 h ahead of the system's)" in turned.out
+
+    unreadable = await chronik("clock", "advance", "soon", "--url", demo.url)
+    assert unreadable.code == 2
+    assert "'soon' is not a duration" in unreadable.err
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = await chronik("clock", "show", "--url", nobody)
+    assert unreachable.code == 1
+    assert unreachable.err_lines[0].startswith(f"error: {nobody}/admin/clock: ")
+    assert len(unreachable.err_lines) == 1, unreachable.err
+
+    async with serving(tmp_path / "serve", {"CHRONIK_DATA_DIR": str(tmp_path / "s")}) as served:
+        system = await chronik("clock", "advance", "48h", "--url", served.url)
+    assert system.code == 1
+    assert system.err_lines == [
+        f"error: {served.url}/admin/clock/advance: 404: the service runs no virtual clock "
+        "(CHRONIK_CLOCK=virtual with CHRONIK_DEMO=1; `chronik demo` sets both)"
+    ]
