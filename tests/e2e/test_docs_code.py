@@ -95,3 +95,18 @@ def test_every_block_that_does_not_say_why_it_cannot_run_runs(path: Path, tmp_pa
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+
+
+def test_the_docs_cite_only_files_the_repository_holds() -> None:
+    """A page that says "see X.md" names a file a reader of this repository can open."""
+    trees = ("docs", "src", "examples", "tests", "benchmarks", "deploy")
+    held = {p.name for tree in trees for p in (ROOT / tree).rglob("*") if p.is_file()}
+    held |= {p.name for p in ROOT.iterdir() if p.is_file()}
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *DOCS.rglob("*.md")]
+    missing = {
+        f"{page.relative_to(ROOT)}: {name}"
+        for page in pages
+        for name in re.findall(r"\b([A-Za-z0-9_.-]+\.md)\b", page.read_text())
+        if name not in held
+    }
+    assert not missing, sorted(missing)
