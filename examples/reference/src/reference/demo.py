@@ -8,6 +8,8 @@ runs once it is ready, ``run_tour`` is the event store's tour.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,18 @@ async def seed(client: httpx.AsyncClient) -> None:
     )
 
 
+def _chronik() -> str:
+    """How the shell that started this demo calls the same ``chronik`` command."""
+    started = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("chronik")
+    if on_path is not None and Path(on_path).resolve() == started:
+        return "chronik"
+    try:
+        return str(started.relative_to(Path.cwd()))  # .venv/bin/chronik in a clone
+    except ValueError:
+        return str(started)
+
+
 async def seed_and_explain(base: str, data_dir: Path, console: Console) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         await _ready(client)
@@ -101,7 +115,7 @@ async def seed_and_explain(base: str, data_dir: Path, console: Console) -> None:
         turnable = (await client.get("/admin/clock")).status_code == 200
     clock = (
         "The processes' clock turns (a trip awaiting approval is cancelled after 48 hours):\n"
-        f"  chronik clock advance 48h --url {base}\n\n"
+        f"  {_chronik()} clock advance 48h --url {base}\n\n"
         if turnable
         else ""
     )
