@@ -4,7 +4,7 @@ The demo runs as a subprocess whose stdout is a pipe (never a terminal), on its 
 and data directory. ``docs/tour.md``'s "Turning the clock" block is run line by line
 against it, as a shell would run it; each line whose comment is JSON must print that
 JSON (reads are repeated until they do: the processes act within a second or two).
-SIGTERM in the middle of a burst of requests answers every one of them; SIGTERM while
+SIGTERM (or Ctrl-C) in the middle of a burst of requests answers every one of them; SIGTERM while
 the demo seeds ends it cleanly, with exit code 0.
 """
 
@@ -64,8 +64,8 @@ class Demo:
                 raise AssertionError(f"the demo did not say {text!r} within {within:g} s: {self}")
             await asyncio.sleep(0.05)
 
-    def terminate(self) -> float:
-        self.process.send_signal(signal.SIGTERM)
+    def terminate(self, sig: signal.Signals = signal.SIGTERM) -> float:
+        self.process.send_signal(sig)
         return time.monotonic()
 
     async def exit_code(self, within: float = GRACE) -> int:
@@ -268,8 +268,9 @@ async def test_the_tours_clock_cancels_a_trip_nobody_approved_and_a_campaign_of_
 # -- stopping ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 async def test_sigterm_in_a_burst_of_requests_answers_every_request_and_exits_0(
-    demo: Demo,
+    demo: Demo, sig: signal.Signals
 ) -> None:
     await demo.said("seeded example data")
     burst = 200
@@ -293,7 +294,7 @@ async def test_sigterm_in_a_burst_of_requests_answers_every_request_and_exits_0(
     ) as client:
         requests = [asyncio.create_task(one(client, n)) for n in range(burst)]
         await all_sent.wait()  # every request is on its way, none answered yet
-        demo.terminate()
+        demo.terminate(sig)
         outcomes = await asyncio.gather(*requests, return_exceptions=True)
     failures = [repr(o) for o in outcomes if isinstance(o, BaseException)]
     assert failures == [], f"{len(failures)} of {burst} got no answer: {failures[:3]}{demo}"
