@@ -4,8 +4,8 @@ The demo runs as a subprocess whose stdout is a pipe (never a terminal), on its 
 and data directory. ``docs/tour.md``'s "Turning the clock" block is run line by line
 against it, as a shell would run it; each line whose comment is JSON must print that
 JSON (reads are repeated until they do: the processes act within a second or two).
-SIGTERM (or Ctrl-C) in the middle of a burst of requests answers every one of them; SIGTERM while
-the demo seeds ends it cleanly, with exit code 0.
+SIGTERM (or Ctrl-C) in the middle of a burst of requests answers every one of them;
+SIGTERM while the demo seeds ends it cleanly, with exit code 0.
 """
 
 from __future__ import annotations
