@@ -5,6 +5,7 @@ Other contexts may import ``campaigns.contracts`` only (it publishes nothing yet
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 
@@ -31,7 +32,7 @@ def spec() -> Any:
         return [
             Processes(
                 runtime.store,
-                [CampaignPublishing()],
+                [CampaignPublishing(timedelta(seconds=runtime.settings.partner_timeout))],
                 {
                     domain.ReserveBudget: h.reserve_budget,
                     domain.ReleaseBudget: h.release_budget,
@@ -42,6 +43,7 @@ def spec() -> Any:
                 backend=runtime.database.projections(),
                 index=runtime.process_index,
                 name="campaigns_processes",
+                clock=runtime.clock,
             )
         ]
 

@@ -44,6 +44,7 @@ def spec() -> Any:
                 backend=runtime.database.projections(),
                 index=runtime.process_index,
                 name="travel_processes",
+                clock=runtime.clock,
             )
         ]
 
