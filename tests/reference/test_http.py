@@ -28,7 +28,8 @@ from chronik.http.problems import PROBLEM
 from chronik.runtime.service import Runtime, ServiceSpec
 from chronik.runtime.settings import Settings
 from sales import handlers as sales_handlers
-from sales.domain import ContactDetails, ContactDetailsChanged
+from sales.commands import ContactLead, CreateLead
+from sales.domain import ContactDetailsChanged
 
 Json = Any
 
@@ -272,11 +273,11 @@ class TestSales:
         self,
     ) -> None:
         async with serving(sales.spec()) as svc:
-            now = datetime.now(UTC)
-            store = svc.runtime.store
-            await sales_handlers.initialize(store, "a1", ContactDetails("Ada Able", "12345"), now)
-            await sales_handlers.initialize(store, "z9", ContactDetails("Ada Zed", "12345"), now)
-            done = await sales_handlers.change(store, "z9", lambda lead: lead.contact("hi", now))
+            ids = iter(["a1", "z9"])
+            h = sales_handlers.LeadHandlers(svc.runtime.store, new_id=lambda: next(ids))
+            await h.create_lead(CreateLead("Ada Able", "12345"))
+            await h.create_lead(CreateLead("Ada Zed", "12345"))
+            _, done = await h.contact(ContactLead("z9", "hi"))
             svc.position = str(done.position)
             found = await svc.read("/leads?q=ada&status=contacted&limit=1")
         assert [d["lead_id"] for d in found] == ["z9"]

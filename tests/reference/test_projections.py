@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from campaigns import domain as campaigns
+from campaigns.partner import BEHAVIOUR_HEADER
 from campaigns.projections import CampaignBoard
 from chronik.adapters import open_database
-from chronik.eventstore import EventTypes
+from chronik.eventstore import EventTypes, Metadata, NewEvent
 from chronik.projections import Projection, ProjectionEngine, ReadModels
 from sales import domain as sales
 from sales.projections import LeadAnalysis, LeadSearch
@@ -245,8 +246,12 @@ def board(url: str, streams: Streams) -> AbstractAsyncContextManager[ReadModels]
     return projected(url, campaigns.EVENTS, [CampaignBoard()], streams)
 
 
-def created(campaign_id: str, behaviour: str = "confirm") -> campaigns.CampaignCreated:
-    return campaigns.CampaignCreated(campaign_id, f"Ad {campaign_id}", 1_000, behaviour, T0)
+def created(campaign_id: str, behaviour: str = "confirm") -> NewEvent:
+    """A campaign's creation, with the demo's partner behaviour as the append's header."""
+    return NewEvent(
+        campaigns.CampaignCreated(campaign_id, f"Ad {campaign_id}", 1_000, T0),
+        metadata=Metadata(headers={BEHAVIOUR_HEADER: behaviour}),
+    )
 
 
 def activating(campaign_id: str) -> campaigns.ActivationRequested:
@@ -319,7 +324,7 @@ class TestCampaignBoard:
 
 
 def requested(trip_id: str) -> travel.TripRequested:
-    return travel.TripRequested(trip_id, "Grace", "Lyon", date(2026, 6, 1), "none", "L1", T0)
+    return travel.TripRequested(trip_id, "Grace", "Lyon", date(2026, 6, 1), "L1", T0)
 
 
 FLIGHT, HOTEL = "FL-100", "HT-101"
