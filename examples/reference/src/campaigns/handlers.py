@@ -117,13 +117,15 @@ class CampaignHandlers:
 
     async def credit_order(self, c: commands.CreditOrder) -> None:
         """A sales order grows the budget, or is recorded with why it does not (one append)."""
-        now = self.clock.now()
-        if c.credit_cents is not None:
-            cents = c.credit_cents
-            act: Callable[[Budget], object] = lambda b: b.increase(cents, c.order_id, now)  # noqa: E731
-        else:
-            act = lambda b: b.not_credited(c.order_id, c.amount, c.currency, c.reason, now)  # noqa: E731
-        await self.budgets.handle(BUDGET, act, retries=BUDGET_RETRIES, create=True)
+        now, cents = self.clock.now(), c.credit_cents
+
+        def credit(budget: Budget) -> None:
+            if cents is None:
+                budget.not_credited(c.order_id, c.amount, c.currency, c.reason, now)
+            else:
+                budget.increase(cents, c.order_id, now)
+
+        await self.budgets.handle(BUDGET, credit, retries=BUDGET_RETRIES, create=True)
 
     # -- the publishing saga's commands --------------------------------------------------
 
