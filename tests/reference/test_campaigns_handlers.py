@@ -163,3 +163,34 @@ class TestStoredEventsOfTheOldShape:
         obj = store.types.parse("campaign-c0", 1, raw)
         event = store.types.decode_slow("campaign-c0", 1, "campaigns.campaign_created", 1, obj, {})
         assert event == domain.CampaignCreated("c0", "Old", 900, T0)
+
+
+class TestTheSagasCompensations:
+    async def test_a_released_reservation_gives_the_money_back_once(
+        self, handlers: CampaignHandlers
+    ) -> None:
+        await handlers.top_up(commands.TopUpBudget(5_000))
+        await handlers.reserve_budget(domain.ReserveBudget("c1", 3_000))
+        assert (await handlers.budgets.load(BUDGET)).available_cents == 2_000
+        await handlers.release_budget(domain.ReleaseBudget("c1", 3_000))
+        await handlers.release_budget(domain.ReleaseBudget("c1", 3_000))
+        assert (await handlers.budgets.load(BUDGET)).available_cents == 5_000
+
+    async def test_a_reservation_beyond_the_budget_is_refused_not_raised(
+        self, handlers: CampaignHandlers, store: BaseEventStore
+    ) -> None:
+        await handlers.top_up(commands.TopUpBudget(1_000))
+        await handlers.reserve_budget(domain.ReserveBudget("c1", 3_000))
+        last = (await store.read_stream("budget-main"))[-1]
+        assert last.event == domain.BudgetRefused("c1", 3_000, 1_000, T0)
+
+    async def test_the_saga_rejects_or_cancels_an_activating_campaign(
+        self, handlers: CampaignHandlers
+    ) -> None:
+        rejected, cancelled = await created(handlers, 1_000), await created(handlers, 1_000)
+        for campaign_id in (rejected, cancelled):
+            await handlers.activate(commands.ActivateCampaign(campaign_id))
+        await handlers.reject_campaign(domain.RejectCampaign(rejected, "budget"))
+        await handlers.cancel_campaign(domain.CancelCampaign(cancelled, "no answer"))
+        assert (await handlers.campaigns.load(rejected)).status == domain.CampaignStatus.REJECTED
+        assert (await handlers.campaigns.load(cancelled)).reason == "no answer"

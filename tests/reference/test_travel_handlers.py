@@ -176,3 +176,25 @@ class TestStoredEventsOfTheOldShape:
         obj = store.types.parse("trip-t0", 2, raw)
         event = store.types.decode_slow("trip-t0", 2, "travel.trip_confirmed", 1, obj, {})
         assert event == domain.TripConfirmed("t0", T0, None)
+
+
+class TestTheBookingProcessesCompensations:
+    async def test_cancelling_the_bookings_then_the_trip_leaves_nothing_booked(
+        self, travel: TravelHandlers
+    ) -> None:
+        trip_id = await requested(travel)
+        await booked_and_awaiting(travel, trip_id)
+        await travel.cancel_flight(domain.CancelFlight(trip_id))
+        await travel.cancel_hotel(domain.CancelHotel(trip_id))
+        await travel.cancel_trip(domain.CancelTrip(trip_id, "no approval within 48 hours"))
+        trip = await travel.trips.load(trip_id)
+        assert (trip.flight, trip.hotel, trip.status) == (None, None, domain.TripStatus.CANCELLED)
+
+    async def test_a_trip_is_confirmed_only_once_approved(self, travel: TravelHandlers) -> None:
+        trip_id = await requested(travel)
+        await booked_and_awaiting(travel, trip_id)
+        await travel.confirm_trip(domain.ConfirmTrip(trip_id))
+        assert (await travel.trips.load(trip_id)).status == domain.TripStatus.AWAITING_APPROVAL
+        await travel.approve(commands.ApproveTrip(trip_id, "the manager"))
+        await travel.confirm_trip(domain.ConfirmTrip(trip_id))
+        assert (await travel.trips.load(trip_id)).status == domain.TripStatus.CONFIRMED
