@@ -32,7 +32,9 @@ def spec() -> Any:
             partner = FakePartner(
                 behaviour_of=behaviour_from_headers(runtime.store, handlers.CAMPAIGNS)
             )
-            made[id(runtime)] = handlers.CampaignHandlers(runtime.store, partner)
+            made[id(runtime)] = handlers.CampaignHandlers(
+                runtime.store, partner, clock=runtime.clock
+            )
         return made[id(runtime)]
 
     def workers(runtime: Runtime) -> list[Processes]:

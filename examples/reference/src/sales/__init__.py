@@ -24,7 +24,7 @@ def spec() -> Any:
 
     def lead_handlers(runtime: Runtime) -> handlers.LeadHandlers:
         if id(runtime) not in made:
-            made[id(runtime)] = handlers.LeadHandlers(runtime.store)
+            made[id(runtime)] = handlers.LeadHandlers(runtime.store, clock=runtime.clock)
         return made[id(runtime)]
 
     return ServiceSpec(

@@ -30,7 +30,7 @@ def spec() -> Any:
     def travel_handlers(runtime: Runtime) -> TravelHandlers:
         if id(runtime) not in made:
             bookings = Bookings(simulation_of=simulation_from_headers(runtime.store, TRIPS))
-            made[id(runtime)] = TravelHandlers(runtime.store, bookings)
+            made[id(runtime)] = TravelHandlers(runtime.store, bookings, clock=runtime.clock)
         return made[id(runtime)]
 
     def workers(runtime: Runtime) -> list[Processes]:
