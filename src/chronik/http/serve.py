@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -26,24 +27,33 @@ log = logging.getLogger("chronik.serve")
 
 
 async def serve(
-    settings: Settings, specs: Sequence[ServiceSpec], *, runtime: Runtime | None = None
+    settings: Settings,
+    specs: Sequence[ServiceSpec],
+    *,
+    stopping: asyncio.Event | None = None,
+    prepared: Runtime | None = None,
 ) -> None:
     """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT).
 
-    ``runtime``: one made already, of these settings and specs (``chronik relay``'s).
+    ``stopping``, when given, is set at the first signal, when the drain begins; setting
+    it stops the server as that signal would (``chronik demo`` stops its seeding on it,
+    and sets it from its own signal handlers when a signal comes before the server runs).
+    ``prepared``: a runtime made already, of these settings and specs (``chronik relay``'s).
     """
-    service: Runtime = runtime if runtime is not None else Runtime(settings, specs)
-    await service.start()
+    runtime = prepared if prepared is not None else Runtime(settings, specs)
+    await runtime.start()
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     exit_by: list[float] = []
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if service.shutting_down:  # a second signal: stop now
+            if runtime.shutting_down:  # a second signal: stop now
                 super().handle_exit(sig, frame)
                 return
-            service.shutting_down = True
+            runtime.shutting_down = True
+            if stopping is not None:
+                loop.call_soon_threadsafe(stopping.set)
             exit_by.append(time.monotonic() + settings.shutdown_grace)
             log.info(
                 "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
@@ -57,7 +67,7 @@ async def serve(
 
     drain_budget = max(1.0, settings.shutdown_grace - settings.shutdown_drain_delay - 3.0)
     config = uvicorn.Config(
-        create_app(service),
+        create_app(runtime),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -66,6 +76,13 @@ async def serve(
         access_log=False,
     )
     server = Server(config)
+
+    async def stop_when_asked(asked: asyncio.Event) -> None:
+        await asked.wait()
+        if not runtime.shutting_down:  # set by someone else than a signal: act as one
+            server.handle_exit(signal.SIGTERM, None)
+
+    watcher = asyncio.create_task(stop_when_asked(stopping)) if stopping is not None else None
     log.info(
         "serving %s on http://%s:%d%s (%s)",
         ", ".join(s.name for s in specs),
@@ -77,9 +94,11 @@ async def serve(
     try:
         await server.serve()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         left = (exit_by[0] - time.monotonic()) if exit_by else settings.shutdown_grace
         try:
-            await asyncio.wait_for(service.stop(), max(0.5, left))
+            await asyncio.wait_for(runtime.stop(), max(0.5, left))
         except TimeoutError:
             log.warning("workers did not stop within the grace period")
         log.info("stopped after %.1f s", time.monotonic() - started)
