@@ -9,10 +9,12 @@ on PostgreSQL the service runs as a role that may not create anything.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -330,3 +332,23 @@ async def test_a_role_with_only_usage_and_dml_runs_the_service_the_migrate_job_p
     async with running(_as_role(postgres_url, runtime_role, pg_schema)) as runtime:
         await create_a_campaign(runtime)
     assert schema_objects(owner_url) == before
+
+
+async def test_a_requested_rebuild_in_a_service_that_may_not_migrate_errs_saying_why(
+    store_url: str,
+) -> None:
+    migrate(store_url, "--app", APP)
+    before = schema_objects(store_url)
+    async with running(store_url) as runtime:
+        await runtime.database.projections().request("campaign_board", "rebuild")
+        deadline = time.monotonic() + 60
+        while True:
+            [board] = [s for s in await runtime.engine.statuses() if s.name == "campaign_board"]
+            if board.state == "error":
+                break
+            assert time.monotonic() < deadline, board
+            await asyncio.sleep(0.1)
+        assert board.error is not None
+        assert "a requested rebuild: run it where the role may create tables" in board.error
+        assert any("campaign_board is error" in r for r in await runtime.readiness())
+    assert schema_objects(store_url) == before

@@ -41,6 +41,14 @@ def _json(value: Any) -> str:
     return _encode(value).decode()
 
 
+#: what a service that may not migrate says to do about a projection's tables
+_CREATE_REMEDY = "run `chronik migrate` with this service's CHRONIK_APP"
+_REBUILD_REMEDY = (
+    "a version change: `chronik migrate` with this service's CHRONIK_APP makes them; a "
+    "requested rebuild: run it where the role may create tables (docs/deploy.md#migrations)"
+)
+
+
 class _Tx:
     def __init__(self, conn: psycopg.AsyncConnection[Any], schema: str) -> None:
         self.conn = conn
@@ -288,12 +296,11 @@ class PostgresProjectionBackend:
             statements += self._views_ddl(name, generation, tables)
         return "".join(f"{statement};\n" for statement in statements)
 
-    def _refuse_ddl(self, name: str, what: str) -> None:
+    def _refuse_ddl(self, name: str, what: str, remedy: str = _CREATE_REMEDY) -> None:
         if not self.database.auto_migrate:
             raise MigrationsPendingError(
                 f"PostgreSQL at {self.database.url}, schema {self.schema!r}: projection "
-                f"{name!r} {what}, and CHRONIK_AUTO_MIGRATE is off: run `chronik migrate` "
-                "with this service's CHRONIK_APP"
+                f"{name!r} {what}, and CHRONIK_AUTO_MIGRATE is off: {remedy}"
             )
 
     async def _create_generation(
@@ -344,7 +351,7 @@ class PostgresProjectionBackend:
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
         if tables:
-            self._refuse_ddl(name, f"needs tables of version {version}")
+            self._refuse_ddl(name, f"needs new tables for version {version}", _REBUILD_REMEDY)
         async with self.database.transaction() as conn:
             cur = await conn.execute(
                 self._q(

@@ -58,6 +58,14 @@ def _row(values: Sequence[Any]) -> ProjectionRow:
     )
 
 
+#: what a service that may not migrate says to do about a projection's tables
+_CREATE_REMEDY = "run `chronik migrate` with this service's CHRONIK_APP"
+_REBUILD_REMEDY = (
+    "a version change: `chronik migrate` with this service's CHRONIK_APP makes them; a "
+    "requested rebuild: run it where the role may create tables (docs/deploy.md#migrations)"
+)
+
+
 class _Tx:
     """One projection transaction on the database's writer connection."""
 
@@ -236,12 +244,11 @@ class SQLiteProjectionBackend:
             statements += _views_ddl(name, generation, tables)
         return "".join(f"{statement};\n" for statement in statements)
 
-    def _refuse_ddl(self, name: str, what: str) -> None:
+    def _refuse_ddl(self, name: str, what: str, remedy: str = _CREATE_REMEDY) -> None:
         if not self.database.auto_migrate:
             raise MigrationsPendingError(
                 f"SQLite database {str(self.database.path)!r}: projection {name!r} {what}, "
-                "and CHRONIK_AUTO_MIGRATE is off: run `chronik migrate` with this service's "
-                "CHRONIK_APP"
+                f"and CHRONIK_AUTO_MIGRATE is off: {remedy}"
             )
 
     @contextlib.asynccontextmanager
@@ -301,7 +308,7 @@ class SQLiteProjectionBackend:
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
         if tables:
-            self._refuse_ddl(name, f"needs tables of version {version}")
+            self._refuse_ddl(name, f"needs new tables for version {version}", _REBUILD_REMEDY)
         async with self.database.transaction() as conn:
             (generation,) = conn.execute(
                 "SELECT generation FROM chronik_projections WHERE name = ?", (name,)
