@@ -32,6 +32,7 @@ from chronik.errors import EventStoreError, LostLeadershipError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.projections.health import (
     HEARTBEAT,
     STALE_AFTER,
@@ -51,7 +52,7 @@ __all__ = [
     "RebuildProgress",
 ]
 
-log = logging.getLogger("chronik.projections")
+log = logging.getLogger(__name__)
 
 #: the longest a failed runner waits before trying again: short enough that readiness
 #: comes back soon after the database does
@@ -83,6 +84,7 @@ class ProjectionRunner:
         standby_wait: float = 2.0,
         heartbeat: float = HEARTBEAT,
         stale_after: float = STALE_AFTER,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         type(projection).check()
         self.projection = projection
@@ -96,6 +98,7 @@ class ProjectionRunner:
         self.standby_wait = standby_wait
         self.heartbeat = heartbeat
         self.stale_after = stale_after
+        self.instruments = instruments
         self.type_names = sorted(
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
@@ -262,6 +265,7 @@ class ProjectionRunner:
         self, events: Sequence[RecordedEvent], to: int, generation: int, *, rebuilding: bool
     ) -> None:
         expected = self._checkpoint_of(rebuilding)
+        started = time.perf_counter()
         try:
             await self._commit(events, generation, rebuilding, expected, to)
         except _HandlerFailed as failed:
@@ -271,6 +275,7 @@ class ProjectionRunner:
                 await self._commit(events[:index], generation, rebuilding, expected, before)
                 expected = before
             await self._retry_or_park(events[index], failed.cause, generation, rebuilding, expected)
+        self.instruments.projection_batch(self.name, time.perf_counter() - started, len(events))
 
     def _checkpoint_of(self, rebuilding: bool) -> int:
         if rebuilding:
