@@ -58,7 +58,7 @@ def serve(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
     run(lambda: serve_http(settings, specs))
 
 
@@ -155,7 +155,7 @@ def demo(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
 
     async def work() -> None:
         server = asyncio.create_task(serve_http(settings, specs))

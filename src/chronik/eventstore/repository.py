@@ -165,7 +165,8 @@ class Repository(Generic[A]):
         except EventStoreError as exc:
             # The events are stored; a missing snapshot only makes the next load longer.
             log.warning(
-                "snapshot of %r at version %d not stored: %s", stream_id, aggregate.version, exc
+                "snapshot not stored",
+                extra={"stream": stream_id, "version": aggregate.version, "error": str(exc)},
             )
 
     async def execute(

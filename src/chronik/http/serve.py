@@ -22,7 +22,7 @@ from chronik.runtime.settings import Settings
 
 __all__ = ["serve"]
 
-log = logging.getLogger("chronik.serve")
+log = logging.getLogger(__name__)
 
 
 async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
@@ -41,7 +41,8 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
             runtime.shutting_down = True
             exit_by.append(time.monotonic() + settings.shutdown_grace)
             log.info(
-                "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
+                "signal: not ready, draining",
+                extra={"signal": sig, "drain_seconds": settings.shutdown_drain_delay},
             )
             loop.call_soon_threadsafe(
                 loop.call_later, settings.shutdown_drain_delay, self._stop_accepting
@@ -62,12 +63,12 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
     )
     server = Server(config)
     log.info(
-        "serving %s on http://%s:%d%s (%s)",
-        ", ".join(s.name for s in specs),
-        settings.http_host,
-        settings.http_port,
-        settings.http_root_path,
-        settings.run,
+        "serving",
+        extra={
+            "contexts": [s.name for s in specs],
+            "url": f"http://{settings.http_host}:{settings.http_port}{settings.http_root_path}",
+            "run": settings.run,
+        },
     )
     try:
         await server.serve()
@@ -76,5 +77,8 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
         try:
             await asyncio.wait_for(runtime.stop(), max(0.5, left))
         except TimeoutError:
-            log.warning("workers did not stop within the grace period")
-        log.info("stopped after %.1f s", time.monotonic() - started)
+            log.warning(
+                "workers did not stop within the grace period",
+                extra={"grace_seconds": settings.shutdown_grace},
+            )
+        log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})

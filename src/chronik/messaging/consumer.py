@@ -157,7 +157,10 @@ class Consumer:
                 for message_id in await self.storage.requested_redeliveries(self.name):
                     await self.redeliver(message_id)
             except ChronikError as exc:
-                log.warning("consumer %s: redelivery requests failed: %s", self.name, exc)
+                log.warning(
+                    "consumer's redelivery requests failed",
+                    extra={"consumer": self.name, "error": str(exc)},
+                )
 
     async def _hook(self, conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
         headers = events[0].metadata.headers or {}
@@ -244,7 +247,14 @@ class Consumer:
 
     async def _bury(self, delivery: Delivery, error: str, attempts: int) -> None:
         log.error(
-            "consumer %s: message %s goes to the dead letters: %s", self.name, delivery.id, error
+            "consumer dead-letters a message",
+            extra={
+                "consumer": self.name,
+                "message_id": delivery.id,
+                "type": delivery.type,
+                "attempts": attempts,
+                "error": error,
+            },
         )
         await self.storage.add_dead_letter(
             DeadLetter(

@@ -86,7 +86,7 @@ class Relay:
                     delay = self.backoff
             except EventStoreError as exc:
                 self.state, self.error = "error", str(exc)
-                log.warning("relay: %s; again in %.1f s", exc, delay)
+                log.warning("relay interrupted", extra={"error": str(exc), "retry_in": delay})
                 await _sleep(stop, delay)
                 delay = min(delay * 2, self.max_backoff)
         self.state = "stopped"
@@ -131,7 +131,10 @@ class Relay:
                     await _finish(marking)
                     marking = None
                     self.state, self.error = "broker_down", f"{type(failure).__name__}: {failure}"
-                    log.warning("relay: broker refused (%s); again in %.1f s", failure, delay)
+                    log.warning(
+                        "relay's publish refused",
+                        extra={"error": self.error, "retry_in": delay, "messages": len(rows)},
+                    )
                     await _sleep(stop, delay)
                     delay = min(delay * 2, self.max_backoff)
                 else:

@@ -242,7 +242,7 @@ class Runtime:
             try:
                 await work
             except Exception:
-                log.exception("%s stopped with an error", name)
+                log.exception("worker stopped with an error", extra={"worker": name})
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
