@@ -52,4 +52,5 @@ class NoInstruments:
         pass
 
 
+#: the instruments of a part nobody measures
 NO_INSTRUMENTS: Instruments = NoInstruments()

@@ -616,10 +616,10 @@ async def test_serve_starts_answers_healthz_and_stops_on_sigterm(
     lines = [json.loads(line) for line in served.stderr.splitlines()]  # every line is JSON
     events = [line["event"] for line in lines]
     assert all(line["service"] == "chronik" for line in lines)
-    [serving] = [line for line in lines if line["event"] == "serving"]
-    assert serving["contexts"] == ["tickets"]
-    assert serving["url"].startswith("http://127.0.0.1:")
-    assert serving["logger"] == "chronik.http.serve"
+    [started] = [line for line in lines if line["event"] == "serving"]
+    assert started["contexts"] == ["tickets"]
+    assert started["url"].startswith("http://127.0.0.1:")
+    assert started["logger"] == "chronik.http.serve"
     [signal] = [line for line in lines if line["event"] == "signal: not ready, draining"]
     assert signal["signal"] == 15
     assert events[-1] == "stopped"
