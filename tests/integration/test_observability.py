@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from chronik.runtime.observability import configure_logging
 from chronik.runtime.service import Runtime
 from chronik.runtime.settings import load_settings
 
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 #: every chronik family: name (as the parser names it: a counter's ``_total`` is on its
 #: samples) -> (type, the unit its name carries; None for a 0/1 flag)
 CHRONIK_FAMILIES = {
@@ -164,6 +166,16 @@ async def test_every_chronik_series_has_the_name_and_type_of_the_table(embedded:
         if family.type == "histogram":
             buckets = {s.labels["le"] for s in family.samples if s.name.endswith("_bucket")}
             assert not family.samples or "+Inf" in buckets, family.name
+
+
+def test_the_metrics_table_of_the_docs_is_this_table() -> None:
+    documented = re.findall(r"^\| `(chronik_[a-z_]+)` \| ([a-z]+) \|", OPERATIONS.read_text(), re.M)
+    exported = {
+        f"{name}_total" if kind == "counter" else name: kind
+        for name, (kind, _) in CHRONIK_FAMILIES.items()
+    }
+    assert dict(documented) == exported
+    assert len(documented) == len(exported), "a series documented twice"
 
 
 async def test_no_created_series_doubles_the_count(embedded: Service) -> None:
