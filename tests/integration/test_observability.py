@@ -29,6 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 import reference
+from chronik.errors import StoreUnavailableError
 from chronik.http.app import create_app
 from chronik.runtime.observability import configure_logging
 from chronik.runtime.service import Runtime
@@ -245,6 +246,22 @@ async def test_appends_projection_pages_relay_and_consumer_are_timed(embedded: S
 
 async def _positive(value: Any) -> bool:
     return bool(await value > 0)
+
+
+async def test_a_scrape_while_the_store_is_away_answers_not_ready(
+    embedded: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def away(*args: object, **kwargs: object) -> Any:
+        raise StoreUnavailableError("the database cannot be reached")
+
+    # What the scrape reads from the store: its head, the runners' rows, the outbox.
+    monkeypatch.setattr(embedded.runtime.store, "head_position", away)
+    monkeypatch.setattr(embedded.runtime.messages, "outbox_status", away)
+    monkeypatch.setattr(embedded.runtime, "projection_statuses", away)
+    [ready] = await embedded.samples("chronik_ready")
+    assert ready.value == 0
+    [outbox] = await embedded.samples("chronik_outbox_pending_messages")
+    assert outbox.value == 0  # the last value read, none yet
 
 
 # -- logs ----------------------------------------------------------------------------------

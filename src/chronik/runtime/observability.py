@@ -17,6 +17,7 @@ implements. docs/operations.md lists every series.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import sys
@@ -35,6 +36,11 @@ if TYPE_CHECKING:
     from chronik.runtime.service import Runtime
 
 __all__ = ["Metrics", "configure_logging"]
+
+log = logging.getLogger(__name__)
+
+#: the longest a scrape waits for the stored state (readiness waits as long for the store)
+STORED_WAIT = 2.0
 
 # Buckets by what is measured (seconds). An append is a transaction of a millisecond or
 # so, a group commit a few; a request adds JSON and a read; a projection page holds up to
@@ -276,10 +282,17 @@ class Metrics:
         )
         self.ready.set(0 if await runtime.readiness() else 1)
         try:
-            statuses = await runtime.projection_statuses()
-        except (ChronikError, OSError):
-            statuses = []  # the store is away: readiness says so; the gauges keep their values
-        for status in statuses:
+            await asyncio.wait_for(self._read_stored(runtime), STORED_WAIT)
+        except (ChronikError, OSError, TimeoutError) as exc:
+            # The scrape still answers (chronik_ready says 0): an alert needs the series.
+            # The stored gauges keep their last values meanwhile.
+            log.warning(
+                "metrics: stored state not read", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
+
+    async def _read_stored(self, runtime: Runtime) -> None:
+        """The gauges whose values are in the database: lag, parked, outbox, dead letters."""
+        for status in await runtime.projection_statuses():
             self.projection_lag.labels(status.name).set(status.lag_events)
             self.projection_lag_seconds.labels(status.name).set(status.lag_seconds)
             self.projection_parked.labels(status.name).set(status.parked)
