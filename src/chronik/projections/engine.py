@@ -352,6 +352,8 @@ class ProjectionRunner:
                 "position": recorded.position,
                 "attempts": attempts,
                 "error": error,
+                # the conversation the event belongs to, to find the request that caused it
+                "correlation_id": recorded.metadata.correlation_id,
             },
         )
         async with self.backend.transaction() as btx:
