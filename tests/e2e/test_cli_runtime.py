@@ -179,7 +179,7 @@ async def test_config_show_with_unknown_settings_allowed_warns_in_one_line() -> 
     done = await chronik("config", "show", env=env)
     assert done.code == 0, done.err
     assert done.err_lines == [
-        "warning: chronik.settings: CHRONIK_HTTP_PROT (from env): not a chronik setting "
+        "warning: chronik.runtime.settings: CHRONIK_HTTP_PROT (from env): not a chronik setting "
         "(did you mean CHRONIK_HTTP_PORT?); ignored"
     ]
     rows = _table(done.out)

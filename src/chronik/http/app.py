@@ -179,6 +179,8 @@ class RequestContext:
             ):
                 await self.app(scope, receive, send_with_ids)
         except Exception:
+            if responded:
+                raise  # the answer is under way: the server logs it and ends the connection
             # Answered here, not re-raised: Starlette's error middleware would log the
             # traceback once more through the server. One error, one traceback.
             template, context = self.routes.of(scope.get("route"))
@@ -186,8 +188,6 @@ class RequestContext:
                 "request failed",
                 extra={"method": method, "route": template, "context": context},
             )
-            if responded:
-                raise  # the answer is under way: the server ends the connection
             internal = problem(
                 500, "Internal error", "an unexpected error happened", request=Request(scope)
             )
