@@ -616,6 +616,9 @@ async def test_serve_starts_answers_healthz_and_stops_on_sigterm(
     lines = [json.loads(line) for line in served.stderr.splitlines()]  # every line is JSON
     events = [line["event"] for line in lines]
     assert all(line["service"] == "chronik" for line in lines)
+    # uvicorn's lines too, without the coloured copy of their text it passes as extra
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    assert not any("color_message" in line for line in lines)
     [started] = [line for line in lines if line["event"] == "serving"]
     assert started["contexts"] == ["tickets"]
     assert started["url"].startswith("http://127.0.0.1:")

@@ -107,7 +107,15 @@ def configure_logging(
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 
-_extra_fields = structlog.stdlib.ExtraAdder()
+_extra_adder = structlog.stdlib.ExtraAdder()
+
+
+def _extra_fields(logger: Any, name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    """A record's ``extra`` as fields; but uvicorn's ``color_message``, the same text again
+    with terminal colours."""
+    fields = _extra_adder(logger, name, event)
+    fields.pop("color_message", None)
+    return fields
 
 
 class _Counted:
