@@ -59,7 +59,7 @@ def serve(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
     run(lambda: serve_http(settings, specs))
 
 
@@ -167,7 +167,7 @@ def demo(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
 
     async def work() -> None:
         # A signal before the server has taken over SIGTERM and SIGINT (while the store

@@ -40,11 +40,12 @@ from chronik.projections.health import (
     ProjectionStatus,
     heartbeat_for,
 )
+from chronik.runtime.observability import Metrics
 from chronik.runtime.settings import Settings, opened_from
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
-log = logging.getLogger("chronik.runtime")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ class Runtime:
         self.relay: Relay | None = None
         self.consumers: list[Consumer] = []
         self.workers: list[Worker] = []
+        #: its Prometheus metrics, which its parts report to (``/metrics`` shows them)
+        self.metrics = Metrics(settings.service)
         #: the clock processes read (``CHRONIK_CLOCK``): a context passes it to its
         #: ``Processes``; ``virtual`` is a ``TurnableClock`` kept in the data directory
         self.clock: Clock = SystemClock()
@@ -174,6 +177,7 @@ class Runtime:
                 await self.broker.close()
             raise
         self.store = self.database.event_store(types)
+        self.store.instruments = self.metrics
         self.messages = self.database.messages()
         backend = self.database.projections()
         self.process_index = process_index(self.store, backend)
@@ -185,6 +189,7 @@ class Runtime:
             backend=backend,
             heartbeat=beat,
             stale_after=settings.stale_after,
+            instruments=self.metrics,
         )
         self.inline = InlineProjections(
             self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
@@ -210,6 +215,7 @@ class Runtime:
                     consumer_spec.language,
                     consumer_spec.handlers(self),
                     storage=self.messages,
+                    instruments=self.metrics,
                 )
                 await consumer.setup()
                 self.consumers.append(consumer)
@@ -230,7 +236,9 @@ class Runtime:
         if "projections" in self.roles:
             await self.engine.start()
         if "relay" in self.roles and self.broker is not None and self.outboxes:
-            self.relay = Relay(self.store, self.broker, storage=self.messages)
+            self.relay = Relay(
+                self.store, self.broker, storage=self.messages, instruments=self.metrics
+            )
             self._spawn(self.relay.run(self._stop), "relay")
         if "processes" in self.roles:
             for worker in self.workers:
@@ -241,7 +249,7 @@ class Runtime:
             try:
                 await work
             except Exception:
-                log.exception("%s stopped with an error", name)
+                log.exception("worker stopped with an error", extra={"worker": name})
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
