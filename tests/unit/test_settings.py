@@ -240,11 +240,11 @@ def test_allowing_unknown_settings_turns_the_refusal_into_a_warning(
 ) -> None:
     monkeypatch.setenv("CHRONIK_HTTP_PROT", "9000")
     flags = place(source, "allow_unknown_settings", "true")
-    with caplog.at_level(logging.WARNING, logger="chronik.settings"):
+    with caplog.at_level(logging.WARNING, logger="chronik.runtime.settings"):
         loaded = load_settings(flags)
     assert loaded.settings.allow_unknown_settings is True
     assert loaded.settings.http_port == 8000
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "chronik.settings"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "chronik.runtime.settings"]
     assert warning.startswith("CHRONIK_HTTP_PROT (from env): not a chronik setting (did you mean")
     assert warning.endswith("; ignored")
 

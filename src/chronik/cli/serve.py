@@ -65,7 +65,7 @@ def serve(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
     run(lambda: serve_http(settings, specs))
 
 
@@ -151,7 +151,7 @@ def _relay_with_probes(settings: Settings, url: str) -> None:
     from chronik.runtime.observability import configure_logging
     from chronik.runtime.service import Runtime
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
     specs = [_NO_CONTEXT]
     runtime = Runtime(settings, specs, relay_all=True)
     errors.print(
@@ -268,7 +268,7 @@ def demo(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
 
     async def work() -> None:
         # A signal before the server has taken over SIGTERM and SIGINT (while the store

@@ -32,6 +32,7 @@ from chronik.eventstore.port import (
     Undecodable,
 )
 from chronik.eventstore.signal import HeadSignal
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 
 __all__ = [
     "AppendHook",
@@ -160,6 +161,8 @@ class BaseEventStore(abc.ABC):
     #: converts the stored id / time to UUID / aware datetime; None when the driver does.
     _load_id: Callable[[Any], UUID] | None = None
     _load_time: Callable[[Any], datetime] | None = None
+    #: where repositories report append timings and retries (the runtime sets its metrics)
+    instruments: Instruments = NO_INSTRUMENTS
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from chronik.runtime.settings import Settings
 
 __all__ = ["serve"]
 
-log = logging.getLogger("chronik.serve")
+log = logging.getLogger(__name__)
 
 
 async def serve(
@@ -56,7 +56,8 @@ async def serve(
                 loop.call_soon_threadsafe(stopping.set)
             exit_by.append(time.monotonic() + settings.shutdown_grace)
             log.info(
-                "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
+                "signal: not ready, draining",
+                extra={"signal": sig, "drain_seconds": settings.shutdown_drain_delay},
             )
             loop.call_soon_threadsafe(
                 loop.call_later, settings.shutdown_drain_delay, self._stop_accepting
@@ -84,12 +85,12 @@ async def serve(
 
     watcher = asyncio.create_task(stop_when_asked(stopping)) if stopping is not None else None
     log.info(
-        "serving %s on http://%s:%d%s (%s)",
-        ", ".join(s.name for s in specs),
-        settings.http_host,
-        settings.http_port,
-        settings.http_root_path,
-        settings.run,
+        "serving",
+        extra={
+            "contexts": [s.name for s in specs],
+            "url": f"http://{settings.http_host}:{settings.http_port}{settings.http_root_path}",
+            "run": settings.run,
+        },
     )
     try:
         await server.serve()
@@ -100,5 +101,8 @@ async def serve(
         try:
             await asyncio.wait_for(runtime.stop(), max(0.5, left))
         except TimeoutError:
-            log.warning("workers did not stop within the grace period")
-        log.info("stopped after %.1f s", time.monotonic() - started)
+            log.warning(
+                "workers did not stop within the grace period",
+                extra={"grace_seconds": settings.shutdown_grace},
+            )
+        log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})

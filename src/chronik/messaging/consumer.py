@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -34,13 +35,14 @@ from chronik.errors import (
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata
 from chronik.eventstore.port import Metadata, RecordedEvent
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.messaging.contracts import PublishedLanguage, public_spec
 from chronik.messaging.envelope import Envelope, decode_envelope
 from chronik.messaging.port import Broker, DeadLetter, Delivery, MessageStorage, Subscription
 
 __all__ = ["Consumer", "Handler", "MessageContext"]
 
-log = logging.getLogger("chronik.consumer")
+log = logging.getLogger(__name__)
 
 INBOX_HEADER = "chronik-inbox"
 _NAME = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
@@ -84,6 +86,7 @@ class Consumer:
         storage: MessageStorage,
         retries: int = 5,
         retry_backoff: float = 0.1,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         if not _NAME.fullmatch(name):
             raise ConfigurationError(
@@ -95,6 +98,7 @@ class Consumer:
         self.storage = storage
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.instruments = instruments
         self._handlers: dict[str, Handler] = {}
         for cls, handler in handlers.items():
             spec = public_spec(cls)
@@ -153,7 +157,10 @@ class Consumer:
                 for message_id in await self.storage.requested_redeliveries(self.name):
                     await self.redeliver(message_id)
             except ChronikError as exc:
-                log.warning("consumer %s: redelivery requests failed: %s", self.name, exc)
+                log.warning(
+                    "consumer's redelivery requests failed",
+                    extra={"consumer": self.name, "error": str(exc)},
+                )
 
     async def _hook(self, conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
         headers = events[0].metadata.headers or {}
@@ -186,11 +193,16 @@ class Consumer:
         if handler is None:
             await self.storage.record_handled(self.name, delivery.id)
             return
+        started = time.perf_counter()
         try:
             await self._handle(handler, event, envelope, delivery)
         except _Dead:
+            self.instruments.consumer_handled(
+                self.name, time.perf_counter() - started, "dead_lettered"
+            )
             return
         self.handled += 1
+        self.instruments.consumer_handled(self.name, time.perf_counter() - started, "handled")
 
     async def _handle(
         self, handler: Handler, event: Any, envelope: Envelope, delivery: Delivery
@@ -235,7 +247,14 @@ class Consumer:
 
     async def _bury(self, delivery: Delivery, error: str, attempts: int) -> None:
         log.error(
-            "consumer %s: message %s goes to the dead letters: %s", self.name, delivery.id, error
+            "consumer dead-letters a message",
+            extra={
+                "consumer": self.name,
+                "message_id": delivery.id,
+                "type": delivery.type,
+                "attempts": attempts,
+                "error": error,
+            },
         )
         await self.storage.add_dead_letter(
             DeadLetter(

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 from chronik.errors import EventStoreError
 from chronik.eventstore.base import BaseEventStore
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.messaging.port import Broker, MessageStorage, OutboxRow, OutgoingMessage
 
 __all__ = ["Relay", "RelayStatus"]
 
-log = logging.getLogger("chronik.relay")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Relay:
         max_backoff: float = 5.0,
         standby_wait: float = 2.0,
         retention: float = 3600.0,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -60,6 +62,7 @@ class Relay:
         self.max_backoff = max_backoff
         self.standby_wait = standby_wait
         self.retention = retention
+        self.instruments = instruments
         self.state = "starting"
         self.relayed = 0
         self.error: str | None = None
@@ -83,7 +86,7 @@ class Relay:
                     delay = self.backoff
             except EventStoreError as exc:
                 self.state, self.error = "error", str(exc)
-                log.warning("relay: %s; again in %.1f s", exc, delay)
+                log.warning("relay interrupted", extra={"error": str(exc), "retry_in": delay})
                 await _sleep(stop, delay)
                 delay = min(delay * 2, self.max_backoff)
         self.state = "stopped"
@@ -115,7 +118,9 @@ class Relay:
                     continue
                 self.state = "relaying"
                 reading = asyncio.create_task(self.storage.pending(self.batch, rows[-1].position))
+                started = time.perf_counter()
                 published, failure = await self._publish(rows)
+                self.instruments.relay_publish(time.perf_counter() - started, len(rows))
                 await _finish(marking)
                 marking = None
                 if published:
@@ -126,7 +131,10 @@ class Relay:
                     await _finish(marking)
                     marking = None
                     self.state, self.error = "broker_down", f"{type(failure).__name__}: {failure}"
-                    log.warning("relay: broker refused (%s); again in %.1f s", failure, delay)
+                    log.warning(
+                        "relay's publish refused",
+                        extra={"error": self.error, "retry_in": delay, "messages": len(rows)},
+                    )
                     await _sleep(stop, delay)
                     delay = min(delay * 2, self.max_backoff)
                 else:

@@ -64,7 +64,7 @@ from chronik.projections.port import ProjectionBackend
 
 __all__ = ["CommandHandler", "Processes"]
 
-log = logging.getLogger("chronik.processes")
+log = logging.getLogger(__name__)
 
 #: what handles a command a process sends: an async function of the command
 CommandHandler = Callable[[Any], Awaitable[None]]
@@ -165,7 +165,10 @@ class Processes:
                         self._timers(stop),
                     )
             except (EventStoreError, _Stop) as exc:
-                log.error("processes %s stopped: %s; again in 5 s", self.name, exc)
+                log.error(
+                    "processes stopped",
+                    extra={"processes": self.name, "error": str(exc), "retry_in": 5.0},
+                )
                 await self._report_all("error", f"{type(exc).__name__}: {exc}", led)
                 await _sleep(stop, 5.0)
             except Exception as exc:
@@ -251,7 +254,10 @@ class Processes:
                 if found and found[0].position == parked.position:
                     await on_event(found[0])  # parks it again if it still fails
         else:
-            log.warning("processes %s: request %r ignored", name, row.request)
+            log.warning(
+                "processes ignore an unknown request",
+                extra={"processes": name, "request": row.request},
+            )
         beat = self._beats[name]
         await beat.report(beat.state, beat.detail, clear_request=row.request)
 
@@ -350,7 +356,17 @@ class Processes:
         error = _error_text(exc)
         if policy.then == "stop":
             raise _Stop(f"{what}: {error} (policy: stop)") from exc
-        log.error("%s gives up on %s after retries (%s): %s", what, trigger, policy.then, error)
+        log.error(
+            "process gives up after retries",
+            extra={
+                "what": what,
+                "trigger": trigger,
+                "then": policy.then,
+                "position": recorded.position if recorded is not None else None,
+                "stream": recorded.stream_id if recorded is not None else None,
+                "error": error,
+            },
+        )
         if policy.then == "park" and recorded is not None:
             # Kept with the projections' parked events: `chronik projections parked NAME`.
             async with self.backend.transaction() as btx:
@@ -389,7 +405,10 @@ class Processes:
         tid = str(doc["id"])
         handler = manager.timeout_handler(name)
         if handler is None:
-            log.warning("process %s has no on_timeout(%r)", manager.name, name)
+            log.warning(
+                "process has no handler for its timeout",
+                extra={"process_manager": manager.name, "timeout": name},
+            )
             return 0
 
         def find(current: ProcessState) -> Callable[..., None] | None:

@@ -32,6 +32,7 @@ from chronik.errors import EventStoreError, LostLeadershipError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.projections.health import (
     HEARTBEAT,
     STALE_AFTER,
@@ -51,7 +52,7 @@ __all__ = [
     "RebuildProgress",
 ]
 
-log = logging.getLogger("chronik.projections")
+log = logging.getLogger(__name__)
 
 #: the longest a failed runner waits before trying again: short enough that readiness
 #: comes back soon after the database does
@@ -83,6 +84,7 @@ class ProjectionRunner:
         standby_wait: float = 2.0,
         heartbeat: float = HEARTBEAT,
         stale_after: float = STALE_AFTER,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         type(projection).check()
         self.projection = projection
@@ -96,6 +98,7 @@ class ProjectionRunner:
         self.standby_wait = standby_wait
         self.heartbeat = heartbeat
         self.stale_after = stale_after
+        self.instruments = instruments
         self.type_names = sorted(
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
@@ -138,9 +141,14 @@ class ProjectionRunner:
             except Exception as exc:
                 self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, EventStoreError | LostLeadershipError):
-                    log.warning("projection %s: %s; again in %.1f s", self.name, exc, backoff)
+                    log.warning(
+                        "projection interrupted",
+                        extra={"projection": self.name, "error": str(exc), "retry_in": backoff},
+                    )
                 else:  # not an outage: a bug, whose traceback is worth the lines
-                    log.exception("projection %s failed; again in %.1f s", self.name, backoff)
+                    log.exception(
+                        "projection failed", extra={"projection": self.name, "retry_in": backoff}
+                    )
                 if led and not isinstance(exc, LostLeadershipError):  # else the row is another's
                     await self._write_status(force=True, quiet=True)
                 await _sleep(stop, backoff)
@@ -200,10 +208,8 @@ class ProjectionRunner:
             row = await self.backend.create(self.name, spec.version, spec.tables, spec.indexes)
         elif row.version != spec.version and row.rebuild_version != spec.version:
             log.info(
-                "projection %s: code is at version %d, tables at %d: rebuilding beside them",
-                self.name,
-                spec.version,
-                row.version,
+                "projection rebuilds beside its tables",
+                extra={"projection": self.name, "version": spec.version, "tables": row.version},
             )
             row = await self.backend.begin_rebuild(
                 self.name, spec.version, spec.tables, spec.indexes
@@ -252,7 +258,8 @@ class ProjectionRunner:
             self._rebuild_started = None
             self._progress.advance(self.checkpoint)
             log.info(
-                "projection %s: rebuilt; now serving generation %d", self.name, self._row.generation
+                "projection rebuilt",
+                extra={"projection": self.name, "generation": self._row.generation},
             )
         return True
 
@@ -262,6 +269,7 @@ class ProjectionRunner:
         self, events: Sequence[RecordedEvent], to: int, generation: int, *, rebuilding: bool
     ) -> None:
         expected = self._checkpoint_of(rebuilding)
+        started = time.perf_counter()
         try:
             await self._commit(events, generation, rebuilding, expected, to)
         except _HandlerFailed as failed:
@@ -271,6 +279,7 @@ class ProjectionRunner:
                 await self._commit(events[:index], generation, rebuilding, expected, before)
                 expected = before
             await self._retry_or_park(events[index], failed.cause, generation, rebuilding, expected)
+        self.instruments.projection_batch(self.name, time.perf_counter() - started, len(events))
 
     def _checkpoint_of(self, rebuilding: bool) -> int:
         if rebuilding:
@@ -335,13 +344,17 @@ class ProjectionRunner:
                 cause = failed.cause
         error = "".join(traceback.format_exception_only(cause)).strip()
         log.error(
-            "projection %s parks %s v%d (position %d) after %d attempts: %s",
-            self.name,
-            recorded.stream_id,
-            recorded.version,
-            recorded.position,
-            attempts,
-            error,
+            "projection parks an event",
+            extra={
+                "projection": self.name,
+                "stream": recorded.stream_id,
+                "version": recorded.version,
+                "position": recorded.position,
+                "attempts": attempts,
+                "error": error,
+                # the conversation the event belongs to, to find the request that caused it
+                "correlation_id": recorded.metadata.correlation_id,
+            },
         )
         async with self.backend.transaction() as btx:
             await btx.park(self.name, recorded, error, attempts)
@@ -372,7 +385,10 @@ class ProjectionRunner:
                 await self.backend.unpark(self.name, parked.position)
             self.parked_count = 0
         else:
-            log.warning("projection %s: unknown request %r ignored", self.name, request)
+            log.warning(
+                "projection ignores an unknown request",
+                extra={"projection": self.name, "request": request},
+            )
         await self._reporter.report(self.state, self.error, clear_request=request)
 
     async def _replay_parked(self) -> None:
@@ -401,10 +417,13 @@ class ProjectionRunner:
                 async with self.backend.transaction() as btx:
                     await btx.park(self.name, recorded, error, parked.attempts + 1)
                 log.error(
-                    "projection %s: parked position %d fails again: %s",
-                    self.name,
-                    parked.position,
-                    error,
+                    "projection's parked event fails again",
+                    extra={
+                        "projection": self.name,
+                        "stream": recorded.stream_id,
+                        "position": parked.position,
+                        "error": error,
+                    },
                 )
         self.parked_count = len(await self.backend.parked(self.name))
 

@@ -5,16 +5,20 @@ A service is described by ``ServiceSpec``s (one per bounded context) and run by 
 name and wires every role. ``chronik serve`` (``chronik.http.serve``) runs one.
 """
 
+from chronik.instruments import NO_INSTRUMENTS, Instruments, NoInstruments
 from chronik.runtime.observability import Metrics, configure_logging
 from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec, Worker
 from chronik.runtime.settings import ROLES, LoadedSettings, Settings, load_settings, opened_from
 from chronik.runtime.specs import load_specs
 
 __all__ = [
+    "NO_INSTRUMENTS",
     "ROLES",
     "ConsumerSpec",
+    "Instruments",
     "LoadedSettings",
     "Metrics",
+    "NoInstruments",
     "Runtime",
     "ServiceSpec",
     "Settings",

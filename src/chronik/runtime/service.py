@@ -41,11 +41,12 @@ from chronik.projections.health import (
     heartbeat_for,
 )
 from chronik.runtime.migrations import plan, refuse_pending
+from chronik.runtime.observability import Metrics
 from chronik.runtime.settings import Settings, opened_from
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
-log = logging.getLogger("chronik.runtime")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class Runtime:
         self.relay: Relay | None = None
         self.consumers: list[Consumer] = []
         self.workers: list[Worker] = []
+        #: its Prometheus metrics, which its parts report to (``/metrics`` shows them)
+        self.metrics = Metrics(settings.service)
         #: the clock processes read (``CHRONIK_CLOCK``): a context passes it to its
         #: ``Processes``; ``virtual`` is a ``TurnableClock`` kept in the data directory
         self.clock: Clock = SystemClock()
@@ -201,7 +204,9 @@ class Runtime:
         if "relay" in self.roles and self.broker is not None and (self.outboxes or self.relay_all):
             if self.relay_all:  # the outbox's tables, which no outbox here set up
                 await self.messages.setup()
-            self.relay = Relay(self.store, self.broker, storage=self.messages)
+            self.relay = Relay(
+                self.store, self.broker, storage=self.messages, instruments=self.metrics
+            )
             self._spawn(self.relay.run(self._stop), "relay")
         if "processes" in self.roles:
             for worker in self.workers:
@@ -241,6 +246,7 @@ class Runtime:
         )
         self.database = database
         self.store = self.database.event_store(types)
+        self.store.instruments = self.metrics
         self.messages = self.database.messages()
         backend = self.database.projections()
         self.process_index = process_index(self.store, backend)
@@ -251,6 +257,7 @@ class Runtime:
             backend=backend,
             heartbeat=heartbeat_for(settings.stale_after),
             stale_after=settings.stale_after,
+            instruments=self.metrics,
         )
         self.inline = InlineProjections(
             self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
@@ -275,6 +282,7 @@ class Runtime:
                         consumer_spec.language,
                         consumer_spec.handlers(self),
                         storage=self.messages,
+                        instruments=self.metrics,
                     )
                 )
             if spec.workers is not None:
@@ -285,7 +293,7 @@ class Runtime:
             try:
                 await work
             except Exception:
-                log.exception("%s stopped with an error", name)
+                log.exception("worker stopped with an error", extra={"worker": name})
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 

@@ -41,7 +41,7 @@ from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnav
 
 __all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
 
-log = logging.getLogger("chronik.settings")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
