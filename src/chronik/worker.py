@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from chronik.errors import EventStoreError, LostLeadershipError
+from chronik.errors import BrokerUnavailableError, EventStoreError, LostLeadershipError
 
 __all__ = [
     "GRANTED",
@@ -182,7 +182,11 @@ class Worker:
     #: the state it shows while it retries after an error
     backing_off_state = "backing_off"
     #: errors that are an outage (logged in one line), not a bug (logged with a traceback)
-    transient: tuple[type[BaseException], ...] = (EventStoreError, LostLeadershipError)
+    transient: tuple[type[BaseException], ...] = (
+        EventStoreError,
+        LostLeadershipError,
+        BrokerUnavailableError,
+    )
 
     def __init__(
         self,
@@ -206,6 +210,8 @@ class Worker:
         #: True while this worker holds its lease and acts
         self.leading = False
         self.heartbeat_at: datetime | None = None
+        #: what the last failed attempt raised
+        self.last_exception: Exception | None = None
         #: set once the first attempt settled: leading, standing by, or backing off
         self.settled = asyncio.Event()
         self._stop = asyncio.Event()
@@ -237,6 +243,7 @@ class Worker:
             except Exception as exc:
                 delay = self.backoff.failed()
                 self.state, self.error = self.backing_off_state, reason(exc)
+                self.last_exception = exc
                 self.settled.set()
                 if isinstance(exc, self.transient):
                     log.warning("%s %s: %s; again in %.1f s", self.kind, self.name, exc, delay)

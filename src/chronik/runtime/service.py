@@ -39,6 +39,7 @@ from chronik.projections.health import (
     heartbeat_for,
 )
 from chronik.runtime.settings import Settings, opened_from
+from chronik.worker import Supervised, WorkerStatus, reason
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
@@ -136,6 +137,9 @@ class Runtime:
         self.migrated = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._supervised: list[Supervised] = []
+        #: the workers whose task ended before the service stopped, and why
+        self._ended: dict[str, str] = {}
 
     @property
     def types(self) -> EventTypes:
@@ -224,7 +228,7 @@ class Runtime:
             await self.engine.start()
         if "relay" in self.roles and self.broker is not None and self.outboxes:
             self.relay = Relay(self.store, self.broker, storage=self.messages)
-            self._spawn(self.relay.run(self._stop), "relay")
+            self._supervised.append(Supervised(self.relay, self._stop))
         if "processes" in self.roles:
             for worker in self.workers:
                 self._spawn(worker.run(self._stop), worker.name)
@@ -233,8 +237,13 @@ class Runtime:
         async def guarded() -> None:
             try:
                 await work
-            except Exception:
+            except Exception as exc:
+                # It ended: readiness says so, with the reason, until the process restarts.
+                self._ended[name] = reason(exc)
                 log.exception("%s stopped with an error", name)
+            else:
+                if not self._stop.is_set():
+                    self._ended[name] = "it returned before the service stopped"
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
@@ -244,8 +253,9 @@ class Runtime:
         await self.engine.stop()
         for consumer in self.consumers:
             await consumer.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = [*self._tasks, *(s.task for s in self._supervised)]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.broker is not None:
             await self.broker.close()
         await self.database.close()
@@ -265,6 +275,15 @@ class Runtime:
             for worker in self.workers:
                 statuses += await worker.statuses()
         return statuses
+
+    def worker_statuses(self) -> list[WorkerStatus]:
+        """The relay and every consumer this process runs: state, reason, leadership."""
+        found: list[WorkerStatus] = []
+        if self.relay is not None:
+            found.append(self.relay.worker_status())
+        if "consumers" in self.roles and self.broker is not None:
+            found.extend(c.worker_status() for c in self.consumers)
+        return found
 
     async def shown_states(self) -> dict[str, str]:
         """Each runner's state as shown (the same as ``chronik projections status``).
@@ -309,6 +328,12 @@ class Runtime:
                         f"projection {status.name} lags {status.lag_events} events "
                         f"({status.lag_seconds:.1f} s)"
                     )
+        for worker_status in self.worker_statuses():
+            why = worker_status.why_not_ready()
+            if why is not None:
+                reasons.append(why)
+        for name, why in self._ended.items():
+            reasons.append(f"worker {name} stopped: {why}")
         for worker in self.workers:
             reasons.extend(await worker.readiness())
         if not reasons:
