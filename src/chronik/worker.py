@@ -260,14 +260,13 @@ class Worker:
         while not stop.is_set():
             await lease.check()
             if await self.step():
-                if self.state in (self.backing_off_state, "starting", "standby"):
-                    self.state, self.error = self.catching_up_state, None
+                self.worked()
                 await self.progressed()
                 # SQLite and memory pages may not suspend at all: let the rest of the
                 # process (HTTP requests, other workers) in between pages.
                 await asyncio.sleep(0)
             else:
-                self.state, self.error = self.running_state, None
+                self.caught_up()
                 await self.progressed()
                 await self.idle(min(self.idle_wait, self.heartbeat))
             self.beat()
@@ -288,6 +287,15 @@ class Worker:
     async def step(self) -> bool:
         """One page: read from the checkpoint, handle, move the checkpoint; False if none."""
         return False
+
+    def worked(self) -> None:
+        """A step found work: a worker that was retrying is catching up again."""
+        if self.state in (self.backing_off_state, "starting", "standby"):
+            self.state, self.error = self.catching_up_state, None
+
+    def caught_up(self) -> None:
+        """A step found nothing new: the worker runs at the head."""
+        self.state, self.error = self.running_state, None
 
     async def idle(self, seconds: float) -> None:
         """Wait for new work (a notification), at most ``seconds``."""
