@@ -182,6 +182,9 @@ class Worker:
     #: the state it shows while it retries after an error
     backing_off_state = "backing_off"
     #: errors that are an outage (logged in one line), not a bug (logged with a traceback)
+    #: where it logs, and at which level an outage
+    logger = log
+    outage_level = logging.WARNING
     transient: tuple[type[BaseException], ...] = (
         EventStoreError,
         LostLeadershipError,
@@ -246,9 +249,18 @@ class Worker:
                 self.last_exception = exc
                 self.settled.set()
                 if isinstance(exc, self.transient):
-                    log.warning("%s %s: %s; again in %.1f s", self.kind, self.name, exc, delay)
+                    self.logger.log(
+                        self.outage_level,
+                        "%s %s: %s; again in %.1f s",
+                        self.kind,
+                        self.name,
+                        exc,
+                        delay,
+                    )
                 else:  # not an outage: a bug, whose traceback is worth the lines
-                    log.exception("%s %s failed; again in %.1f s", self.kind, self.name, delay)
+                    self.logger.exception(
+                        "%s %s failed; again in %.1f s", self.kind, self.name, delay
+                    )
                 await self.failed(exc, led)
                 await sleep_until_stopped(stop, delay)
         await self.stopped()

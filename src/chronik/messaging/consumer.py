@@ -78,6 +78,7 @@ class Consumer(Worker):
     """
 
     kind = "consumer"
+    logger = log
     catching_up_state = "running"
     running_state = "running"
 

@@ -42,6 +42,7 @@ class Relay(Worker):
     """
 
     kind = "relay"
+    logger = log
     catching_up_state = "relaying"
     running_state = "idle"
 

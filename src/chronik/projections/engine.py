@@ -73,6 +73,7 @@ class ProjectionRunner(Worker):
     """
 
     kind = "projection"
+    logger = log
     running_state = "live"
     backing_off_state = "error"
 
