@@ -46,6 +46,7 @@ __all__ = [
     "Backoff",
     "Lease",
     "LeaseSource",
+    "StatusSink",
     "Supervised",
     "Worker",
     "WorkerStatus",
@@ -72,6 +73,22 @@ class Lease(Protocol):
 
     async def check(self) -> None:
         """Raise LostLeadershipError if the lease is gone (its lock session died)."""
+        ...
+
+
+class StatusSink(Protocol):
+    """Where a worker writes its state for other processes to read (a status row).
+
+    ``chronik.projections.health.StatusReporter`` is one: it writes at once when the
+    state changes, else at most once a heartbeat.
+    """
+
+    async def report(
+        self, state: str, detail: str | None = None, *, force: bool = False, quiet: bool = False
+    ) -> None: ...
+
+    def note(self, state: str) -> None:
+        """Remember ``state`` without writing it (standby: the row is the leader's)."""
         ...
 
 
@@ -215,6 +232,9 @@ class Worker:
         self.heartbeat_at: datetime | None = None
         #: what the last failed attempt raised
         self.last_exception: Exception | None = None
+        #: where it writes its state for the status commands (set by the runtime), if any
+        self.sink: StatusSink | None = None
+        self._ever_led = False
         #: set once the first attempt settled: leading, standing by, or backing off
         self.settled = asyncio.Event()
         self._stop = asyncio.Event()
@@ -235,7 +255,7 @@ class Worker:
                         self.beat()
                         await sleep_until_stopped(stop, self.standby_wait)
                         continue
-                    led = True
+                    led = self._ever_led = True
                     self.leading = True
                     try:
                         await self.lead(stop, lease)
@@ -315,19 +335,28 @@ class Worker:
 
     async def progressed(self) -> None:
         """After each step: report the state (a status row, a heartbeat)."""
+        if self.sink is not None:
+            await self.sink.report(self.state, self.error, quiet=True)
 
     async def end(self) -> None:
         """No longer leading (stopped, failed or lost the lease): let go of what it holds."""
 
     async def standing_by(self) -> None:
         """Another replica leads: follow its progress if the kind shows it."""
+        if self.sink is not None:
+            self.sink.note("standby")
 
     async def failed(self, exc: Exception, led: bool) -> None:
-        """After an error, before the backoff: report it."""
+        """After an error, before the backoff: report it (if it led: else the row is
+        another's)."""
+        if self.sink is not None and led and not isinstance(exc, LostLeadershipError):
+            await self.sink.report(self.state, self.error, force=True, quiet=True)
 
     async def stopped(self) -> None:
         if self.state != "standby":
             self.state = "stopped"
+            if self.sink is not None and self._ever_led:
+                await self.sink.report(self.state, self.error, force=True, quiet=True)
 
     # -- status ------------------------------------------------------------------------
 

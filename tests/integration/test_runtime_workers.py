@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,9 +47,14 @@ def _no_chronik_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name)
 
 
+CHRONIK = str(Path(sys.executable).with_name("chronik"))
+
+
 @asynccontextmanager
-async def started(specs: list[ServiceSpec]) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
-    flags: dict[str, Any] = {"event_store_url": "memory://", "broker_url": "memory://"}
+async def started(
+    specs: list[ServiceSpec], store_url: str = "memory://"
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    flags: dict[str, Any] = {"event_store_url": store_url, "broker_url": "memory://"}
     runtime = Runtime(load_settings(flags).settings, specs)
     await runtime.start()
     transport = httpx.ASGITransport(app=create_app(runtime))
@@ -167,3 +174,46 @@ async def test_a_consumer_that_stopped_makes_readyz_503_naming_it() -> None:
         assert await eventually(says(client, "consumer ticket-echo is stopped")), (
             await client.get("/readyz")
         ).json()
+
+
+async def status_shown(store_url: str) -> str:
+    """What ``chronik projections status`` prints for the store at ``store_url``."""
+    process = await asyncio.create_subprocess_exec(
+        CHRONIK,
+        "projections",
+        "status",
+        "--store-url",
+        store_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+def row_of(shown: str, name: str) -> list[str]:
+    """The cells of the table row that starts with ``name``."""
+    for line in shown.splitlines():
+        cells = [c.strip() for c in line.strip(" │┃|").split("│")]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in:\n{shown}")
+
+
+async def test_the_status_command_lists_the_relay_and_each_consumer_and_one_that_stopped(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/chronik.db"
+    async with started([publishing(consumer=True)], url) as (runtime, client):
+        assert await eventually(lambda: ready(client))
+        shown = await status_shown(url)
+        assert row_of(shown, "relay")[1] in ("idle", "relaying"), shown
+        assert row_of(shown, "consumer.ticket-echo")[1] == "running", shown
+
+        [consumer] = runtime.consumers
+        await consumer.stop()
+        shown = await status_shown(url)
+        assert row_of(shown, "consumer.ticket-echo")[1] == "stopped", shown
+        assert row_of(shown, "relay")[1] in ("idle", "relaying"), shown

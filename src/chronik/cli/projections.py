@@ -25,7 +25,7 @@ from chronik.cli.run import (
 from chronik.errors import ChronikError
 from chronik.eventstore import EventTypes
 from chronik.projections.admin import ParkedRequest, ProjectionsAdmin, Rebuild
-from chronik.projections.health import STALE_AFTER
+from chronik.projections.health import STALE_AFTER, WORKER_ROW, ProjectionStatus
 
 __all__ = ["app"]
 
@@ -45,7 +45,8 @@ async def _admin(url: str, stale_after: float = STALE_AFTER) -> AsyncIterator[Pr
 
 @app.command("status")
 def status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
-    """Every projection and process runner in the store: state, checkpoint, lag, parked.
+    """Every projection and process runner in the store: state, checkpoint, lag, parked;
+    then the relay and each consumer: state, heartbeat, and why one is not running.
 
     The state is computed as /readyz computes it; a runner whose heartbeat is older than
     CHRONIK_STALE_AFTER seconds shows as "stale" (no process runs it, or it is stuck).
@@ -56,9 +57,11 @@ def status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
     async def work() -> None:
         async with _admin(url, stale_after) as admin:
             statuses = await admin.status()
+            workers = await admin.workers()
             if not statuses:
                 head = await admin.head()
                 console.print(f"No projection has run in this store yet (head at {head}).")
+                _print_workers(workers)
                 return
             table = Table("projection", "state", "gen", "checkpoint", "lag", "lag (s)", "parked")
             table.add_column("rebuild")
@@ -82,8 +85,19 @@ def status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
             for s in statuses:
                 if s.state == "error" and s.error:
                     console.print(f"[red]error[/] {escape(f'{s.name}: {s.error}')}", soft_wrap=True)
+            _print_workers(workers)
 
     run(work)
+
+
+def _print_workers(workers: list[ProjectionStatus]) -> None:
+    """The relay and consumers' rows (written by the replica that leads each)."""
+    if not workers:
+        return
+    table = Table("worker", "state", "heartbeat", "reason")
+    for w in workers:
+        table.add_row(w.name.removeprefix(WORKER_ROW), w.state, age(w.heartbeat_at), w.error or "-")
+    console.print(table)
 
 
 @app.command("rebuild")

@@ -35,7 +35,9 @@ from chronik.projections.health import (
     HEARTBEAT,
     NOT_READY,
     STALE_AFTER,
+    WORKER_ROW,
     ProjectionStatus,
+    StatusReporter,
     heartbeat_for,
 )
 from chronik.runtime.settings import Settings, opened_from
@@ -183,6 +185,8 @@ class Runtime:
             heartbeat=beat,
             stale_after=settings.stale_after,
         )
+        self._backend = backend
+        self._beat = beat
         self.inline = InlineProjections(
             self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
         )
@@ -223,15 +227,23 @@ class Runtime:
         # only to subscribers present.
         if "consumers" in self.roles and self.broker is not None:
             for consumer in self.consumers:
+                await self._keeps_a_row(consumer, f"{WORKER_ROW}consumer.{consumer.name}")
                 await consumer.start(self.broker)
         if "projections" in self.roles:
             await self.engine.start()
         if "relay" in self.roles and self.broker is not None and self.outboxes:
             self.relay = Relay(self.store, self.broker, storage=self.messages)
+            await self._keeps_a_row(self.relay, f"{WORKER_ROW}relay")
             self._supervised.append(Supervised(self.relay, self._stop))
         if "processes" in self.roles:
             for worker in self.workers:
                 self._spawn(worker.run(self._stop), worker.name)
+
+    async def _keeps_a_row(self, worker: Any, name: str) -> None:
+        """Have ``worker`` write its state to a row of its own, for the status commands."""
+        if await self._backend.load(name) is None:
+            await self._backend.create(name, 1, [], {})
+        worker.sink = StatusReporter(self._backend, name, self._beat)
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
