@@ -177,10 +177,10 @@ async def test_a_consumer_that_stopped_makes_readyz_503_naming_it() -> None:
 
 
 async def status_shown(store_url: str) -> str:
-    """What ``chronik projections status`` prints for the store at ``store_url``."""
+    """What ``chronik workers status`` prints for the store at ``store_url``."""
     process = await asyncio.create_subprocess_exec(
         CHRONIK,
-        "projections",
+        "workers",
         "status",
         "--store-url",
         store_url,

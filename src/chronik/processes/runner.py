@@ -168,6 +168,7 @@ class Processes(Worker):
     async def lead(self, stop: asyncio.Event, lease: Lease) -> None:
         """Run the follower, the dispatcher and the timer until ``stop`` or a failure."""
         self._led = True
+        self.state, self.error = self.running_state, None
         self.settled.set()
         await _together(
             self._follow(stop, lease, f"{self.name}_events", self._followed, self._on_event),
