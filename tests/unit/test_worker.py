@@ -242,3 +242,48 @@ async def test_pause_inside_a_step_ends_early_when_the_worker_is_stopped() -> No
         await eventually("in its pause", lambda: worker.settled.is_set())
         await asyncio.sleep(0.01)
     assert paused == [True]
+
+
+# -- a kind that parks: the projection runner, on memory --------------------------------
+
+
+async def test_a_projection_runner_parks_a_poison_event_and_flows_on_showing_degraded() -> None:
+    from chronik.adapters import open_database
+    from chronik.projections import ProjectionEngine
+    from chronik.testing.eventstore_contract import (
+        CONTRACT_TYPES,
+        NOW,
+        Deposited,
+        Opened,
+        Withdrawn,
+    )
+    from chronik.testing.projection_contract import Balances
+
+    class Poisoned(Balances):
+        poison = {13}  # noqa: RUF012 - the contract's class attribute, overridden
+
+    database = await open_database("memory://")
+    store = database.event_store(CONTRACT_TYPES)
+    engine = ProjectionEngine(
+        store, [Poisoned()], backend=database.projections(), retry_backoff=0.001, idle_wait=0.01
+    )
+    runner = engine.runners["balances"]
+    states: list[str] = []
+    await store.append("acc-1", [Opened("h", "Ada", NOW), Deposited(20, "EUR"), Withdrawn(13)])
+    await engine.start()
+    try:
+        await eventually("parked", lambda: runner.parked_count == 1)
+        await store.append("acc-1", [Deposited(5, "EUR")])
+        await eventually("caught up", lambda: runner.checkpoint == 4)
+        states.append(runner.state)
+        status = await runner.status()
+        assert status.parked == 1 and status.lag_events == 0
+        [parked] = await engine.parked("balances")
+        assert "ValueError: cannot withdraw 13" in parked.error
+        doc = await engine.read_models.get("balances", "accounts", "acc-1")
+        assert doc is not None and doc["balance"] == 25, "the events after the poison flowed on"
+    finally:
+        await engine.stop()
+        await database.close()
+    assert states == ["degraded"]
+    assert runner.state == "stopped" and not runner.worker_status().ready
