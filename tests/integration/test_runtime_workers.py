@@ -22,8 +22,9 @@ import pytest
 
 from chronik.http.app import create_app
 from chronik.messaging import MessageContext, PublishedLanguage, public
-from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec
+from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec, Worker
 from chronik.runtime.settings import load_settings
+from chronik.worker import Worker as SupervisedWorker
 from reference.tickets import SPEC
 from reference.tour import TicketOpened
 
@@ -217,3 +218,53 @@ async def test_the_status_command_lists_the_relay_and_each_consumer_and_one_that
         shown = await status_shown(url)
         assert row_of(shown, "consumer.ticket-echo")[1] == "stopped", shown
         assert row_of(shown, "relay")[1] in ("idle", "relaying"), shown
+
+
+class Crashing(Worker):
+    """A worker of the user's own making whose run ends with an error after a start."""
+
+    name = "crashing"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("the worker's disk is full")
+
+
+class Hooked(SupervisedWorker):
+    """A chronik worker whose own stop hook is broken: its supervisor notes it failed."""
+
+    kind = "hooked"
+
+    def __init__(self) -> None:
+        super().__init__("hooked", idle_wait=0.01)
+        self.heartbeat, self.stale_after = 5.0, 30.0
+
+    async def setup(self) -> None:
+        """Nothing to create."""
+
+    async def step(self) -> bool:
+        raise OSError("a step that fails")
+
+    async def failed(self, exc: Exception, led: bool) -> None:
+        raise RuntimeError("the failure report broke")
+
+    async def readiness(self) -> list[str]:
+        return []
+
+    async def statuses(self) -> list[Any]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("worker", "reason"),
+    [
+        (Crashing, "worker crashing stopped: RuntimeError: the worker's disk is full"),
+        (Hooked, "hooked hooked is failed: RuntimeError: the failure report broke"),
+    ],
+)
+async def test_a_service_worker_whose_task_ended_with_an_error_makes_readyz_503_naming_it(
+    worker: Callable[[], Any], reason: str
+) -> None:
+    spec = dataclasses.replace(SPEC, workers=lambda _: [worker()])
+    async with started([spec]) as (_, client):
+        assert await eventually(says(client, reason)), (await client.get("/readyz")).json()

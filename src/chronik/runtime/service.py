@@ -42,6 +42,7 @@ from chronik.projections.health import (
 )
 from chronik.runtime.settings import Settings, opened_from
 from chronik.worker import Supervised, WorkerStatus, reason
+from chronik.worker import Worker as SupervisedWorker
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
@@ -237,7 +238,10 @@ class Runtime:
             self._supervised.append(Supervised(self.relay, self._stop))
         if "processes" in self.roles:
             for worker in self.workers:
-                self._spawn(worker.run(self._stop), worker.name)
+                if isinstance(worker, SupervisedWorker):
+                    self._supervised.append(Supervised(worker, self._stop))
+                else:  # a worker of the user's own making: its task, its end noted
+                    self._spawn(worker.run(self._stop), worker.name)
 
     async def _keeps_a_row(self, worker: Any, name: str) -> None:
         """Have ``worker`` write its state to a row of its own, for the status commands."""
@@ -346,6 +350,12 @@ class Runtime:
                 reasons.append(why)
         for name, why in self._ended.items():
             reasons.append(f"worker {name} stopped: {why}")
+        for supervised in self._supervised:
+            # A process manager retries on its own (and serves no reads); one whose task
+            # ended with an error does not come back.
+            ended = supervised.worker
+            if ended is not self.relay and ended.state == "failed":
+                reasons.append(ended.worker_status().why_not_ready() or "")
         for worker in self.workers:
             reasons.extend(await worker.readiness())
         if not reasons:
