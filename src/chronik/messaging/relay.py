@@ -143,9 +143,6 @@ class Relay(Worker):
         with contextlib.suppress(BaseException):
             await marking
 
-    def lag(self) -> int | None:
-        return None
-
     async def _mark(self, positions: list[int]) -> None:
         await self.storage.mark_published(positions)
         self.relayed += len(positions)
