@@ -26,6 +26,7 @@ from chronik.eventstore import AppendResult
 from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
 from chronik.eventstore.port import MAX_POSITION, Metadata
 from chronik.http.auth import Access, unauthorized
+from chronik.http.clock import routes as clock_routes
 from chronik.http.problems import PROBLEM, Problem, install_problem_handlers
 from chronik.runtime.observability import Metrics
 from chronik.runtime.service import Runtime
@@ -261,6 +262,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         router: APIRouter = spec.routes(runtime)
         prefix = f"/{spec.name}" if len(runtime.specs) > 1 else ""
         app.include_router(router, prefix=prefix, tags=[spec.name])
+
+    if settings.clock == "virtual":
+        app.include_router(clock_routes(runtime))
 
     app.add_middleware(RequestContext, access=access, metrics=metrics)
     if settings.http_root_path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -25,8 +26,15 @@ __all__ = ["serve"]
 log = logging.getLogger("chronik.serve")
 
 
-async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
-    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT)."""
+async def serve(
+    settings: Settings, specs: Sequence[ServiceSpec], *, stopping: asyncio.Event | None = None
+) -> None:
+    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT).
+
+    ``stopping``, when given, is set at the first signal, when the drain begins; setting
+    it stops the server as that signal would (``chronik demo`` stops its seeding on it,
+    and sets it from its own signal handlers when a signal comes before the server runs).
+    """
     runtime = Runtime(settings, specs)
     await runtime.start()
     loop = asyncio.get_running_loop()
@@ -39,6 +47,8 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
                 super().handle_exit(sig, frame)
                 return
             runtime.shutting_down = True
+            if stopping is not None:
+                loop.call_soon_threadsafe(stopping.set)
             exit_by.append(time.monotonic() + settings.shutdown_grace)
             log.info(
                 "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
@@ -61,6 +71,13 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
         access_log=False,
     )
     server = Server(config)
+
+    async def stop_when_asked(asked: asyncio.Event) -> None:
+        await asked.wait()
+        if not runtime.shutting_down:  # set by someone else than a signal: act as one
+            server.handle_exit(signal.SIGTERM, None)
+
+    watcher = asyncio.create_task(stop_when_asked(stopping)) if stopping is not None else None
     log.info(
         "serving %s on http://%s:%d%s (%s)",
         ", ".join(s.name for s in specs),
@@ -72,6 +89,8 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
     try:
         await server.serve()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         left = (exit_by[0] - time.monotonic()) if exit_by else settings.shutdown_grace
         try:
             await asyncio.wait_for(runtime.stop(), max(0.5, left))

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from chronik.adapters import Database, open_broker, open_database
@@ -29,6 +30,7 @@ from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.outbox import Outbox, Translate
 from chronik.messaging.port import Broker, MessageStorage
 from chronik.messaging.relay import Relay
+from chronik.processes.clock import Clock, SystemClock, TurnableClock
 from chronik.processes.index import process_index
 from chronik.projections import InlineProjections, Projection, ProjectionEngine
 from chronik.projections.health import (
@@ -134,6 +136,9 @@ class Runtime:
         self.relay: Relay | None = None
         self.consumers: list[Consumer] = []
         self.workers: list[Worker] = []
+        #: the clock processes read (``CHRONIK_CLOCK``): a context passes it to its
+        #: ``Processes``; ``virtual`` is a ``TurnableClock`` kept in the data directory
+        self.clock: Clock = SystemClock()
         self.started_at = time.monotonic()
         self.ready_once = False
         self.shutting_down = False
@@ -155,6 +160,8 @@ class Runtime:
         exits having changed nothing. An error names the setting that was wrong.
         """
         settings = self.settings
+        if settings.clock == "virtual":
+            self.clock = _turnable_clock(settings.data_dir)
         types = EventTypes(
             [t for s in self.specs for t in s.event_types],
             upcasters=[u for s in self.specs for u in s.upcasters],
@@ -276,6 +283,11 @@ class Runtime:
             await self.broker.close()
         await self.database.close()
 
+    @property
+    def turnable_clock(self) -> TurnableClock | None:
+        """The clock a person may move forward (``CHRONIK_CLOCK=virtual``), or None."""
+        return self.clock if isinstance(self.clock, TurnableClock) else None
+
     def spec(self, name: str) -> ServiceSpec:
         for spec in self.specs:
             if spec.name == name:
@@ -361,3 +373,16 @@ class Runtime:
         if not reasons:
             self.ready_once = True
         return reasons
+
+
+#: the file in the data directory that keeps the virtual clock's offset
+CLOCK_FILE = "virtual-clock"
+
+
+def _turnable_clock(data_dir: Path) -> TurnableClock:
+    """The demo's virtual clock, its offset kept in ``data_dir`` across restarts."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return TurnableClock(data_dir / CLOCK_FILE)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"CHRONIK_CLOCK=virtual: {exc}") from None
