@@ -198,10 +198,10 @@ class Worker:
     running_state = "running"
     #: the state it shows while it retries after an error
     backing_off_state = "backing_off"
-    #: errors that are an outage (logged in one line), not a bug (logged with a traceback)
     #: where it logs, and at which level an outage
     logger = log
     outage_level = logging.WARNING
+    #: errors that are an outage (logged in one line), not a bug (logged with a traceback)
     transient: tuple[type[BaseException], ...] = (
         EventStoreError,
         LostLeadershipError,
