@@ -57,6 +57,7 @@ def _root(
 
 
 app.add_typer(projections.app, name="projections")
+app.add_typer(projections.workers_app, name="workers")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(outbox.dead_letters_app, name="dead-letters")
 app.add_typer(processes.app, name="processes")

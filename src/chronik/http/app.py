@@ -300,10 +300,25 @@ def create_app(runtime: Runtime) -> FastAPI:
         reasons = await runtime.readiness()
         # Each runner's state, computed as `chronik projections status` computes it.
         states = await runtime.shown_states()
+        # The relay and every consumer: which replica leads, and why one is not running.
+        workers = [
+            {
+                "kind": w.kind,
+                "name": w.name,
+                "state": w.state,
+                "reason": w.reason,
+                "leading": w.leading,
+                "replica": w.replica,
+            }
+            for w in runtime.worker_statuses()
+        ]
+        body: dict[str, Any] = {"projections": states}
+        if workers:  # a service without relay or consumers answers as it always did
+            body["workers"] = workers
         if reasons:
             response.status_code = 503
-            return {"status": "not ready", "reasons": reasons, "projections": states}
-        return {"status": "ready", "reasons": [], "projections": states}
+            return {"status": "not ready", "reasons": reasons, **body}
+        return {"status": "ready", "reasons": [], **body}
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_class=Response)
     async def metrics_endpoint() -> Response:

@@ -37,12 +37,16 @@ from chronik.projections.health import (
     HEARTBEAT,
     NOT_READY,
     STALE_AFTER,
+    WORKER_ROW,
     ProjectionStatus,
+    StatusReporter,
     heartbeat_for,
 )
 from chronik.runtime.migrations import plan, refuse_pending
 from chronik.runtime.observability import Metrics
 from chronik.runtime.settings import Settings, opened_from
+from chronik.worker import Supervised, WorkerStatus, reason
+from chronik.worker import Worker as SupervisedWorker
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
@@ -150,6 +154,9 @@ class Runtime:
         self.migrated = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._supervised: list[Supervised] = []
+        #: the workers whose task ended before the service stopped, and why
+        self._ended: dict[str, str] = {}
 
     @property
     def types(self) -> EventTypes:
@@ -198,6 +205,7 @@ class Runtime:
         # only to subscribers present.
         if "consumers" in self.roles and self.broker is not None:
             for consumer in self.consumers:
+                await self._keeps_a_row(consumer, f"{WORKER_ROW}consumer.{consumer.name}")
                 await consumer.start(self.broker)
         if "projections" in self.roles:
             await self.engine.start()
@@ -207,10 +215,20 @@ class Runtime:
             self.relay = Relay(
                 self.store, self.broker, storage=self.messages, instruments=self.metrics
             )
-            self._spawn(self.relay.run(self._stop), "relay")
+            await self._keeps_a_row(self.relay, f"{WORKER_ROW}relay")
+            self._supervised.append(Supervised(self.relay, self._stop))
         if "processes" in self.roles:
             for worker in self.workers:
-                self._spawn(worker.run(self._stop), worker.name)
+                if isinstance(worker, SupervisedWorker):
+                    self._supervised.append(Supervised(worker, self._stop))
+                else:  # a worker of the user's own making: its task, its end noted
+                    self._spawn(worker.run(self._stop), worker.name)
+
+    async def _keeps_a_row(self, worker: Any, name: str) -> None:
+        """Have ``worker`` write its state to a row of its own, for the status commands."""
+        if await self._backend.load(name) is None:
+            await self._backend.create(name, 1, [], {})
+        worker.sink = StatusReporter(self._backend, name, self._beat)
 
     async def prepare(self, database: Database) -> None:
         """Wire every part to ``database`` and make its tables; start nothing.
@@ -251,11 +269,13 @@ class Runtime:
         backend = self.database.projections()
         self.process_index = process_index(self.store, backend)
         projections = [p for s in self.specs for p in s.projections]
+        self._backend = backend
+        self._beat = heartbeat_for(settings.stale_after)
         self.engine = ProjectionEngine(
             self.store,
             projections,
             backend=backend,
-            heartbeat=heartbeat_for(settings.stale_after),
+            heartbeat=self._beat,
             stale_after=settings.stale_after,
             instruments=self.metrics,
         )
@@ -292,8 +312,13 @@ class Runtime:
         async def guarded() -> None:
             try:
                 await work
-            except Exception:
+            except Exception as exc:
+                # It ended: readiness says so, with the reason, until the process restarts.
+                self._ended[name] = reason(exc)
                 log.exception("worker stopped with an error", extra={"worker": name})
+            else:
+                if not self._stop.is_set():
+                    self._ended[name] = "it returned before the service stopped"
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
@@ -303,8 +328,9 @@ class Runtime:
         await self.engine.stop()
         for consumer in self.consumers:
             await consumer.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = [*self._tasks, *(s.task for s in self._supervised)]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.broker is not None:
             await self.broker.close()
         await self.database.close()
@@ -329,6 +355,15 @@ class Runtime:
             for worker in self.workers:
                 statuses += await worker.statuses()
         return statuses
+
+    def worker_statuses(self) -> list[WorkerStatus]:
+        """The relay and every consumer this process runs: state, reason, leadership."""
+        found: list[WorkerStatus] = []
+        if self.relay is not None:
+            found.append(self.relay.worker_status())
+        if "consumers" in self.roles and self.broker is not None:
+            found.extend(c.worker_status() for c in self.consumers)
+        return found
 
     async def shown_states(self) -> dict[str, str]:
         """Each runner's state as shown (the same as ``chronik projections status``).
@@ -373,6 +408,18 @@ class Runtime:
                         f"projection {status.name} lags {status.lag_events} events "
                         f"({status.lag_seconds:.1f} s)"
                     )
+        for worker_status in self.worker_statuses():
+            why = worker_status.why_not_ready()
+            if why is not None:
+                reasons.append(why)
+        for name, why in self._ended.items():
+            reasons.append(f"worker {name} stopped: {why}")
+        for supervised in self._supervised:
+            # A process manager retries on its own (and serves no reads); one whose task
+            # ended with an error does not come back.
+            ended = supervised.worker
+            if ended is not self.relay and ended.state == "failed":
+                reasons.append(ended.worker_status().why_not_ready() or "")
         for worker in self.workers:
             reasons.extend(await worker.readiness())
         if not reasons:
