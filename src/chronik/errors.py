@@ -5,7 +5,9 @@
     │   └── InvalidValueError       a value object refused a field; names the field
     ├── ConfigurationError          bad URL, bad option, bad event registration, or
     │   │                           credentials or a database a server refused
-    │   └── StoreNotFoundError      opening without creating, and no store is there
+    │   ├── StoreNotFoundError      opening without creating, and no store is there
+    │   └── MigrationsPendingError  a service that may not migrate (CHRONIK_AUTO_MIGRATE=false)
+    │                               found its tables missing or behind: run `chronik migrate`
     ├── BrokerUnavailableError      the broker could not be reached (within the wait allowed)
     ├── DuplicateMessageError       a consumer already handled this message: not applied again
     ├── LostLeadershipError         another runner moved a checkpoint this runner was moving
@@ -41,6 +43,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidValueError",
     "LostLeadershipError",
+    "MigrationsPendingError",
     "NotFoundError",
     "StoreNotFoundError",
     "StoreUnavailableError",
@@ -77,6 +80,14 @@ class StoreNotFoundError(ConfigurationError):
     """A store opened only if it exists (``create=False``) is not there: no file, no tables.
 
     A configuration problem: the URL or data directory names the wrong place.
+    """
+
+
+class MigrationsPendingError(ConfigurationError):
+    """The store's tables are missing or behind, and this process may not migrate them.
+
+    With ``CHRONIK_AUTO_MIGRATE=false`` a service runs no DDL: ``chronik migrate`` (the
+    migration Job) creates and migrates the tables. The message names what is pending.
     """
 
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from chronik._extras import needing, require
-from chronik.adapters.port import Database, DatabaseOpener
+from chronik.adapters.port import Database, DatabaseOpener, Migration
 from chronik.adapters.url import redact, scheme_of
 from chronik.errors import ConfigurationError
 from chronik.eventstore.base import BaseEventStore
@@ -24,6 +24,7 @@ from chronik.messaging.port import Broker
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "Database",
+    "Migration",
     "check_broker_url",
     "check_database_url",
     "open_broker",
@@ -64,8 +65,13 @@ class BrokerFactory(Protocol):
     def __call__(self, url: str, *, namespace: str, connect_timeout: float) -> Broker: ...
 
 
-async def open_database(url: str, *, create: bool = True) -> Database:
+async def open_database(url: str, *, create: bool = True, migrate: bool = True) -> Database:
     """Open the database a URL names, creating or migrating its event tables.
+
+    With ``migrate=False`` (``CHRONIK_AUTO_MIGRATE=false``, and ``chronik migrate
+    --status``) it runs no DDL at all, now or later: it creates no file, schema or table,
+    and a role's ``setup`` checks its tables instead of making them
+    (MigrationsPendingError when they are missing or behind).
 
     With ``create=False`` (tools that read) a database that is not there is refused with
     StoreNotFoundError instead of being created: a missing SQLite file, a database
@@ -82,7 +88,7 @@ async def open_database(url: str, *, create: bool = True) -> Database:
       (``StoreUnavailableError``, with the cause); one that answers and refuses (a wrong
       password, a database that does not exist) is a ``ConfigurationError`` at once.
     """
-    return await _database(url)(create)
+    return await _database(url)(create, migrate)
 
 
 async def open_event_store(url: str, types: EventTypes, *, create: bool = True) -> BaseEventStore:

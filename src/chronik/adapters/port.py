@@ -11,6 +11,7 @@ database object hands out all three. Each technology provides one:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from chronik.eventstore.base import BaseEventStore
@@ -18,7 +19,18 @@ from chronik.eventstore.codec import EventTypes
 from chronik.messaging.port import MessageStorage
 from chronik.projections.port import ProjectionBackend
 
-__all__ = ["Database", "DatabaseOpener"]
+__all__ = ["Database", "DatabaseOpener", "Migration"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One named step of a database's schema, as the SQL that applies it (for review)."""
+
+    #: what it belongs to: ``schema`` (the migrations table), ``events``, ``read models``,
+    #: ``messages``
+    part: str
+    name: str
+    sql: str
 
 
 class Database(Protocol):
@@ -46,11 +58,26 @@ class Database(Protocol):
         """Read models, checkpoints and parked events (the same object each time)."""
         ...
 
+    @property
+    def auto_migrate(self) -> bool:
+        """Whether it may run DDL. Opened with ``migrate=False`` it runs none: a role's
+        ``setup`` only checks, and a missing or older table is MigrationsPendingError."""
+        ...
+
+    def migrations(self) -> list[Migration]:
+        """Every named migration of its schema, in order, rendered for this database."""
+        ...
+
+    async def applied_migrations(self) -> set[str]:
+        """The names of the migrations applied (empty for a store not made yet); no DDL."""
+        ...
+
     async def close(self) -> None:
         """Release the connections; closing again does nothing."""
         ...
 
 
 #: Opens the database a URL names once the URL is checked: ``create`` or refuse a
-#: database without chronik's tables (StoreNotFoundError).
-DatabaseOpener = Callable[[bool], Awaitable[Database]]
+#: database without chronik's tables (StoreNotFoundError); ``migrate`` (the second) or
+#: run no DDL at all.
+DatabaseOpener = Callable[[bool, bool], Awaitable[Database]]

@@ -142,9 +142,14 @@ def run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def opened(url: str, *, create: bool = False) -> AsyncIterator[Database]:
-    """The database at ``url``, closed when the block ends; it must exist unless ``create``."""
-    database = await open_database(url, create=create)
+async def opened(
+    url: str, *, create: bool = False, migrate: bool = True
+) -> AsyncIterator[Database]:
+    """The database at ``url``, closed when the block ends; it must exist unless ``create``.
+
+    ``migrate=False``: no DDL at all (nothing created, not even a missing file).
+    """
+    database = await open_database(url, create=create, migrate=migrate)
     try:
         yield database
     finally:

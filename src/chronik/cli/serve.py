@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,7 +28,13 @@ from chronik.cli.run import (
     settings_from,
     store_url_from,
 )
+from chronik.errors import ChronikError
 from chronik.eventstore import EventTypes
+from chronik.runtime.service import ServiceSpec
+from chronik.runtime.settings import LoadedSettings, Settings, load_settings
+
+#: a context of nothing, so that a Runtime can name the schema's own tables
+_NO_CONTEXT = ServiceSpec(name="store", event_types=())
 
 __all__ = ["demo", "migrate", "relay", "serve", "tour"]
 
@@ -68,16 +74,30 @@ def relay(
     store_url: StoreUrl = None,
     data_dir: DataDir = None,
     batch: Annotated[int, typer.Option(help="Messages per pipelined batch.")] = 256,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Serve /healthz, /readyz and /metrics here (CHRONIK_HTTP_PORT)."),
+    ] = None,
 ) -> None:
-    """Relay the outbox to the broker until SIGTERM or Ctrl-C (for its own Deployment)."""
-    settings = settings_from(broker_url=broker_url)
+    """Relay the outbox to the broker until SIGTERM or Ctrl-C (for its own Deployment).
+
+    Configured by the environment alone if need be (CHRONIK_BROKER_URL,
+    CHRONIK_EVENT_STORE_URL). With CHRONIK_HTTP_PORT (or --port) set it serves the
+    probes and metrics there, as ``chronik serve`` does; without, none (so that several
+    relays on one machine need no port each).
+    """
+    url = store_url_from(store_url, data_dir)
+    loaded = _loaded(broker_url=broker_url, event_store_url=url, http_port=port, run="relay")
+    settings = loaded.settings
     if settings.broker_url.lower().startswith("memory:"):
         errors.print(
             "[red]configuration:[/] CHRONIK_BROKER_URL: the relay needs nats:// or amqp://; "
             "memory:// reaches no other process"
         )
         raise typer.Exit(2)
-    url = store_url_from(store_url, data_dir)
+    if "http_port" in loaded.sources:
+        _relay_with_probes(settings, url)
+        return
 
     async def work() -> None:
         import signal
@@ -97,9 +117,9 @@ def relay(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         try:
-            async with opened(url, create=True) as database:
+            async with opened(url, create=True, migrate=settings.auto_migrate) as database:
                 storage = database.messages()
-                await storage.setup()
+                await storage.setup()  # without auto-migrate: a check, no DDL
                 worker = Relay(
                     database.event_store(EventTypes([])), broker, storage=storage, batch=batch
                 )
@@ -115,20 +135,101 @@ def relay(
     run(work)
 
 
-def migrate(app_ref: AppRef = None, store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
-    """Create or migrate the store's tables (events, read models, outbox, inbox)."""
+def _loaded(**flags: Any) -> LoadedSettings:
+    """The settings and where each came from; one line and exit 2 if wrong."""
+    try:
+        return load_settings(flags)
+    except ChronikError as exc:
+        errors.print(f"[red]configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def _relay_with_probes(settings: Settings, url: str) -> None:
+    """The relay as a runtime of the relay role alone, served as ``chronik serve`` is."""
+    configured(lambda: require("http", "chronik relay --port"))
+    from chronik.http.serve import serve as serve_http
+    from chronik.runtime.observability import configure_logging
+    from chronik.runtime.service import Runtime
+
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
+    specs = [_NO_CONTEXT]
+    runtime = Runtime(settings, specs, relay_all=True)
+    errors.print(
+        f"relaying the outbox of {escape(redact(url))} to {escape(redact(settings.broker_url))}"
+        f"; probes on port {settings.http_port}"
+    )
+    run(lambda: serve_http(settings, specs, prepared=runtime))
+
+
+def migrate(
+    app_ref: AppRef = None,
+    store_url: StoreUrl = None,
+    data_dir: DataDir = None,
+    status: Annotated[
+        bool,
+        typer.Option(
+            "--status", help="Show what is applied and pending; exit 1 while anything is pending."
+        ),
+    ] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL that would run, and run nothing.")
+    ] = False,
+) -> None:
+    """Create or migrate the store's tables: events, read models, outbox and inbox, and
+    the projections of CHRONIK_APP (or --app) when set."""
+    if status and sql:
+        raise typer.BadParameter("give --status or --sql, not both")
     url = store_url_from(store_url, data_dir)
+    settings = settings_from(app=app_ref)
+    specs = app_specs(settings) if settings.app else []
+    from chronik.runtime.migrations import plan
+    from chronik.runtime.service import Runtime
+
+    async def report() -> int:
+        async with opened(url, create=True, migrate=False) as database:
+            runtime = Runtime(settings, specs or [_NO_CONTEXT])
+            runtime.wire(database)  # the parts, to name their tables; no I/O
+            steps = await plan(database, runtime.store, specs)
+        pending = [s for s in steps if not s.applied]
+        if sql:
+            # Plain text, never wrapped: it is for psql or a reviewer's diff.
+            for step in pending:
+                typer.echo(f"-- {step.part}: {step.name}\n{step.sql.rstrip()}")
+            if not pending:
+                typer.echo(f"-- {redact(url)}: nothing to migrate")
+            return 0
+        width = max((len(s.name) for s in steps), default=0)
+        for step in steps:
+            typer.echo(f"{step.part:<12} {step.name:<{width}}  {step.state}")
+        verdict = f"{len(pending)} pending" if pending else "up to date"
+        typer.echo(f"{redact(url)}: {verdict}")
+        return 1 if pending else 0
+
+    if status or sql:
+        code = run(report)
+        raise typer.Exit(code)
 
     async def work() -> None:
         with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as progress:
-            task = progress.add_task("migrating", total=3)
+            task = progress.add_task("migrating", total=4)
             async with opened(url, create=True) as database:
                 progress.advance(task)
                 await database.projections().setup()
                 progress.advance(task)
                 await database.messages().setup()
                 progress.advance(task)
-        console.print(f"Migrated {escape(redact(url))}: events, read models, outbox and inbox.")
+                rebuilds: list[str] = []
+                if specs:
+                    runtime = Runtime(settings, specs)
+                    await runtime.prepare(database)
+                    rebuilds = await runtime.engine.begin_rebuilds()
+                progress.advance(task)
+        what = "events, read models, outbox and inbox"
+        if specs:
+            what += f", and the projections of {', '.join(s.name for s in specs)}"
+        console.print(f"Migrated {escape(redact(url))}: {what}.")
+        for name in rebuilds:
+            console.print(f"Projection {name}: new tables made; its runner rebuilds them.")
 
     run(work)
 

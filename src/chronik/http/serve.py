@@ -27,15 +27,20 @@ log = logging.getLogger(__name__)
 
 
 async def serve(
-    settings: Settings, specs: Sequence[ServiceSpec], *, stopping: asyncio.Event | None = None
+    settings: Settings,
+    specs: Sequence[ServiceSpec],
+    *,
+    stopping: asyncio.Event | None = None,
+    prepared: Runtime | None = None,
 ) -> None:
     """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT).
 
     ``stopping``, when given, is set at the first signal, when the drain begins; setting
     it stops the server as that signal would (``chronik demo`` stops its seeding on it,
     and sets it from its own signal handlers when a signal comes before the server runs).
+    ``prepared``: a runtime made already, of these settings and specs (``chronik relay``'s).
     """
-    runtime = Runtime(settings, specs)
+    runtime = prepared if prepared is not None else Runtime(settings, specs)
     await runtime.start()
     loop = asyncio.get_running_loop()
     started = time.monotonic()

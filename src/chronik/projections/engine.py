@@ -503,17 +503,33 @@ class ProjectionEngine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
+    async def setup(self) -> None:
+        """Create the tables it needs (each projection's first generation), if missing."""
+        await self.backend.setup()
+        for name, runner in self.runners.items():
+            if await self.backend.load(name) is None:
+                spec = type(runner.projection)
+                await self.backend.create(name, spec.version, spec.tables, spec.indexes)
+
+    async def begin_rebuilds(self) -> list[str]:
+        """Make the tables of each projection whose version changed, for its runner to
+        fill and switch to (what a runner does when it starts); the names begun."""
+        begun = []
+        for name, runner in self.runners.items():
+            spec = type(runner.projection)
+            row = await self.backend.load(name)
+            if row is not None and spec.version not in (row.version, row.rebuild_version):
+                await self.backend.begin_rebuild(name, spec.version, spec.tables, spec.indexes)
+                begun.append(name)
+        return begun
+
     async def start(self) -> None:
         """Create the tables it needs and start every runner in the background.
 
         A projection's read model exists when this returns (empty until its runner
         catches up), so a read right after the start finds tables, not an error.
         """
-        await self.backend.setup()
-        for name, runner in self.runners.items():
-            if await self.backend.load(name) is None:
-                spec = type(runner.projection)
-                await self.backend.create(name, spec.version, spec.tables, spec.indexes)
+        await self.setup()
         self._stop.clear()
         self._tasks = [
             asyncio.create_task(r.run(self._stop), name=f"projection {name}")

@@ -117,6 +117,17 @@ class ProjectionBackend(Protocol):
 
     async def setup(self) -> None: ...
 
+    def creation_sql(
+        self,
+        name: str,
+        generation: int,
+        tables: Sequence[str],
+        indexes: Mapping[str, Sequence[str]],
+    ) -> str:
+        """The DDL that makes a generation of a projection's tables (and, for the first,
+        its views), as ``create`` and ``begin_rebuild`` run it: for review."""
+        ...
+
     def transaction(self) -> AbstractAsyncContextManager[BackendTx]: ...
 
     def tx_on(self, conn: Any) -> tuple[BackendTx, Callable[[], None] | None]:

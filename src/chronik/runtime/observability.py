@@ -304,7 +304,7 @@ class Metrics:
             self.projection_lag.labels(status.name).set(status.lag_events)
             self.projection_lag_seconds.labels(status.name).set(status.lag_seconds)
             self.projection_parked.labels(status.name).set(status.parked)
-        if runtime.outboxes:
+        if runtime.outboxes or runtime.relay is not None:
             outbox = await runtime.messages.outbox_status()
             self.outbox_pending.set(outbox.pending)
             oldest = outbox.oldest_pending

@@ -42,6 +42,7 @@ from chronik.projections.health import (
     StatusReporter,
     heartbeat_for,
 )
+from chronik.runtime.migrations import plan, refuse_pending
 from chronik.runtime.observability import Metrics
 from chronik.runtime.settings import Settings, opened_from
 from chronik.worker import Supervised, WorkerStatus, reason
@@ -117,8 +118,13 @@ class Runtime:
     consumers, workers. The composition root: every part gets the roles it needs from the
     one database opened here."""
 
-    def __init__(self, settings: Settings, specs: Sequence[ServiceSpec]) -> None:
+    def __init__(
+        self, settings: Settings, specs: Sequence[ServiceSpec], *, relay_all: bool = False
+    ) -> None:
+        """``relay_all``: the relay role relays the store's whole outbox, though none of
+        ``specs`` publishes (``chronik relay``: whoever wrote the outbox)."""
         names = [s.name for s in specs]
+        self.relay_all = relay_all
         if not specs or len(set(names)) != len(names):
             raise ConfigurationError(f"a service needs contexts with distinct names, got {names}")
         self.settings = settings
@@ -157,19 +163,19 @@ class Runtime:
         return self.store.types
 
     async def start(self) -> None:
-        """Open everything, migrate, and start the roles this process runs.
+        """Open everything, migrate (or check), and start the roles this process runs.
 
         The broker first: a process that cannot reach it (``CHRONIK_BROKER_CONNECT_TIMEOUT``)
-        exits having changed nothing. An error names the setting that was wrong.
+        exits having changed nothing. An error names the setting that was wrong. With
+        ``CHRONIK_AUTO_MIGRATE=false`` no DDL runs: a store whose tables are missing or
+        behind is MigrationsPendingError, one line naming ``chronik migrate``.
         """
         settings = self.settings
         if settings.clock == "virtual":
             self.clock = _turnable_clock(settings.data_dir)
-        types = EventTypes(
-            [t for s in self.specs for t in s.event_types],
-            upcasters=[u for s in self.specs for u in s.upcasters],
+        publishes = self.relay_all or any(
+            s.language is not None and s.translate is not None for s in self.specs
         )
-        publishes = any(s.language is not None and s.translate is not None for s in self.specs)
         consumes = any(s.consumers for s in self.specs)
         if ("relay" in self.roles and publishes) or ("consumers" in self.roles and consumes):
             self.broker = await opened_from(
@@ -178,62 +184,20 @@ class Runtime:
             )
         setting = "CHRONIK_EVENT_STORE_URL" if settings.event_store_url else "CHRONIK_DATA_DIR"
         try:
-            self.database = await opened_from(setting, open_database(settings.store_url))
+            database = await opened_from(
+                setting, open_database(settings.store_url, migrate=settings.auto_migrate)
+            )
         except BaseException:
             if self.broker is not None:
                 await self.broker.close()
             raise
-        self.store = self.database.event_store(types)
-        self.store.instruments = self.metrics
-        self.messages = self.database.messages()
-        backend = self.database.projections()
-        self.process_index = process_index(self.store, backend)
-        projections = [p for s in self.specs for p in s.projections]
-        beat = heartbeat_for(settings.stale_after)
-        self.engine = ProjectionEngine(
-            self.store,
-            projections,
-            backend=backend,
-            heartbeat=beat,
-            stale_after=settings.stale_after,
-            instruments=self.metrics,
-        )
-        self._backend = backend
-        self._beat = beat
-        self.inline = InlineProjections(
-            self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
-        )
-        await backend.setup()
-        await self.inline.setup()
-        for spec in self.specs:
-            if spec.language is not None and spec.translate is not None:
-                outbox = Outbox(
-                    self.store,
-                    spec.translate,
-                    spec.language,
-                    source=spec.name,
-                    storage=self.messages,
-                )
-                await outbox.setup()
-                self.outboxes.append(outbox)
-        for spec in self.specs:
-            for consumer_spec in spec.consumers:
-                consumer = Consumer(
-                    consumer_spec.name,
-                    self.store,
-                    consumer_spec.language,
-                    consumer_spec.handlers(self),
-                    storage=self.messages,
-                    instruments=self.metrics,
-                )
-                await consumer.setup()
-                self.consumers.append(consumer)
-            if spec.workers is not None:
-                self.workers.extend(spec.workers(self))
-        for worker in self.workers:
-            worker.heartbeat, worker.stale_after = beat, settings.stale_after
-            await worker.setup()
-        self.migrated = True
+        try:
+            await self.prepare(database)
+        except BaseException:
+            if self.broker is not None:
+                await self.broker.close()
+            await database.close()
+            raise
         for spec in self.specs:
             if spec.on_start is not None:
                 await spec.on_start(self)
@@ -245,7 +209,9 @@ class Runtime:
                 await consumer.start(self.broker)
         if "projections" in self.roles:
             await self.engine.start()
-        if "relay" in self.roles and self.broker is not None and self.outboxes:
+        if "relay" in self.roles and self.broker is not None and (self.outboxes or self.relay_all):
+            if self.relay_all:  # the outbox's tables, which no outbox here set up
+                await self.messages.setup()
             self.relay = Relay(
                 self.store, self.broker, storage=self.messages, instruments=self.metrics
             )
@@ -263,6 +229,84 @@ class Runtime:
         if await self._backend.load(name) is None:
             await self._backend.create(name, 1, [], {})
         worker.sink = StatusReporter(self._backend, name, self._beat)
+
+    async def prepare(self, database: Database) -> None:
+        """Wire every part to ``database`` and make its tables; start nothing.
+
+        Opened with ``migrate=False`` the database runs no DDL: the tables are checked
+        first (``chronik.runtime.migrations``) and anything pending is refused, before
+        a part so much as looks. ``chronik migrate`` calls this with a database that may
+        migrate, and also begins the rebuilds of projections whose version changed.
+        """
+        self.wire(database)
+        if not database.auto_migrate:
+            steps = await plan(database, self.store, self.specs)
+            refuse_pending(steps, redact(self.settings.store_url))
+        settings = self.settings
+        beat = heartbeat_for(settings.stale_after)
+        await self.engine.setup()
+        await self.inline.setup()
+        for outbox in self.outboxes:
+            await outbox.setup()
+        for consumer in self.consumers:
+            await consumer.setup()
+        for worker in self.workers:
+            worker.heartbeat, worker.stale_after = beat, settings.stale_after
+            await worker.setup()
+        self.migrated = True
+
+    def wire(self, database: Database) -> None:
+        """Make the parts on ``database``: no I/O yet."""
+        settings = self.settings
+        types = EventTypes(
+            [t for s in self.specs for t in s.event_types],
+            upcasters=[u for s in self.specs for u in s.upcasters],
+        )
+        self.database = database
+        self.store = self.database.event_store(types)
+        self.store.instruments = self.metrics
+        self.messages = self.database.messages()
+        backend = self.database.projections()
+        self.process_index = process_index(self.store, backend)
+        projections = [p for s in self.specs for p in s.projections]
+        self._backend = backend
+        self._beat = heartbeat_for(settings.stale_after)
+        self.engine = ProjectionEngine(
+            self.store,
+            projections,
+            backend=backend,
+            heartbeat=self._beat,
+            stale_after=settings.stale_after,
+            instruments=self.metrics,
+        )
+        self.inline = InlineProjections(
+            self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
+        )
+        for spec in self.specs:
+            if spec.language is not None and spec.translate is not None:
+                self.outboxes.append(
+                    Outbox(
+                        self.store,
+                        spec.translate,
+                        spec.language,
+                        source=spec.name,
+                        storage=self.messages,
+                    )
+                )
+        for spec in self.specs:
+            for consumer_spec in spec.consumers:
+                self.consumers.append(
+                    Consumer(
+                        consumer_spec.name,
+                        self.store,
+                        consumer_spec.language,
+                        consumer_spec.handlers(self),
+                        storage=self.messages,
+                        instruments=self.metrics,
+                    )
+                )
+            if spec.workers is not None:
+                self.workers.extend(spec.workers(self))
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         async def guarded() -> None:

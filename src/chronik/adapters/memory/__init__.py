@@ -20,7 +20,8 @@ def opener(url: str) -> DatabaseOpener:
     return _open
 
 
-async def _open(create: bool) -> Database:
+async def _open(create: bool, migrate: bool) -> Database:
+    del migrate  # nothing to migrate: a memory database is made whole, and dies with us
     from chronik.adapters.memory.database import MemoryDatabase
 
     if not create:

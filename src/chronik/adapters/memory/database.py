@@ -9,6 +9,7 @@ from __future__ import annotations
 from chronik.adapters.memory.eventstore import EventState, MemoryEventStore
 from chronik.adapters.memory.messages import MemoryMessageStorage, MessageState
 from chronik.adapters.memory.readmodels import MemoryProjectionBackend, ReadModelState
+from chronik.adapters.port import Migration
 from chronik.eventstore.codec import EventTypes
 from chronik.eventstore.signal import HeadSignal
 
@@ -20,6 +21,8 @@ class MemoryDatabase:
     atomic on its event loop."""
 
     url = "memory://"
+    #: made whole in the process: there is no DDL to run or to hold back
+    auto_migrate = True
 
     def __init__(self) -> None:
         self.signal = HeadSignal()
@@ -41,6 +44,13 @@ class MemoryDatabase:
         if self._projections is None:
             self._projections = MemoryProjectionBackend(self)
         return self._projections
+
+    def migrations(self) -> list[Migration]:
+        """None: its dicts need no schema."""
+        return []
+
+    async def applied_migrations(self) -> set[str]:
+        return set()
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -118,6 +118,16 @@ class MemoryProjectionBackend:
     def __init__(self, database: MemoryDatabase) -> None:
         self.state = database.read_model_state
 
+    def creation_sql(
+        self,
+        name: str,
+        generation: int,
+        tables: Sequence[str],
+        indexes: Mapping[str, Sequence[str]],
+    ) -> str:
+        """None: its tables are dicts."""
+        return ""
+
     async def setup(self) -> None:
         """Nothing to create."""
 

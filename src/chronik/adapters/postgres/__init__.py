@@ -41,7 +41,7 @@ def opener(url: str) -> DatabaseOpener:
     pool_max = int(number(options, "pool_max", 10, int))
     connect_timeout = number(options, "connect_timeout", 10.0, float)
 
-    async def open_postgres(create: bool) -> Database:
+    async def open_postgres(create: bool, migrate: bool) -> Database:
         with needing("postgres", "postgresql://"):
             from chronik.adapters.postgres.database import PostgresDatabase
         return await PostgresDatabase.open(
@@ -51,6 +51,7 @@ def opener(url: str) -> DatabaseOpener:
             pool_max=pool_max,
             connect_timeout=connect_timeout,
             create=create,
+            migrate=migrate,
         )
 
     return open_postgres

@@ -14,18 +14,25 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import textwrap
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from chronik.adapters.port import Migration
 from chronik.adapters.postgres import schema as ddl
 from chronik.adapters.postgres.eventstore import PostgresEventStore
 from chronik.adapters.postgres.messages import PostgresMessageStorage
 from chronik.adapters.postgres.readmodels import PostgresProjectionBackend
 from chronik.adapters.url import redact
-from chronik.errors import ConfigurationError, StoreNotFoundError, StoreUnavailableError
+from chronik.errors import (
+    ConfigurationError,
+    MigrationsPendingError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
 from chronik.eventstore.codec import EventTypes
 from chronik.eventstore.signal import HeadSignal
 
@@ -43,8 +50,12 @@ class PostgresDatabase:
         schema: str,
         conninfo: str,
         connect_timeout: float = 10.0,
+        *,
+        auto_migrate: bool = True,
     ) -> None:
         self.pool = pool
+        #: False: no DDL at all; ``migrate`` checks instead (MigrationsPendingError)
+        self.auto_migrate = auto_migrate
         self.schema = schema
         #: the libpq URL, password included: for connections of their own, never shown
         self.conninfo = conninfo
@@ -70,11 +81,13 @@ class PostgresDatabase:
         pool_max: int = 10,
         connect_timeout: float = 10.0,
         create: bool = True,
+        migrate: bool = True,
     ) -> PostgresDatabase:
         """Connect, create or migrate the event tables of the schema, and return it.
 
         With ``create=False`` a schema without chronik's events table raises
-        StoreNotFoundError and is left as it was (not created).
+        StoreNotFoundError and is left as it was (not created). With ``migrate=False``
+        nothing is created or migrated, now or later (see ``migrate``).
         """
         if not ddl.SCHEMA_NAME.fullmatch(schema):
             raise ConfigurationError(
@@ -103,11 +116,12 @@ class PostgresDatabase:
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {redact(url)} within {connect_timeout:g} s"
             ) from None
-        database = cls(pool, schema, url, connect_timeout)
+        database = cls(pool, schema, url, connect_timeout, auto_migrate=migrate)
         try:
             if not create:
                 await database._check_exists()
-            await database.migrate(ddl.EVENTS)
+            if migrate:
+                await database.migrate(ddl.EVENTS)
         except BaseException:
             await pool.close()
             raise
@@ -172,26 +186,69 @@ class PostgresDatabase:
                 f"PostgreSQL at {self.url}: schema {self.schema!r} has no chronik tables"
             )
 
+    def migrations(self) -> list[Migration]:
+        """Every migration of the schema, rendered as ``migrate`` would run it."""
+        found = [Migration("schema", ddl.BOOTSTRAP_NAME, self._render(ddl.BOOTSTRAP))]
+        for part, migrations in ddl.PARTS.items():
+            for name, template in migrations:
+                record = f"INSERT INTO {{s}}.chronik_migrations (name) VALUES ('{name}');"
+                found.append(
+                    Migration(
+                        part, name, self._render(f"{textwrap.dedent(template).strip()}\n{record}")
+                    )
+                )
+        return found
+
+    def _render(self, template: str) -> str:
+        script = template.replace("{lock}", str(ddl.lock_key(self.schema)))
+        return ddl.in_schema(script, self.schema)
+
+    async def applied_migrations(self) -> set[str]:
+        """The names in ``chronik_migrations``; empty if the schema has none (no DDL)."""
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT to_regclass(%s)::text",
+                    (ddl.in_schema("{s}.chronik_migrations", self.schema),),
+                )
+                row = await cur.fetchone()
+                if row is None or row[0] is None:
+                    return set()
+                cur = await conn.execute(
+                    ddl.in_schema("SELECT name FROM {s}.chronik_migrations", self.schema)
+                )
+                return {ddl.BOOTSTRAP_NAME} | {name for (name,) in await cur.fetchall()}
+        except psycopg.Error as exc:
+            raise self.unavailable(exc) from exc
+
     async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
         """Apply the named migrations not yet applied, each once, under a lock.
 
         A migration is a script template: ``{s}`` is the quoted schema, ``{lock}`` the
-        advisory lock key of its positions.
+        advisory lock key of its positions. Opened with ``migrate=False`` this runs no
+        DDL: MigrationsPendingError names what is not applied.
         """
+        if not self.auto_migrate:
+            applied = await self.applied_migrations()
+            pending = [name for name, _ in migrations if name not in applied]
+            if pending:
+                raise MigrationsPendingError(
+                    f"PostgreSQL at {self.url}, schema {self.schema!r}: migrations "
+                    f"{', '.join(pending)} not applied, and CHRONIK_AUTO_MIGRATE is off: "
+                    "run `chronik migrate`"
+                )
+            return
         key = ddl.lock_key(self.schema)
         schema = self.schema
         try:
             async with self.pool.connection() as conn:
                 await conn.execute("SELECT pg_advisory_lock(%s)", (key - 1,))
                 try:
-                    await conn.execute(ddl.in_schema("CREATE SCHEMA IF NOT EXISTS {s}", schema))
-                    await conn.execute(
-                        ddl.in_schema(
-                            "CREATE TABLE IF NOT EXISTS {s}.chronik_migrations ("
-                            "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-                            schema,
-                        )
-                    )
+                    cur = await conn.execute("SELECT to_regnamespace(%s)::text", (schema,))
+                    found = await cur.fetchone()
+                    if found is None or found[0] is None:
+                        await conn.execute(ddl.in_schema(ddl.CREATE_SCHEMA, schema))
+                    await conn.execute(ddl.in_schema(ddl.MIGRATIONS_TABLE, schema))
                     cur = await conn.execute(
                         ddl.in_schema("SELECT name FROM {s}.chronik_migrations", schema)
                     )

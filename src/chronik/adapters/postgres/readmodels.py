@@ -20,7 +20,7 @@ import psycopg
 from chronik.adapters.postgres import schema as ddl
 from chronik.adapters.postgres.leases import AdvisoryLease, advisory_lease
 from chronik.adapters.postgres.schema import in_schema, lock_key
-from chronik.errors import LostLeadershipError, StoreUnavailableError
+from chronik.errors import LostLeadershipError, MigrationsPendingError, StoreUnavailableError
 from chronik.eventstore.port import RecordedEvent
 from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical, view
 
@@ -40,6 +40,14 @@ _ROW = (
 
 def _json(value: Any) -> str:
     return _encode(value).decode()
+
+
+#: what a service that may not migrate says to do about a projection's tables
+_CREATE_REMEDY = "run `chronik migrate` with this service's CHRONIK_APP"
+_REBUILD_REMEDY = (
+    "a version change: `chronik migrate` with this service's CHRONIK_APP makes them; a "
+    "requested rebuild: run it where the role may create tables (docs/deploy.md#migrations)"
+)
 
 
 class _Tx:
@@ -236,6 +244,54 @@ class PostgresProjectionBackend:
         rows = await self._rows(f"SELECT {_ROW} FROM {{s}}.chronik_projections ORDER BY name")
         return [ProjectionRow(*r) for r in rows]
 
+    def _generation_ddl(
+        self,
+        name: str,
+        generation: int,
+        tables: Sequence[str],
+        indexes: Mapping[str, Sequence[str]],
+    ) -> list[str]:
+        statements = []
+        for table in tables:
+            target = physical(name, table, generation)
+            statements += [
+                self._q(f"DROP TABLE IF EXISTS {{s}}.{target} CASCADE"),
+                self._q(f"CREATE TABLE {{s}}.{target} (key text PRIMARY KEY, doc jsonb NOT NULL)"),
+            ]
+            statements += [
+                self._q(f"CREATE INDEX {target}_{field} ON {{s}}.{target} ((doc->>'{field}'))")
+                for field in indexes.get(table, ())
+            ]
+        return statements
+
+    def _views_ddl(self, name: str, generation: int, tables: Sequence[str]) -> list[str]:
+        return [
+            self._q(
+                f"CREATE OR REPLACE VIEW {{s}}.{view(name, table)} AS SELECT key, doc "
+                f"FROM {{s}}.{physical(name, table, generation)}"
+            )
+            for table in tables
+        ]
+
+    def creation_sql(
+        self,
+        name: str,
+        generation: int,
+        tables: Sequence[str],
+        indexes: Mapping[str, Sequence[str]],
+    ) -> str:
+        statements = self._generation_ddl(name, generation, tables, indexes)
+        if generation == 1:
+            statements += self._views_ddl(name, generation, tables)
+        return "".join(f"{statement};\n" for statement in statements)
+
+    def _refuse_ddl(self, name: str, what: str, remedy: str = _CREATE_REMEDY) -> None:
+        if not self.database.auto_migrate:
+            raise MigrationsPendingError(
+                f"PostgreSQL at {self.database.url}, schema {self.schema!r}: projection "
+                f"{name!r} {what}, and CHRONIK_AUTO_MIGRATE is off: {remedy}"
+            )
+
     async def _create_generation(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -244,27 +300,14 @@ class PostgresProjectionBackend:
         tables: Sequence[str],
         indexes: Mapping[str, Sequence[str]],
     ) -> None:
-        for table in tables:
-            target = physical(name, table, generation)
-            await conn.execute(self._q(f"DROP TABLE IF EXISTS {{s}}.{target} CASCADE"))
-            await conn.execute(
-                self._q(f"CREATE TABLE {{s}}.{target} (key text PRIMARY KEY, doc jsonb NOT NULL)")
-            )
-            for field in indexes.get(table, ()):
-                await conn.execute(
-                    self._q(f"CREATE INDEX {target}_{field} ON {{s}}.{target} ((doc->>'{field}'))")
-                )
+        for statement in self._generation_ddl(name, generation, tables, indexes):
+            await conn.execute(statement)
 
     async def _point_views(
         self, conn: psycopg.AsyncConnection[Any], name: str, generation: int, tables: Sequence[str]
     ) -> None:
-        for table in tables:
-            await conn.execute(
-                self._q(
-                    f"CREATE OR REPLACE VIEW {{s}}.{view(name, table)} AS SELECT key, doc "
-                    f"FROM {{s}}.{physical(name, table, generation)}"
-                )
-            )
+        for statement in self._views_ddl(name, generation, tables):
+            await conn.execute(statement)
 
     async def create(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
@@ -277,6 +320,8 @@ class PostgresProjectionBackend:
                 self._q("SELECT 1 FROM {s}.chronik_projections WHERE name = %s"), (name,)
             )
             if await cur.fetchone() is None:
+                if tables:
+                    self._refuse_ddl(name, "has no tables yet")
                 await self._create_generation(conn, name, 1, tables, indexes)
                 await self._point_views(conn, name, 1, tables)
                 await conn.execute(
@@ -294,6 +339,8 @@ class PostgresProjectionBackend:
     async def begin_rebuild(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
+        if tables:
+            self._refuse_ddl(name, f"needs new tables for version {version}", _REBUILD_REMEDY)
         async with self.database.transaction() as conn:
             cur = await conn.execute(
                 self._q(

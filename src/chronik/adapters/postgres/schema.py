@@ -14,7 +14,19 @@ import re
 
 from chronik.errors import ConfigurationError
 
-__all__ = ["EVENTS", "MESSAGES", "READ_MODELS", "SCHEMA_NAME", "in_schema", "lock_key"]
+__all__ = [
+    "BOOTSTRAP",
+    "BOOTSTRAP_NAME",
+    "CREATE_SCHEMA",
+    "EVENTS",
+    "MESSAGES",
+    "MIGRATIONS_TABLE",
+    "PARTS",
+    "READ_MODELS",
+    "SCHEMA_NAME",
+    "in_schema",
+    "lock_key",
+]
 
 #: what a schema name may be: it is then safe between double quotes
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -40,6 +52,17 @@ def in_schema(template: str, schema: str) -> str:
         raise ConfigurationError(f"postgres schema {schema!r} is not valid")
     return template.replace("{s}", f'"{schema}"')
 
+
+#: The schema and the table of applied migrations, made before any migration runs.
+#: The schema is created only if it is not there: CREATE SCHEMA needs the right to create
+#: in the database even when the schema exists, and a role that owns only its schema
+#: (made by the operator, docs/deploy.md) has not.
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {s};"
+MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS {s}.chronik_migrations (
+    name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());"""
+BOOTSTRAP = f"{CREATE_SCHEMA}\n{MIGRATIONS_TABLE}"
+#: how ``chronik migrate --status`` names the bootstrap (it is recorded nowhere)
+BOOTSTRAP_NAME = "chronik_migrations"
 
 #: The events, their snapshots, the data subjects' keys, and the append functions.
 EVENTS: list[tuple[str, str]] = [
@@ -433,3 +456,10 @@ MESSAGES: list[tuple[str, str]] = [
         """,
     )
 ]
+
+#: Every part's migrations, in the order ``chronik migrate`` applies them.
+PARTS: dict[str, list[tuple[str, str]]] = {
+    "events": EVENTS,
+    "read models": READ_MODELS,
+    "messages": MESSAGES,
+}

@@ -35,11 +35,15 @@ def opener(url: str) -> DatabaseOpener:
     synchronous = options.get("synchronous", "full")
     lock_timeout = number(options, "lock_timeout", 10.0, float)
 
-    async def open_sqlite(create: bool) -> Database:
+    async def open_sqlite(create: bool, migrate: bool) -> Database:
         from chronik.adapters.sqlite.database import SQLiteDatabase
 
         return await SQLiteDatabase.open(
-            path, synchronous=synchronous, lock_timeout=lock_timeout, create=create
+            path,
+            synchronous=synchronous,
+            lock_timeout=lock_timeout,
+            create=create,
+            migrate=migrate,
         )
 
     return open_sqlite

@@ -20,16 +20,23 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import textwrap
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from chronik.adapters.port import Migration
 from chronik.adapters.sqlite import schema
 from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.adapters.sqlite.messages import SQLiteMessageStorage
 from chronik.adapters.sqlite.readmodels import SQLiteProjectionBackend
-from chronik.errors import ConfigurationError, StoreNotFoundError, StoreUnavailableError
+from chronik.errors import (
+    ConfigurationError,
+    MigrationsPendingError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
 from chronik.eventstore.codec import EventTypes
 from chronik.eventstore.signal import HeadSignal
 
@@ -51,8 +58,12 @@ class SQLiteDatabase:
         writer: sqlite3.Connection,
         reader: sqlite3.Connection,
         lock_timeout: float,
+        *,
+        auto_migrate: bool = True,
     ) -> None:
         self.path = path
+        #: False: no DDL at all; ``migrate`` checks instead (MigrationsPendingError)
+        self.auto_migrate = auto_migrate
         self.url = f"sqlite:///{path}"
         #: every write transaction runs on this connection, one at a time
         self.writer = writer
@@ -71,6 +82,7 @@ class SQLiteDatabase:
         synchronous: str = "full",
         lock_timeout: float = 10.0,
         create: bool = True,
+        migrate: bool = True,
     ) -> SQLiteDatabase:
         """Open (and create or migrate) the database in the file at ``path``.
 
@@ -78,7 +90,9 @@ class SQLiteDatabase:
         commit is on disk when append returns) or ``normal`` (a power cut may lose the
         last commits, never corrupt the file). With ``create=False`` a file that does
         not exist, or holds no chronik tables, raises StoreNotFoundError and is left as
-        it was.
+        it was. With ``migrate=False`` no table is created or migrated, now or later
+        (see ``migrate``), and a file that does not exist is not made: the database is
+        an empty one in memory, every migration pending.
         """
         level = _SYNCHRONOUS.get(str(synchronous).lower())
         if level is None:
@@ -92,6 +106,9 @@ class SQLiteDatabase:
         file = Path(path)
         if not create:
             _check_exists(file)
+        if not migrate and not file.exists():  # noqa: ASYNC240  # a stat, as _check_exists does
+            empty = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            return cls(file, empty, empty, lock_timeout, auto_migrate=False)
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
             writer = _connect(file, level, busy_ms=0)
@@ -99,9 +116,10 @@ class SQLiteDatabase:
             raise StoreUnavailableError(
                 f"cannot open SQLite database {str(file)!r}: {exc}"
             ) from exc
-        database = cls(file, writer, writer, lock_timeout)
+        database = cls(file, writer, writer, lock_timeout, auto_migrate=migrate)
         try:
-            await database.migrate(schema.EVENTS)
+            if migrate:
+                await database.migrate(schema.EVENTS)
             database.reader = _connect(file, level, busy_ms=int(lock_timeout * 1000))
         except BaseException:
             writer.close()
@@ -222,8 +240,45 @@ class SQLiteDatabase:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def migrations(self) -> list[Migration]:
+        """Every migration of the file, as ``migrate`` would run it."""
+        found = [Migration("schema", schema.BOOTSTRAP_NAME, schema.BOOTSTRAP + ";")]
+        for part, migrations in schema.PARTS.items():
+            for name, script in migrations:
+                record = f"INSERT INTO chronik_migrations VALUES ('{name}', datetime('now'));"
+                found.append(
+                    Migration(
+                        part, name, f"{textwrap.dedent(script).strip().rstrip(';')};\n{record}"
+                    )
+                )
+        return found
+
+    async def applied_migrations(self) -> set[str]:
+        """The names in ``chronik_migrations``; empty if the file has none (no DDL)."""
+        conn = self.reader
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'chronik_migrations'"
+        ).fetchone()
+        if found is None:
+            return set()
+        names = {name for (name,) in conn.execute("SELECT name FROM chronik_migrations")}
+        return {schema.BOOTSTRAP_NAME} | names
+
     async def migrate(self, migrations: Sequence[tuple[str, str]]) -> None:
-        """Apply the named migrations not yet applied, each once, in one transaction."""
+        """Apply the named migrations not yet applied, each once, in one transaction.
+
+        Opened with ``migrate=False`` this runs no DDL: MigrationsPendingError names what
+        is not applied.
+        """
+        if not self.auto_migrate:
+            applied = await self.applied_migrations()
+            pending = [name for name, _ in migrations if name not in applied]
+            if pending:
+                raise MigrationsPendingError(
+                    f"SQLite database {str(self.path)!r}: migrations {', '.join(pending)} not "
+                    "applied, and CHRONIK_AUTO_MIGRATE is off: run `chronik migrate`"
+                )
+            return
         await self.write(lambda conn: _migrate(conn, migrations))
 
 
@@ -274,9 +329,7 @@ def _connect(file: Path, synchronous: str, busy_ms: int) -> sqlite3.Connection:
 
 
 def _migrate(conn: sqlite3.Connection, migrations: Sequence[tuple[str, str]]) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS chronik_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
-    )
+    conn.execute(schema.BOOTSTRAP)
     done = {name for (name,) in conn.execute("SELECT name FROM chronik_migrations")}
     for name, script in migrations:
         if name in done:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from chronik.adapters.sqlite import schema
-from chronik.errors import LostLeadershipError
+from chronik.errors import LostLeadershipError, MigrationsPendingError
 from chronik.eventstore.port import RecordedEvent
 from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical, view
 from chronik.worker import GRANTED, Lease
@@ -57,6 +57,14 @@ def _row(values: Sequence[Any]) -> ProjectionRow:
         datetime.fromisoformat(beat) if beat else None,
         detail,
     )
+
+
+#: what a service that may not migrate says to do about a projection's tables
+_CREATE_REMEDY = "run `chronik migrate` with this service's CHRONIK_APP"
+_REBUILD_REMEDY = (
+    "a version change: `chronik migrate` with this service's CHRONIK_APP makes them; a "
+    "requested rebuild: run it where the role may create tables (docs/deploy.md#migrations)"
+)
 
 
 class _Tx:
@@ -170,6 +178,34 @@ class _Tx:
         return int(row[0])
 
 
+def _generation_ddl(
+    name: str, generation: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
+) -> list[str]:
+    statements = []
+    for table in tables:
+        target = physical(name, table, generation)
+        statements += [
+            f"DROP TABLE IF EXISTS {target}",
+            f"CREATE TABLE {target} (key TEXT PRIMARY KEY, doc TEXT NOT NULL)",
+        ]
+        statements += [
+            f"CREATE INDEX {target}_{field} ON {target} (json_extract(doc, '$.{field}'))"
+            for field in indexes.get(table, ())
+        ]
+    return statements
+
+
+def _views_ddl(name: str, generation: int, tables: Sequence[str]) -> list[str]:
+    statements = []
+    for table in tables:
+        statements += [
+            f"DROP VIEW IF EXISTS {view(name, table)}",
+            f"CREATE VIEW {view(name, table)} AS SELECT key, doc "
+            f"FROM {physical(name, table, generation)}",
+        ]
+    return statements
+
+
 def _create_generation(
     conn: sqlite3.Connection,
     name: str,
@@ -177,25 +213,15 @@ def _create_generation(
     tables: Sequence[str],
     indexes: Mapping[str, Sequence[str]],
 ) -> None:
-    for table in tables:
-        target = physical(name, table, generation)
-        conn.execute(f"DROP TABLE IF EXISTS {target}")
-        conn.execute(f"CREATE TABLE {target} (key TEXT PRIMARY KEY, doc TEXT NOT NULL)")
-        for field in indexes.get(table, ()):
-            conn.execute(
-                f"CREATE INDEX {target}_{field} ON {target} (json_extract(doc, '$.{field}'))"
-            )
+    for statement in _generation_ddl(name, generation, tables, indexes):
+        conn.execute(statement)
 
 
 def _point_views(
     conn: sqlite3.Connection, name: str, generation: int, tables: Sequence[str]
 ) -> None:
-    for table in tables:
-        conn.execute(f"DROP VIEW IF EXISTS {view(name, table)}")
-        conn.execute(
-            f"CREATE VIEW {view(name, table)} AS SELECT key, doc "
-            f"FROM {physical(name, table, generation)}"
-        )
+    for statement in _views_ddl(name, generation, tables):
+        conn.execute(statement)
 
 
 class SQLiteProjectionBackend:
@@ -206,6 +232,25 @@ class SQLiteProjectionBackend:
 
     async def setup(self) -> None:
         await self.database.migrate(schema.READ_MODELS)
+
+    def creation_sql(
+        self,
+        name: str,
+        generation: int,
+        tables: Sequence[str],
+        indexes: Mapping[str, Sequence[str]],
+    ) -> str:
+        statements = _generation_ddl(name, generation, tables, indexes)
+        if generation == 1:
+            statements += _views_ddl(name, generation, tables)
+        return "".join(f"{statement};\n" for statement in statements)
+
+    def _refuse_ddl(self, name: str, what: str, remedy: str = _CREATE_REMEDY) -> None:
+        if not self.database.auto_migrate:
+            raise MigrationsPendingError(
+                f"SQLite database {str(self.database.path)!r}: projection {name!r} {what}, "
+                f"and CHRONIK_AUTO_MIGRATE is off: {remedy}"
+            )
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_Tx]:
@@ -252,6 +297,8 @@ class SQLiteProjectionBackend:
         async with self.database.transaction() as conn:
             exists = conn.execute("SELECT 1 FROM chronik_projections WHERE name = ?", (name,))
             if exists.fetchone() is None:
+                if tables:
+                    self._refuse_ddl(name, "has no tables yet")
                 _create_generation(conn, name, 1, tables, indexes)
                 _point_views(conn, name, 1, tables)
                 conn.execute(
@@ -266,6 +313,8 @@ class SQLiteProjectionBackend:
     async def begin_rebuild(
         self, name: str, version: int, tables: Sequence[str], indexes: Mapping[str, Sequence[str]]
     ) -> ProjectionRow:
+        if tables:
+            self._refuse_ddl(name, f"needs new tables for version {version}", _REBUILD_REMEDY)
         async with self.database.transaction() as conn:
             (generation,) = conn.execute(
                 "SELECT generation FROM chronik_projections WHERE name = ?", (name,)

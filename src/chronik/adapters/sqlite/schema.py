@@ -7,7 +7,12 @@ made when the database opens, the others when their role is set up.
 
 from __future__ import annotations
 
-__all__ = ["EVENTS", "MESSAGES", "READ_MODELS"]
+__all__ = ["BOOTSTRAP", "BOOTSTRAP_NAME", "EVENTS", "MESSAGES", "PARTS", "READ_MODELS"]
+
+#: The table of applied migrations, made before any migration runs.
+BOOTSTRAP = "CREATE TABLE IF NOT EXISTS chronik_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+#: how ``chronik migrate --status`` names it (it is recorded nowhere)
+BOOTSTRAP_NAME = "chronik_migrations"
 
 #: The events, their snapshots and the data subjects' keys.
 EVENTS: list[tuple[str, str]] = [
@@ -149,3 +154,10 @@ MESSAGES: list[tuple[str, str]] = [
         """,
     )
 ]
+
+#: Every part's migrations, in the order ``chronik migrate`` applies them.
+PARTS: dict[str, list[tuple[str, str]]] = {
+    "events": EVENTS,
+    "read models": READ_MODELS,
+    "messages": MESSAGES,
+}
