@@ -60,6 +60,12 @@ class PostgresEventStore(PostgresAppends):
             s,
         )
 
+        self._sql_payloads = in_schema(
+            "SELECT version, type, schema_version, data FROM {s}.chronik_events "
+            "WHERE stream_id = %s AND version >= %s AND version <= %s ORDER BY version",
+            s,
+        )
+
     async def wait_for_events(self, after: int, max_wait: float) -> None:
         self._database.listen()
         await self._signal.wait(after, max_wait)
@@ -86,6 +92,12 @@ class PostgresEventStore(PostgresAppends):
         return await self._fetch(
             self._sql_stream, (stream_id, start, stop if stop is not None else 2**31 - 1, lim)
         )
+
+    async def _payload_rows(
+        self, stream_id: str, start: int, stop: int | None
+    ) -> list[tuple[int, str, int, bytes]]:
+        top = stop if stop is not None else 2**31 - 1
+        return await self._fetch(self._sql_payloads, (stream_id, start, top))
 
     async def _all_rows(
         self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None

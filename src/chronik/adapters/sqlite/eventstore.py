@@ -57,6 +57,14 @@ _VERSION = (
     "SELECT coalesce((SELECT version FROM chronik_events WHERE stream_id = ? "
     "ORDER BY version DESC LIMIT 1), 0)"
 )
+_PAYLOADS = (
+    "SELECT version, type, schema_version, data FROM chronik_events "
+    "WHERE stream_id = ? AND version >= ? ORDER BY version"
+)
+_PAYLOADS_TO = (
+    "SELECT version, type, schema_version, data FROM chronik_events "
+    "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version"
+)
 _subjects_encode = msgspec.json.Encoder().encode
 _subjects_decode = msgspec.json.Decoder(tuple[str, ...]).decode
 
@@ -210,6 +218,13 @@ class SQLiteEventStore(BaseEventStore):
             return self._query(sql, (stream_id, start, lim))
         sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"  # noqa: E501
         return self._query(sql, (stream_id, start, stop, lim))
+
+    async def _payload_rows(
+        self, stream_id: str, start: int, stop: int | None
+    ) -> list[tuple[int, str, int, bytes]]:
+        if stop is None:
+            return self._query(_PAYLOADS, (stream_id, start))
+        return self._query(_PAYLOADS_TO, (stream_id, start, stop))
 
     async def _all_rows(
         self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
