@@ -160,6 +160,8 @@ class BaseEventStore(abc.ABC):
     #: converts the stored id / time to UUID / aware datetime; None when the driver does.
     _load_id: Callable[[Any], UUID] | None = None
     _load_time: Callable[[Any], datetime] | None = None
+    #: converts a page's stored ids at once (one call, not one per row); None: as stored.
+    _load_ids: Callable[[list[Any]], list[UUID]] | None = None
 
     def __init__(
         self,
@@ -667,26 +669,31 @@ class BaseEventStore(abc.ABC):
 
     async def _decode(self, rows: list[Row]) -> list[RecordedEvent]:
         # The hot path of every reader: events written together share their time and
-        # metadata, so the last ones are reused, and current-version events without
-        # personal fields decode straight into their class.
+        # metadata, so the last ones are reused; current-version events without personal
+        # fields decode straight into their class; ids are converted in one call.
         types = self.types
         fast = types.fast_decoders
-        load_id = self._load_id
         load_time = self._load_time
+        load_ids = self._load_ids
+        ids = [row[3] for row in rows] if load_ids is None else load_ids([row[3] for row in rows])
         out: list[RecordedEvent] = []
+        append = out.append
         slow: list[tuple[int, Row, dict[str, Any]]] = []
         last_at_raw: Any = None
         last_at: Any = None
-        last_meta_key: tuple[Any, Any, Any] = (None, None, None)
+        last_corr: Any = None
+        last_caus: Any = None
+        last_hdr: Any = None
         last_meta = Metadata()
-        for row in rows:
-            position, stream_id, version, event_id, type_name, schema, at, data, corr, caus, hdr = (
-                row
-            )
-            entry = fast.get(type_name)
-            if entry is not None and entry[0] == schema:
+        last_type: Any = None
+        last_entry: tuple[int, Callable[[bytes], Any]] | None = None
+        for row, event_id in zip(rows, ids, strict=True):
+            position, stream_id, version, _, type_name, schema, at, data, corr, caus, hdr = row
+            if type_name != last_type:
+                last_type, last_entry = type_name, fast.get(type_name)
+            if last_entry is not None and last_entry[0] == schema:
                 try:
-                    event = entry[1](data)
+                    event = last_entry[1](data)
                 except msgspec.DecodeError as exc:
                     raise types.undecodable(stream_id, version, type_name, exc) from None
             else:
@@ -697,20 +704,12 @@ class BaseEventStore(abc.ABC):
                 if at != last_at_raw:
                     last_at_raw, last_at = at, load_time(at)
                 at = last_at
-            if corr != last_meta_key[0] or caus != last_meta_key[1] or hdr != last_meta_key[2]:
-                last_meta_key = (corr, caus, hdr)
+            if corr != last_corr or caus != last_caus or hdr != last_hdr:
+                last_corr, last_caus, last_hdr = corr, caus, hdr
                 last_meta = Metadata(corr, caus, None if hdr is None else _headers_decode(hdr))
-            out.append(
+            append(
                 RecordedEvent(
-                    event_id if load_id is None else load_id(event_id),
-                    stream_id,
-                    version,
-                    position,
-                    type_name,
-                    schema,
-                    at,
-                    event,
-                    last_meta,
+                    event_id, stream_id, version, position, type_name, schema, at, event, last_meta
                 )
             )
         if slow:

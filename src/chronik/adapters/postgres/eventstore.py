@@ -7,6 +7,7 @@ schema's tables and the notifications are the database's (``database.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -19,20 +20,27 @@ from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.port import Snapshot
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from chronik.adapters.postgres.database import PostgresDatabase
 
 __all__ = ["PostgresEventStore"]
 
+# The time as UTC without a zone: psycopg's timestamptz loader converts every value into
+# the session's zone (a tzinfo call per row); one replace(tzinfo=UTC) per distinct time
+# is cheaper, and events appended together share their time.
 _COLUMNS = (
-    "position, stream_id, version, id, type, schema_version, recorded_at, data, "
-    "correlation_id, causation_id, headers"
+    "position, stream_id, version, id, type, schema_version, recorded_at AT TIME ZONE 'UTC', "
+    "data, correlation_id, causation_id, headers"
 )
+
+
+def _utc(naive: datetime) -> datetime:
+    return naive.replace(tzinfo=UTC)
 
 
 class PostgresEventStore(PostgresAppends):
     """An event store in one PostgreSQL schema, handed out by its ``PostgresDatabase``."""
+
+    _load_time = staticmethod(_utc)
 
     def __init__(
         self, database: PostgresDatabase, types: EventTypes, *, closes_database: bool = False

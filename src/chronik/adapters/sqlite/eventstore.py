@@ -25,7 +25,7 @@ from chronik.errors import (
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.groupcommit import GroupCommitter
-from chronik.eventstore.ids import uuid_from_bytes
+from chronik.eventstore.ids import uuid_from_bytes, uuids_from_bytes
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class SQLiteEventStore(BaseEventStore):
     """An event store in one SQLite file, handed out by its ``SQLiteDatabase``."""
 
     _load_id = staticmethod(uuid_from_bytes)
+    _load_ids = staticmethod(uuids_from_bytes)
     _load_time = datetime.fromisoformat
 
     def __init__(
