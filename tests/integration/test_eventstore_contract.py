@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from chronik.errors import StoreUnavailableError
 from chronik.eventstore import BaseEventStore, RecordedEvent
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
+    Deposited,
     DurableEventStoreContract,
     EventStoreContract,
     _only_the_culprit_failed,
@@ -87,6 +89,22 @@ class TestSQLiteEventStore(DurableEventStoreContract):
 
     async def fail_in_database(self, conn: Any) -> None:
         conn.execute("INSERT INTO chronik_refused_by_the_test VALUES (1)")
+
+    async def test_a_lone_append_waits_for_another_connection_holding_the_write_lock(
+        self, store: BaseEventStore
+    ) -> None:
+        assert isinstance(store, SQLiteEventStore)
+        other = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            append = asyncio.ensure_future(store.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")]))
+            await asyncio.sleep(0.05)
+            assert not append.done()  # it waits, it does not fail
+            other.execute("COMMIT")
+            result = await asyncio.wait_for(append, 30)
+            assert result.version == 1
+        finally:
+            other.close()
 
     @pytest.mark.parametrize("how", ["FAIL", "ROLLBACK"])
     @pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-a-hook"])

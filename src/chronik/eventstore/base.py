@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from datetime import MAXYEAR, UTC, datetime
 from typing import Any, Self
 from uuid import UUID
@@ -54,8 +53,9 @@ _headers_decode = msgspec.json.Decoder(dict[str, str]).decode
 _json_encode = msgspec.json.Encoder().encode
 
 
-@dataclass(slots=True)
-class EncodedEvent:
+# msgspec Structs, not dataclasses: built once per event on every append, and a Struct's
+# __init__ is C (a dataclass's is Python, about 1 us with seven fields).
+class EncodedEvent(msgspec.Struct, gc=False):
     """One event ready to store."""
 
     id: UUID
@@ -67,14 +67,13 @@ class EncodedEvent:
     headers: bytes | None
 
 
-@dataclass(slots=True)
-class AppendRequest:
+class AppendRequest(msgspec.Struct, gc=False):
     """One append: its events go in together or not at all."""
 
     stream_id: str
     expected: int  # -1 any, 0 no stream, n exactly n
     events: list[EncodedEvent]
-    originals: list[object] = field(default_factory=list)  # the domain events, in order
+    originals: list[object] = msgspec.field(default_factory=list)  # the domain events
     #: subjects whose keys sealed personal fields: they must still have them at commit
     sealed: tuple[str, ...] = ()
     #: subjects forgotten by the append's events (``forgets=True``), in its transaction
@@ -121,6 +120,8 @@ def check_stream_id(stream_id: object) -> str:
         raise InvalidInputError("a stream id must not be empty")
     if "\x00" in stream_id:
         raise InvalidInputError("a stream id must not contain the NUL character")
+    if stream_id.isascii() and len(stream_id) <= MAX_STREAM_ID_BYTES:
+        return stream_id  # one byte a character, no surrogates: no need to encode it
     try:
         size = len(stream_id.encode())
     except UnicodeEncodeError:

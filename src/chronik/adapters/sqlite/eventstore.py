@@ -8,6 +8,7 @@ checkpointed into the database and truncated.
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -31,7 +32,16 @@ from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 if TYPE_CHECKING:
     from chronik.adapters.sqlite.database import SQLiteDatabase
 
-__all__ = ["SQLiteEventStore"]
+__all__ = ["NOT_NOW", "NotNow", "SQLiteEventStore"]
+
+
+class NotNow(enum.Enum):
+    """What ``SQLiteDatabase.write_now`` returns when it would have had to wait."""
+
+    NOT_NOW = "not now"
+
+
+NOT_NOW = NotNow.NOT_NOW
 
 
 _COLUMNS = (
@@ -142,8 +152,16 @@ class SQLiteEventStore(BaseEventStore):
         """
         if len(requests) == 1:
             # Alone in its transaction: whatever fails, fails this append only.
+            request = requests[0]
+            if not self._hooks:
+                # Nothing to await inside: at once, when nobody holds the write lock.
+                at_once = self._database.write_now(
+                    lambda conn: _append_request(conn, request, _now())
+                )
+                if not isinstance(at_once, NotNow):
+                    return [at_once]
             async with self._transaction() as conn:
-                return [await self._apply(conn, requests[0], _now())]
+                return [await self._apply(conn, request, _now())]
         outcomes: dict[int, AppendResult | BaseException] = {}
         pending = list(range(len(requests)))
         careful = False
