@@ -160,7 +160,7 @@ class SQLiteDatabase:
         For a lone append with nothing async in its transaction: no coroutine can run
         between the check and the commit, so it takes no turn on the asyncio lock.
         """
-        if self._write_lock.locked():
+        if self._write_lock.locked() or self.writer.in_transaction:
             return NOT_NOW
         conn = self.writer
         try:
