@@ -57,6 +57,35 @@ async def visit(system: System, lead_id: str, city: str, on: datetime) -> Writte
     return await system.sales.post(f"/leads/{lead_id}/follow-up", body)
 
 
+async def lead_visit_is(system: System, lead_id: str, visit: str, within: float = 20.0) -> Json:
+    """Wait until travel's word on the lead's visit reached sales: ``booked`` or
+    ``to_reschedule`` (travel publishes it, sales consumes it)."""
+    found: Json = await eventually(
+        lambda: system.sales.get(f"/leads/{lead_id}"),
+        lambda lead: lead["visit"] == visit,
+        f"lead {lead_id}'s visit {visit}",
+        within,
+    )
+    return found
+
+
+async def visit_events(system: System, lead_id: str) -> list[str]:
+    """The types of what travel told sales about the lead's visits, from its history."""
+    history = await system.sales.get(f"/leads/{lead_id}/history")
+    return [h["type"] for h in history if h["type"].startswith("sales.visit_")]
+
+
+async def promoted(system: System, campaign_id: str, within: float = 20.0) -> list[Json]:
+    """Wait until sales lists the campaign among those live (campaigns publishes it)."""
+    found: list[Json] = await eventually(
+        lambda: system.sales.get("/promotions"),
+        lambda live: campaign_id in {p["campaign_id"] for p in live},
+        f"campaign {campaign_id} promoted by sales",
+        within,
+    )
+    return found
+
+
 # -- campaigns -----------------------------------------------------------------------
 
 

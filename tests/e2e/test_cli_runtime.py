@@ -179,7 +179,7 @@ async def test_config_show_with_unknown_settings_allowed_warns_in_one_line() -> 
     done = await chronik("config", "show", env=env)
     assert done.code == 0, done.err
     assert done.err_lines == [
-        "warning: chronik.settings: CHRONIK_HTTP_PROT (from env): not a chronik setting "
+        "warning: chronik.runtime.settings: CHRONIK_HTTP_PROT (from env): not a chronik setting "
         "(did you mean CHRONIK_HTTP_PORT?); ignored"
     ]
     rows = _table(done.out)
@@ -613,11 +613,24 @@ async def test_serve_starts_answers_healthz_and_stops_on_sigterm(
         signalled = served.terminate()
         assert await served.exit_code(within=6) == 0
         assert time.monotonic() - signalled < 6
-    lines = served.stderr.splitlines()
-    events = [json.loads(line)["event"] for line in lines]  # every log line is JSON
-    assert any(e.startswith("serving tickets on http://127.0.0.1:") for e in events)
-    assert any(e.startswith("signal 15: not ready; draining") for e in events)
-    assert events[-1].startswith("stopped after")
+    lines = [json.loads(line) for line in served.stderr.splitlines()]  # every line is JSON
+    events = [line["event"] for line in lines]
+    assert all(line["service"] == "chronik" for line in lines)
+    # uvicorn's lines too, without the coloured copy of their text it passes as extra
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    assert not any("color_message" in line for line in lines)
+    [started] = [line for line in lines if line["event"] == "serving"]
+    assert started["contexts"] == ["tickets"]
+    assert started["url"].startswith("http://127.0.0.1:")
+    assert started["logger"] == "chronik.http.serve"
+    [signal] = [line for line in lines if line["event"] == "signal: not ready, draining"]
+    assert signal["signal"] == 15
+    assert events[-1] == "stopped"
+    [opening] = [line for line in lines if line.get("route") == "/tickets"]
+    assert (opening["event"], opening["method"], opening["status"]) == ("request", "POST", 201)
+    assert opening["logger"] == "chronik.http.app"
+    assert opening["duration_ms"] > 0
+    assert len(opening["correlation_id"]) == 16 and len(opening["trace_id"]) == 32
 
 
 @pytest.mark.parametrize(

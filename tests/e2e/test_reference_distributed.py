@@ -3,9 +3,10 @@
 As deploy/local/run-distributed.sh does, with ports, schemas and a broker namespace of
 the test's own: one ``chronik serve`` per context (its own schema; http, projections,
 consumers and processes) and one ``chronik relay`` process per context, moving the
-outbox to NATS. Orders and visits cross from sales to campaigns and travel through
-outbox, relay, broker and inbox; the sales relay is killed with SIGKILL in the middle of
-a flow and started again: nothing is lost and nothing happens twice.
+outbox to NATS. Orders and visits cross from sales to campaigns and travel, and what
+became of the visits and the campaigns crosses back to sales, through outbox, relay,
+broker and inbox; a relay or a service is killed with SIGKILL in the middle of a flow
+and started again: nothing is lost and nothing happens twice.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from reference_flows import (
     awaits_approval_for_two_days,
     budget,
     budget_reaches,
+    lead_visit_is,
     new_lead,
     ordering_lead,
     picture,
+    promoted,
     requested_trip,
     settled_campaign,
     share_of,
@@ -35,6 +38,7 @@ from reference_flows import (
     trip_settles,
     trips_of,
     visit,
+    visit_events,
 )
 from reference_system import (
     BASE_ENV,
@@ -104,7 +108,13 @@ async def forget_namespace(namespace: str) -> None:
     client = await nats.connect(servers=[f"nats://{NATS_HOST}:{NATS_PORT}"], connect_timeout=3)
     try:
         js = client.jetstream(timeout=5)
-        for durable in (f"{namespace}-campaigns-sales", f"{namespace}-travel-sales"):
+        durables = [
+            f"{namespace}-campaigns-sales",
+            f"{namespace}-travel-sales",
+            f"{namespace}-sales-visits-travel",
+            f"{namespace}-sales-promotions-campaigns",
+        ]
+        for durable in durables:
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_consumer("CHRONIK", durable)
         with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -267,3 +277,60 @@ async def test_visits_book_trips_once_across_a_relay_crash_and_a_travel_service_
         "travel.hotel_booking_failed",
     ]
     assert sorted(types[3:]) == ["travel.flight_cancelled", "travel.trip_cancelled"]
+
+
+async def test_visit_outcomes_and_live_campaigns_reach_sales_once_across_relay_and_sales_crashes(
+    split: Split,
+) -> None:
+    """The flows back: travel and campaigns publish, sales consumes.
+
+    Travel's relay dies while trips are decided, campaigns' relay while a campaign goes
+    live, and the sales service (its consumers) while the messages are on the broker:
+    everything reaches sales after the restarts, once.
+    """
+    system = split.system
+    on = soon(days=5)
+    leads = [await new_lead(system, f"Visited {i}", "+33 1 4020 5050") for i in range(4)]
+    for lead in leads:
+        await visit(system, lead.id, "Lyon", on)
+    trips = [(await trip_of(system, lead.id, "awaiting_approval"))["trip_id"] for lead in leads]
+
+    # Decisions made while travel's relay is down wait in its outbox.
+    split.relays["travel"].kill()
+    for index, trip_id in enumerate(trips):
+        decision = "approve" if index % 2 == 0 else "reject"
+        await system.travel.post(f"/trips/{trip_id}/{decision}", {"by": "the manager"})
+    for trip_id in trips:
+        await trip_settles(
+            system, trip_id, "confirmed" if trips.index(trip_id) % 2 == 0 else "cancelled"
+        )
+    await asyncio.sleep(1.0)
+    assert await split.outbox_pending("travel") >= 4
+    for lead in leads:
+        assert await visit_events(system, lead.id) == []
+
+    # A campaign goes live while campaigns' relay is down; then the sales service dies
+    # too, and the relays come back while it is gone: the broker keeps the messages.
+    await system.campaigns.post("/budget/top-up", {"amount_cents": 30_000})
+    split.relays["campaigns"].kill()
+    launch = await activated_campaign(system, "Launch", 20_000)
+    await settled_campaign(system, launch, "published")
+    assert await split.outbox_pending("campaigns") >= 1
+    split.services["sales"].kill()
+    await split.relays["travel"].restart()
+    await split.relays["campaigns"].restart()
+    await split.restart_service("sales")
+
+    for index, lead in enumerate(leads):
+        await lead_visit_is(system, lead.id, "booked" if index % 2 == 0 else "to_reschedule", 30)
+    [live] = await promoted(system, launch, within=30)
+    assert live["name"] == "Launch"
+    assert await split.outbox_pending("travel") == 0
+    assert await split.outbox_pending("campaigns") == 0
+    await asyncio.sleep(2.0)  # redeliveries, if any, would land by now
+    for index, lead in enumerate(leads):
+        expected = "sales.visit_booked" if index % 2 == 0 else "sales.visit_to_reschedule"
+        assert await visit_events(system, lead.id) == [expected]
+    assert await event_types("promotions-live", split.where("sales")) == [
+        "sales.campaign_went_live"
+    ]

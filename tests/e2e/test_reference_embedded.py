@@ -9,6 +9,7 @@ their effects in the other contexts are still on their way.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,10 +21,12 @@ from reference_flows import (
     activated_campaign,
     awaits_approval_for_two_days,
     budget_reaches,
+    lead_visit_is,
     new_lead,
     order,
     ordering_lead,
     picture,
+    promoted,
     requested_trip,
     settled_campaign,
     share_of,
@@ -31,6 +34,7 @@ from reference_flows import (
     trip_of,
     trip_settles,
     visit,
+    visit_events,
 )
 from reference_system import Api, Launcher, Service, System, event_types, launched
 
@@ -96,6 +100,7 @@ async def test_a_lead_goes_through_the_funnel_survives_a_crash_and_is_forgotten(
         "status": "paid",
         "contacts": 1,
         "order_id": order_id,
+        "visit": None,
         "updated_at": None,
     }
 
@@ -130,6 +135,8 @@ async def test_a_lead_goes_through_the_funnel_survives_a_crash_and_is_forgotten(
             "follow_ups": follow_ups,
             "order_id": order_of,
             "order_cents": cents,
+            "visit": None,
+            "visit_trip": None,
         }
     history = await sales.get(f"/leads/{kath.id}/history")
     assert [(h["version"], h["type"]) for h in history] == [
@@ -409,3 +416,44 @@ async def test_partner_and_booking_references_stay_unique_across_a_restart(
     await embedded.crash_and_restart()
     await publish_and_book("After")
     assert sorted(set(references)) == sorted(references), references
+
+
+async def test_travel_and_campaigns_answer_sales_through_public_events_across_a_crash(
+    embedded: Embedded,
+) -> None:
+    """The flows back to sales: a visit's trip confirmed or cancelled, a campaign live.
+
+    The process is killed right after the approval and the activation were acknowledged,
+    while their effects are still on their way to sales: they arrive after the restart,
+    once each.
+    """
+    system = embedded.system
+    on = soon(days=5)
+    grace = await new_lead(system, "Grace Hopper", "+1 202 555 0143")
+    alan = await new_lead(system, "Alan Turing", "+44 161 496 0000")
+    await visit(system, grace.id, "Lyon", on)
+    await visit(system, alan.id, "Porto", on)
+    graces = await trip_of(system, grace.id, "awaiting_approval")
+    alans = await trip_of(system, alan.id, "awaiting_approval")
+    assert (await system.sales.get(f"/leads/{grace.id}"))["visit"] is None
+
+    await system.campaigns.post("/budget/top-up", {"amount_cents": 30_000})
+    await system.travel.post(f"/trips/{alans['trip_id']}/reject", {"by": "the manager"})
+    launch = await activated_campaign(system, "Launch", 20_000)
+    await system.travel.post(f"/trips/{graces['trip_id']}/approve", {"by": "the manager"})
+    await embedded.crash_and_restart()
+
+    lead = await lead_visit_is(system, grace.id, "booked")
+    assert lead["status"] == "follow_up"
+    await lead_visit_is(system, alan.id, "to_reschedule")
+    state = await system.sales.get(f"/leads/{alan.id}/state")
+    assert (state["visit"], state["visit_trip"]) == ("to_reschedule", alans["trip_id"])
+    await settled_campaign(system, launch, "published")
+    [live] = await promoted(system, launch)
+    assert live["name"] == "Launch"
+
+    await asyncio.sleep(2.0)  # a message delivered twice would have landed by now
+    assert await visit_events(system, grace.id) == ["sales.visit_booked"]
+    assert await visit_events(system, alan.id) == ["sales.visit_to_reschedule"]
+    assert [p["campaign_id"] for p in await system.sales.get("/promotions")] == [launch]
+    assert await event_types("promotions-live", embedded.where) == ["sales.campaign_went_live"]

@@ -295,7 +295,8 @@ async def test_a_command_whose_handler_keeps_failing_stops_the_dispatcher_under_
 
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
-    return any(text in r.getMessage() for r in caplog.records)
+    # The error is a field of the log line, beside its message.
+    return any(text in f"{r.getMessage()} {getattr(r, 'error', '')}" for r in caplog.records)
 
 
 async def test_two_commands_of_one_step_that_keep_failing_are_both_on_record_under_park(

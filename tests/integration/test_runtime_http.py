@@ -423,4 +423,4 @@ async def test_metrics_count_requests_by_route_template(start: Start) -> None:
     assert 'method="POST",route="/tickets",status="201"' in metrics
     assert 'method="GET",route="/tickets/{ticket_id}",status="200"' in metrics
     assert 'method="GET",route="/tickets/{ticket_id}",status="404"' in metrics
-    assert "chronik_events_appended 1.0" in metrics
+    assert "chronik_events_appended_total 1.0" in metrics

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from campaigns.domain import (
-    BEHAVIOURS,
+    EVENTS,
     ActivationRequested,
     Budget,
     BudgetIncreased,
@@ -18,6 +19,8 @@ from campaigns.domain import (
     Campaign,
     CampaignCancelled,
     CampaignCreated,
+    CampaignStatus,
+    CostNotPositive,
     OrderNotCredited,
     PublicationConfirmed,
     PublicationRejected,
@@ -114,7 +117,7 @@ class TestBudgetRelease:
 
 # -- the campaign ------------------------------------------------------------------------
 
-CREATED = CampaignCreated(C1, "Spring sale", 5_000, "confirm", T0)
+CREATED = CampaignCreated(C1, "Spring sale", 5_000, T0)
 ACTIVATING = ActivationRequested(C1, 5_000, T0)
 PUBLISHED = PublicationConfirmed(C1, "AD-1000", T0)
 REJECTED = PublicationRejected(C1, "the partner declined (CONTENT_POLICY)", T0)
@@ -138,30 +141,20 @@ def campaign(status: str) -> Scenario[Campaign]:
 class TestCampaignCreate:
     def test_a_new_campaign_is_a_draft(self) -> None:
         Scenario(Campaign, C1).when_created(
-            lambda: Campaign.create(C1, "Spring sale", 5_000, "confirm", T0)
+            lambda: Campaign.create(C1, "Spring sale", 5_000, T0)
         ).then(CREATED).then_state(
-            name="Spring sale", cost_cents=5_000, partner_behaviour="confirm", status="draft"
+            name="Spring sale", cost_cents=5_000, status=CampaignStatus.DRAFT
         )
 
-    @pytest.mark.parametrize("behaviour", BEHAVIOURS)
-    def test_every_partner_behaviour_is_accepted(self, behaviour: str) -> None:
-        Scenario(Campaign, C1).when_created(
-            lambda: Campaign.create(C1, "Ad", 100, behaviour, T0)
-        ).then_state(partner_behaviour=behaviour)
-
-    @pytest.mark.parametrize("behaviour", ["explode", "", "CONFIRM", "confirm "])
-    def test_an_unknown_partner_behaviour_is_refused_naming_the_choices(
-        self, behaviour: str
-    ) -> None:
-        Scenario(Campaign, C1).when_created(
-            lambda: Campaign.create(C1, "Ad", 100, behaviour, T0)
-        ).then_raises(DomainError, match="confirm, reject, delay, fail, silent")
+    def test_no_campaign_event_carries_the_demos_partner_behaviour(self) -> None:
+        for cls in EVENTS:
+            assert "partner_behaviour" not in {f.name for f in dataclasses.fields(cls)}, cls
 
     @pytest.mark.parametrize("cost", [0, -500])
     def test_a_campaign_costs_a_positive_amount(self, cost: int) -> None:
         Scenario(Campaign, C1).when_created(
-            lambda: Campaign.create(C1, "Ad", cost, "confirm", T0)
-        ).then_raises(DomainError, match="positive")
+            lambda: Campaign.create(C1, "Ad", cost, T0)
+        ).then_raises(CostNotPositive, match="positive")
 
 
 class TestCampaignActivate:
@@ -189,7 +182,7 @@ class TestCampaignActivate:
 class TestCampaignPartnerAnswers:
     def test_a_confirmation_while_activating_publishes_it(self) -> None:
         campaign("activating").when(lambda c: c.confirm("AD-1001", T1)).then(
-            PublicationConfirmed(C1, "AD-1001", T1)
+            PublicationConfirmed(C1, "AD-1001", T1, "Spring sale")
         ).then_state(status="published", partner_reference="AD-1001")
 
     def test_a_rejection_while_activating_rejects_it_with_the_reason(self) -> None:

@@ -28,7 +28,8 @@ from chronik.http.problems import PROBLEM
 from chronik.runtime.service import Runtime, ServiceSpec
 from chronik.runtime.settings import Settings
 from sales import handlers as sales_handlers
-from sales.domain import ContactDetails, ContactDetailsChanged
+from sales.commands import ContactLead, CreateLead
+from sales.domain import ContactDetailsChanged
 
 Json = Any
 
@@ -272,11 +273,11 @@ class TestSales:
         self,
     ) -> None:
         async with serving(sales.spec()) as svc:
-            now = datetime.now(UTC)
-            store = svc.runtime.store
-            await sales_handlers.initialize(store, "a1", ContactDetails("Ada Able", "12345"), now)
-            await sales_handlers.initialize(store, "z9", ContactDetails("Ada Zed", "12345"), now)
-            done = await sales_handlers.change(store, "z9", lambda lead: lead.contact("hi", now))
+            ids = iter(["a1", "z9"])
+            h = sales_handlers.LeadHandlers(svc.runtime.store, new_id=lambda: next(ids))
+            await h.create_lead(CreateLead("Ada Able", "12345"))
+            await h.create_lead(CreateLead("Ada Zed", "12345"))
+            _, done = await h.contact(ContactLead("z9", "hi"))
             svc.position = str(done.position)
             found = await svc.read("/leads?q=ada&status=contacted&limit=1")
         assert [d["lead_id"] for d in found] == ["z9"]
@@ -504,3 +505,50 @@ async def test_the_lead_document_refuses_what_the_lead_refuses(body: dict[str, s
     new_lead = {**schema["components"]["schemas"]["NewLead"], "components": schema["components"]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(body, new_lead)
+
+
+class TestBrokenRulesHaveProblemTypes:
+    """Each broken rule answers 409 with a problem type of its own: clients branch on it."""
+
+    async def test_contacting_a_closed_lead_answers_lead_closed(self) -> None:
+        async with serving(sales.spec()) as svc:
+            lead = await new_lead(svc)
+            await svc.write("POST", f"/leads/{lead}/close", {"reason": "no"})
+            refused = await svc.client.post(f"/leads/{lead}/contact", json={"note": "hi"})
+        assert refused.status_code == 409
+        assert refused.headers["content-type"] == "application/problem+json"
+        problem = refused.json()
+        assert problem["type"] == "tag:chronik.dev,2026:reference/sales/lead-closed"
+        assert problem["detail"] == f"lead {lead} is closed"
+
+    async def test_activating_a_campaign_twice_answers_campaign_not_draft(self) -> None:
+        async with serving(campaigns.spec()) as svc:
+            body = {"name": "Ad", "cost_cents": 100}
+            campaign = (await svc.write("POST", "/campaigns", body, expect=201))["id"]
+            await svc.write("POST", f"/campaigns/{campaign}/activate")
+            refused = await svc.client.post(f"/campaigns/{campaign}/activate")
+        assert refused.status_code == 409
+        assert (
+            refused.json()["type"] == "tag:chronik.dev,2026:reference/campaigns/campaign-not-draft"
+        )
+
+    async def test_approving_a_trip_not_awaiting_approval_answers_not_awaiting_approval(
+        self,
+    ) -> None:
+        async with serving(travel.spec(), settle=False) as svc:
+            depart = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+            body = {"traveller": "Grace", "destination": "Lyon", "depart_on": depart}
+            trip = (await svc.write("POST", "/trips", body, expect=201))["id"]
+            await svc.eventually(f"/trips/{trip}", status_is("awaiting_approval"))
+            await svc.write("POST", f"/trips/{trip}/approve", {"by": "the manager"})
+            refused = await svc.client.post(f"/trips/{trip}/approve", json={"by": "the manager"})
+        assert refused.status_code == 409
+        assert (
+            refused.json()["type"] == "tag:chronik.dev,2026:reference/travel/not-awaiting-approval"
+        )
+
+    async def test_an_unknown_status_is_refused_naming_the_choices(self) -> None:
+        async with serving(sales.spec()) as svc:
+            refused = await svc.client.get("/leads", params={"status": "lost"})
+        assert refused.status_code == 422
+        assert "contacted" in refused.text

@@ -44,16 +44,20 @@ from starlette.types import Receive, Scope, Send
 import campaigns
 import sales
 import travel
+from campaigns import commands as campaigns_commands
 from campaigns import handlers as campaigns_handlers
-from campaigns.domain import Campaign
+from campaigns.partner import FakePartner
+from chronik.eventstore import Metadata
 from chronik.http.app import create_app
 from chronik.http.problems import PROBLEM, Problem
+from chronik.processes import VirtualClock
 from chronik.runtime.service import Runtime, ServiceSpec
 from chronik.runtime.settings import Settings
+from sales import commands as sales_commands
 from sales import handlers as sales_handlers
-from sales.domain import ContactDetails, Money
-from travel.domain import Trip
-from travel.handlers import trips
+from travel import commands as travel_commands
+from travel import handlers as travel_handlers
+from travel.bookings import SIMULATE_HEADER, Bookings
 
 SpecFactory = Callable[[], ServiceSpec]
 Seed = Callable[[Runtime], Awaitable[None]]
@@ -134,32 +138,32 @@ SEEDED: dict[str, tuple[str, ...]] = {
 
 
 async def seed_sales(runtime: Runtime) -> None:
-    store = runtime.store
-    await sales_handlers.initialize(store, "ada", ContactDetails("Ada Lovelace", "12345"), T0)
-    await sales_handlers.change(store, "ada", lambda lead: lead.contact("called", T0))
-    await sales_handlers.change(
-        store, "ada", lambda lead: lead.submit_order("order-1", Money(12_000, "EUR"), T0)
-    )
-    await sales_handlers.initialize(store, "bob", ContactDetails("Bob", "+1 555 0100"), T0)
+    ids = iter(["ada", "1", "bob"])
+    h = sales_handlers.LeadHandlers(runtime.store, clock=VirtualClock(T0), new_id=lambda: next(ids))
+    await h.create_lead(sales_commands.CreateLead("Ada Lovelace", "12345"))
+    await h.contact(sales_commands.ContactLead("ada", "called"))
+    await h.submit_order(sales_commands.SubmitOrder("ada", 12_000, "EUR"))
+    await h.create_lead(sales_commands.CreateLead("Bob", "+1 555 0100"))
 
 
 async def seed_campaigns(runtime: Runtime) -> None:
-    store, now = runtime.store, datetime.now(UTC)
-    await campaigns_handlers.budgets(store).handle(
-        "main", lambda b: b.increase(1_000_000, "top-up", now), create=True
-    )
-    repo = campaigns_handlers.campaigns(store)
-    await repo.save(Campaign.create("spring", "Spring sale", 5_000, "confirm", now))
-    summer = Campaign.create("summer", "Summer sale", 7_000, "confirm", now)
-    summer.activate(now)
-    await repo.save(summer)
+    ids = iter(["spring", "summer"])
+    h = campaigns_handlers.CampaignHandlers(runtime.store, FakePartner(), new_id=lambda: next(ids))
+    await h.top_up(campaigns_commands.TopUpBudget(1_000_000))
+    await h.create_campaign(campaigns_commands.CreateCampaign("Spring sale", 5_000))
+    await h.create_campaign(campaigns_commands.CreateCampaign("Summer sale", 7_000))
+    await h.activate(campaigns_commands.ActivateCampaign("summer"))
 
 
 async def seed_travel(runtime: Runtime) -> None:
-    store, now = runtime.store, datetime.now(UTC)
-    departs = now.date() + timedelta(days=30)
-    await trips(store).save(Trip.request("lyon", "Grace", "Lyon", departs, now))
-    await trips(store).save(Trip.request("nice", "Alan", "Nice", departs, now, simulate="no_hotel"))
+    ids = iter(["lyon", "nice"])
+    h = travel_handlers.TravelHandlers(runtime.store, Bookings(), new_id=lambda: next(ids))
+    departs = datetime.now(UTC).date() + timedelta(days=30)
+    await h.request_trip(travel_commands.RequestTrip("Grace", "Lyon", departs))
+    await h.request_trip(
+        travel_commands.RequestTrip("Alan", "Nice", departs),
+        metadata=Metadata(headers={SIMULATE_HEADER: "no_hotel"}),
+    )
 
 
 def aim_at_seeded(case: schemathesis.Case[Any]) -> None:

@@ -148,7 +148,7 @@ class TestCampaignPublishing:
 # -- travel: the trip booking process ----------------------------------------------------
 
 TRIP = "t1"
-REQUESTED = TripRequested(TRIP, "Grace", "Lyon", date(2026, 6, 1), "none", None, T0)
+REQUESTED = TripRequested(TRIP, "Grace", "Lyon", date(2026, 6, 1), None, T0)
 FLIGHT = FlightBooked(TRIP, "FL-100", T0)
 HOTEL = HotelBooked(TRIP, "HT-101", T0)
 APPROVED = TripApproved(TRIP, "the manager", T0)

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from campaigns import domain as campaigns
+from campaigns.partner import BEHAVIOUR_HEADER
 from campaigns.projections import CampaignBoard
 from chronik.adapters import open_database
-from chronik.eventstore import EventTypes
+from chronik.eventstore import EventTypes, Metadata, NewEvent
 from chronik.projections import Projection, ProjectionEngine, ReadModels
 from sales import domain as sales
-from sales.projections import LeadAnalysis, LeadSearch
+from sales.projections import LeadAnalysis, LeadSearch, Promotions
 from travel import domain as travel
 from travel.projections import TripBoard
 
@@ -238,6 +239,48 @@ class TestLeadAnalysis:
         assert c is None
 
 
+class TestWhatTravelAndCampaignsToldSales:
+    async def test_a_lead_shows_its_latest_visit_as_travel_reported_it(
+        self, store_url: str
+    ) -> None:
+        streams = [
+            lead("a", "Ada Lovelace", "12345", follow_up("a", visit=True)),
+            lead(
+                "b",
+                "Grace Hopper",
+                "12345",
+                follow_up("b", visit=True),
+                sales.VisitBooked("b", "t1", T0),
+                sales.VisitToReschedule("b", "t1", "rejected", T0 + timedelta(hours=1)),
+            ),
+            lead("c", "Alan Turing", "12345", sales.VisitBooked("c", "t2", T0)),
+        ]
+        async with sales_projected(store_url, streams) as rm:
+            docs = await rm.find("lead_search", "leads", limit=10)
+        assert {d["lead_id"]: d["visit"] for d in docs} == {
+            "a": None,
+            "b": "to_reschedule",
+            "c": "booked",
+        }
+
+    async def test_promotions_list_each_live_campaign_once(self, store_url: str) -> None:
+        streams = [
+            (
+                "promotions-live",
+                [
+                    sales.CampaignWentLive("c1", "Spring sale", T0),
+                    sales.CampaignWentLive("c2", "Summer sale", T0 + timedelta(days=1)),
+                ],
+            )
+        ]
+        async with projected(store_url, sales.EVENTS, [Promotions()], streams) as rm:
+            live = await rm.find("promotions", "live", order_by="since")
+        assert [(d["campaign_id"], d["name"]) for d in live] == [
+            ("c1", "Spring sale"),
+            ("c2", "Summer sale"),
+        ]
+
+
 # -- campaigns ---------------------------------------------------------------------------
 
 
@@ -245,8 +288,12 @@ def board(url: str, streams: Streams) -> AbstractAsyncContextManager[ReadModels]
     return projected(url, campaigns.EVENTS, [CampaignBoard()], streams)
 
 
-def created(campaign_id: str, behaviour: str = "confirm") -> campaigns.CampaignCreated:
-    return campaigns.CampaignCreated(campaign_id, f"Ad {campaign_id}", 1_000, behaviour, T0)
+def created(campaign_id: str, behaviour: str = "confirm") -> NewEvent:
+    """A campaign's creation, with the demo's partner behaviour as the append's header."""
+    return NewEvent(
+        campaigns.CampaignCreated(campaign_id, f"Ad {campaign_id}", 1_000, T0),
+        metadata=Metadata(headers={BEHAVIOUR_HEADER: behaviour}),
+    )
 
 
 def activating(campaign_id: str) -> campaigns.ActivationRequested:
@@ -319,7 +366,7 @@ class TestCampaignBoard:
 
 
 def requested(trip_id: str) -> travel.TripRequested:
-    return travel.TripRequested(trip_id, "Grace", "Lyon", date(2026, 6, 1), "none", "L1", T0)
+    return travel.TripRequested(trip_id, "Grace", "Lyon", date(2026, 6, 1), "L1", T0)
 
 
 FLIGHT, HOTEL = "FL-100", "HT-101"

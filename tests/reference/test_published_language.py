@@ -17,7 +17,8 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs in the dev depende
 import pytest
 
 from chronik.eventstore import Metadata, RecordedEvent
-from chronik.messaging.asyncapi import asyncapi_document
+from chronik.messaging.asyncapi import asyncapi_document, languages
+from chronik.messaging.contracts import public_spec
 from sales import contracts, domain, handlers
 
 ASYNCAPI_SCHEMA = Path(__file__).parents[1] / "data" / "asyncapi-3.0.0.json"
@@ -131,3 +132,43 @@ def test_an_order_that_breaks_the_contract_is_refused_when_decoded(
     }
     with pytest.raises(ValueError, match=rf"sales.order_submitted.v1: .*\$\.{where}"):
         contracts.LANGUAGE.decode("sales.order_submitted.v1", data)
+
+
+def system_document() -> dict[str, Any]:
+    """The document of every public event of the reference system, as ``chronik asyncapi``
+    writes it for ``--language sales.contracts --language campaigns.contracts
+    --language travel.contracts``."""
+    from campaigns import contracts as campaigns
+    from travel import contracts as travel
+
+    return asyncapi_document(languages(contracts.LANGUAGE, campaigns.LANGUAGE, travel.LANGUAGE))
+
+
+def test_the_system_s_document_is_valid_asyncapi_3_with_a_channel_per_public_event() -> None:
+    doc = system_document()
+    jsonschema.Draft7Validator(json.loads(ASYNCAPI_SCHEMA.read_text())).validate(doc)
+    assert len(doc["channels"]) == 5
+    addresses = sorted(channel["address"] for channel in doc["channels"].values())
+    assert addresses == [
+        "chronik.campaigns.campaign_live.v1",
+        "chronik.sales.order_submitted.v1",
+        "chronik.sales.visit_needed.v1",
+        "chronik.travel.visit_trip_cancelled.v1",
+        "chronik.travel.visit_trip_confirmed.v1",
+    ]
+
+
+def test_what_travel_and_campaigns_publish_fits_their_schemas() -> None:
+    from campaigns import contracts as campaigns
+    from travel import contracts as travel
+
+    doc = system_document()
+    for language, event in [
+        (travel.LANGUAGE, travel.VisitTripConfirmed("L1", "t1", T0)),
+        (travel.LANGUAGE, travel.VisitTripCancelled("L1", "t1", "no hotel", T0)),
+        (campaigns.LANGUAGE, campaigns.CampaignLive("c1", "Spring sale", T0)),
+    ]:
+        key = public_spec(type(event)).type.replace(".", "_")
+        payload = doc["components"]["messages"][key]["payload"]
+        schema = {**payload["properties"]["data"], "components": doc["components"]}
+        jsonschema.validate(language.data_of(event), schema)

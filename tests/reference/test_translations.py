@@ -21,6 +21,7 @@ from chronik.adapters.memory.database import MemoryDatabase
 from chronik.eventstore import BaseEventStore, EventTypes, Metadata, RecordedEvent
 from chronik.messaging import Consumer, Delivery, MessageContext
 from chronik.messaging.envelope import encode_envelope, envelope
+from chronik.processes import VirtualClock
 from sales import contracts, handlers
 from sales import domain as sales
 from travel import domain as travel
@@ -144,8 +145,8 @@ class TestCampaignsTranslate:
 
     def test_a_campaign_is_placed_under_its_id_with_its_budget_in_euros(self) -> None:
         campaign = Campaign.blank("c1")
-        campaign.replay([CampaignCreated("c1", "Spring sale", 12_345, "delay", T0)], 1)
-        assert acl.to_placement(campaign) == PlacementRequest("c1", "Spring sale", 123.45, "delay")
+        campaign.replay([CampaignCreated("c1", "Spring sale", 12_345, T0)], 1)
+        assert acl.to_placement(campaign) == PlacementRequest("c1", "Spring sale", 123.45)
 
     @pytest.mark.parametrize(
         ("receipt", "outcome"),
@@ -197,22 +198,21 @@ class TestTravelTranslates:
     async def test_a_visit_becomes_a_trip_of_the_sales_team_to_the_city_on_its_day(
         self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
         visit = contracts.VisitNeeded("L1", "Lyon", T0 + timedelta(days=2))
-        await travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed(visit, message())
+        await travel_handlers.TravelHandlers(
+            store, Bookings(), clock=VirtualClock(T0)
+        ).on_visit_needed(visit, message())
         [trip] = await trips_requested(store)
-        assert (trip.traveller, trip.destination, trip.depart_on, trip.lead_id, trip.simulate) == (
+        assert (trip.traveller, trip.destination, trip.depart_on, trip.lead_id) == (
             "sales team",
             "Lyon",
             date(2026, 5, 6),
             "L1",
-            "none",
         )
 
     async def test_a_visit_in_the_future_is_never_refused_as_in_the_past(
         self, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
         honolulu = timezone(timedelta(hours=-10))
         on = datetime(2026, 5, 3, 23, 30, tzinfo=honolulu)  # 2026-05-04 09:30 UTC
         assert on > T0
@@ -222,15 +222,18 @@ class TestTravelTranslates:
         lead.set_follow_up(on, True, "Honolulu", T0)
         visit = handlers.publish(recorded(lead.pending_events[-1]))
         assert isinstance(visit, contracts.VisitNeeded)
-        await travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed(visit, message())
+        await travel_handlers.TravelHandlers(
+            store, Bookings(), clock=VirtualClock(T0)
+        ).on_visit_needed(visit, message())
         assert len(await trips_requested(store)) == 1
 
 
 async def deliver_visit(
-    database: MemoryDatabase, store: BaseEventStore, on: str, city: str = "Lyon"
+    database: MemoryDatabase, store: BaseEventStore, on: str, city: str = "Lyon", now: datetime = T0
 ) -> Consumer:
     """One ``sales.visit_needed.v1`` message through travel's consumer, as the broker hands it."""
-    handler = travel_handlers.TravelHandlers(store, Bookings()).on_visit_needed
+    clock = VirtualClock(now)
+    handler = travel_handlers.TravelHandlers(store, Bookings(), clock=clock).on_visit_needed
     consumer = Consumer(
         "travel",
         store,
@@ -279,7 +282,6 @@ class TestTravelTakesEveryVisitItsContractAllows:
         on: str,
         reason: str,
     ) -> None:
-        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
         consumer = await deliver_visit(database, store, on)
         assert await consumer.storage.dead_letters("travel") == []
         [declined] = await visits_declined(store)
@@ -307,8 +309,7 @@ class TestTravelTakesEveryVisitItsContractAllows:
         on: str,
         day: date,
     ) -> None:
-        monkeypatch.setattr(travel_handlers, "_now", lambda: T0 - timedelta(days=2))
-        consumer = await deliver_visit(database, store, on)
+        consumer = await deliver_visit(database, store, on, now=T0 - timedelta(days=2))
         assert await consumer.storage.dead_letters("travel") == []
         [trip] = await trips_requested(store)
         assert trip.depart_on == day
@@ -316,7 +317,6 @@ class TestTravelTakesEveryVisitItsContractAllows:
     async def test_a_visit_that_names_no_city_is_declined(
         self, database: MemoryDatabase, store: BaseEventStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(travel_handlers, "_now", lambda: T0)
         consumer = await deliver_visit(database, store, "2026-05-06T09:00:00Z", city=" ")
         assert await consumer.storage.dead_letters("travel") == []
         [declined] = await visits_declined(store)

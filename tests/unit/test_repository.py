@@ -216,7 +216,7 @@ class TestSnapshots:
     async def test_an_aggregate_with_unannotated_state_is_not_snapshotted_and_warns_once(
         self, store: MemoryEventStore, caplog: pytest.LogCaptureFixture
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="chronik.snapshots")
+        caplog.set_level(logging.WARNING, logger="chronik.eventstore.snapshots")
         repo = Repository(store, Sloppy, snapshot_every=2)
         sloppy = Sloppy("s-1")
         for _ in range(3):
@@ -224,10 +224,10 @@ class TestSnapshots:
             sloppy.add(1)
             await repo.save(sloppy)
         assert await store.load_snapshot("s-1") is None
-        warnings = [r for r in caplog.records if r.name == "chronik.snapshots"]
+        warnings = [r for r in caplog.records if r.name == "chronik.eventstore.snapshots"]
         assert len(warnings) == 1
-        assert "Sloppy" in warnings[0].getMessage()
-        assert "last_amount" in warnings[0].getMessage()
+        assert getattr(warnings[0], "aggregate") == "Sloppy"  # noqa: B009 - set by ``extra``
+        assert "last_amount" in getattr(warnings[0], "attributes")  # noqa: B009
         assert (await repo.load("s-1")).total == 6
 
     async def test_a_snapshot_with_the_current_schema_is_trusted_over_the_events(
@@ -247,7 +247,7 @@ class TestSnapshots:
     async def test_a_snapshot_that_no_longer_decodes_is_ignored_and_the_events_replayed(
         self, store: MemoryEventStore, caplog: pytest.LogCaptureFixture, state: bytes
     ) -> None:
-        caplog.set_level(logging.WARNING, logger="chronik.snapshots")
+        caplog.set_level(logging.WARNING, logger="chronik.eventstore.snapshots")
         repo = Repository(store, Tally, snapshot_every=100)
         tally = Tally("t-1")
         for amount in (1, 2, 3):

@@ -240,11 +240,11 @@ def test_allowing_unknown_settings_turns_the_refusal_into_a_warning(
 ) -> None:
     monkeypatch.setenv("CHRONIK_HTTP_PROT", "9000")
     flags = place(source, "allow_unknown_settings", "true")
-    with caplog.at_level(logging.WARNING, logger="chronik.settings"):
+    with caplog.at_level(logging.WARNING, logger="chronik.runtime.settings"):
         loaded = load_settings(flags)
     assert loaded.settings.allow_unknown_settings is True
     assert loaded.settings.http_port == 8000
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "chronik.settings"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "chronik.runtime.settings"]
     assert warning.startswith("CHRONIK_HTTP_PROT (from env): not a chronik setting (did you mean")
     assert warning.endswith("; ignored")
 
@@ -330,6 +330,8 @@ def test_a_bad_value_names_the_variable_and_its_source_in_one_line(
         ("CHRONIK_BROKER_URL", "ftp://broker", "broker URL scheme 'ftp' is not supported"),
         ("CHRONIK_BROKER_URL", "nats://h:4222?namespace=Bad", "namespace 'Bad'"),
         ("CHRONIK_BROKER_URL", "nats", "is not a URL"),
+        ("CHRONIK_CLOCK", "sundial", "'system' or 'virtual'"),
+        ("CHRONIK_PARTNER_TIMEOUT", "0", "greater than 0"),
     ],
 )
 def test_each_kind_of_bad_value_is_explained_in_one_line(
@@ -497,3 +499,36 @@ def test_the_api_token_never_appears_in_an_error_about_another_setting(
         load_settings(flags)
     assert "CHRONIK_HTTP_PORT (from env)" in str(raised.value)
     assert SECRET not in str(raised.value)
+
+
+# -- the demo's clock ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_virtual_clock_is_refused_unless_the_process_is_a_demo(
+    place: Place, source: str
+) -> None:
+    flags = place(source, "clock", "virtual")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(flags)
+    message = str(raised.value)
+    assert message.startswith(f"CHRONIK_CLOCK (from {source}): 'virtual' is for demos only")
+    assert "CHRONIK_DEMO=1" in message
+    assert "\n" not in message
+
+
+def test_a_demo_may_run_the_virtual_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONIK_CLOCK", "virtual")
+    monkeypatch.setenv("CHRONIK_DEMO", "1")
+    settings = load_settings().settings
+    assert (settings.clock, settings.demo) == ("virtual", True)
+
+
+def test_the_system_clock_and_a_two_minute_partner_timeout_are_the_defaults() -> None:
+    settings = load_settings().settings
+    assert (settings.clock, settings.demo, settings.partner_timeout) == ("system", False, 120.0)
+
+
+def test_the_partner_timeout_is_a_setting_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHRONIK_PARTNER_TIMEOUT", "300")
+    assert load_settings().settings.partner_timeout == 300.0

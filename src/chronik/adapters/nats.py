@@ -40,7 +40,7 @@ from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, co
 
 __all__ = ["NatsBroker", "broker"]
 
-log = logging.getLogger("chronik.messaging.nats")
+log = logging.getLogger(__name__)
 
 PREFIX = "chronik."
 
@@ -180,17 +180,20 @@ class NatsBroker:
         cause = cause or connection_cause(exc)
         if self._nc is not None and cause != self._cause:
             # Connected before: an outage, said once per cause (at start, connect() says it).
-            log.warning("NATS at %s: %s; reconnecting", redact(self.url), cause)
+            log.warning(
+                "NATS connection failed; reconnecting",
+                extra={"broker": redact(self.url), "error": str(cause)},
+            )
         self._cause = cause
 
     async def _on_disconnected(self) -> None:
         if self._nc is not None and self._cause is None:
             self._cause = "disconnected"
-            log.warning("NATS at %s: disconnected; reconnecting", redact(self.url))
+            log.warning("NATS disconnected; reconnecting", extra={"broker": redact(self.url)})
 
     async def _on_reconnected(self) -> None:
         if self._nc is not None:
-            log.info("NATS at %s: reconnected", redact(self.url))
+            log.info("NATS reconnected", extra={"broker": redact(self.url)})
         self._cause = None
 
     async def close(self) -> None:
@@ -275,7 +278,9 @@ class NatsBroker:
                 continue
             except (nats.errors.Error, nats.js.errors.Error) as exc:
                 if not failing:
-                    log.warning("NATS fetch failed (%s); retrying until it works", exc)
+                    log.warning(
+                        "NATS fetch failed; retrying until it works", extra={"error": str(exc)}
+                    )
                 failing = True
                 await asyncio.sleep(self.redeliver_delay)
                 continue
@@ -314,7 +319,10 @@ class NatsBroker:
                     await handler(delivery)
                     break
                 except Exception as exc:
-                    log.warning("handler failed on %s (%s); trying it again", delivery.id, exc)
+                    log.warning(
+                        "handler failed; delivering again",
+                        extra={"message_id": delivery.id, "error": str(exc)},
+                    )
                     with contextlib.suppress(Exception):
                         await msg.in_progress()  # keeps the ack deadline away
                     await asyncio.sleep(self.redeliver_delay)

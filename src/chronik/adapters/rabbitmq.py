@@ -35,7 +35,7 @@ from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, co
 
 __all__ = ["RabbitMQBroker", "broker"]
 
-log = logging.getLogger("chronik.messaging.rabbitmq")
+log = logging.getLogger(__name__)
 
 EXCHANGE = "chronik"
 #: the driver's loggers that report each failed connection attempt
@@ -138,11 +138,14 @@ class RabbitMQBroker:
         if self._connection is None or exc is None or isinstance(exc, asyncio.CancelledError):
             return  # closed by close()
         self._cause = f"connection lost: {connection_cause(exc)}"
-        log.warning("RabbitMQ at %s: %s; reconnecting", redact(self.url), self._cause)
+        log.warning(
+            "RabbitMQ connection failed; reconnecting",
+            extra={"broker": redact(self.url), "error": str(self._cause)},
+        )
 
     def _on_reconnect(self, _: object) -> None:
         if self._cause is not None:
-            log.info("RabbitMQ at %s: reconnected", redact(self.url))
+            log.info("RabbitMQ reconnected", extra={"broker": redact(self.url)})
         self._cause = None
 
     async def close(self) -> None:
@@ -228,7 +231,10 @@ class RabbitMQBroker:
                 await handler(delivery)
                 break
             except Exception as exc:
-                log.warning("handler failed on %s (%s); trying it again", delivery.id, exc)
+                log.warning(
+                    "handler failed; delivering again",
+                    extra={"message_id": delivery.id, "error": str(exc)},
+                )
                 await asyncio.sleep(self.redeliver_delay)
                 attempt += 1
         try:
@@ -236,7 +242,10 @@ class RabbitMQBroker:
         except Exception as exc:
             # The channel went away under it: the broker delivers it again, and the
             # consumer's inbox knows it was handled.
-            log.warning("ack of %s failed (%s); it will come again", delivery.id, exc)
+            log.warning(
+                "ack failed; the message will come again",
+                extra={"message_id": delivery.id, "error": str(exc)},
+            )
 
 
 class _Silence(logging.Filter):

@@ -16,6 +16,7 @@ import typer
 from chronik import __version__
 from chronik.cli import (
     asyncapi,
+    clock,
     config,
     outbox,
     personal_data,
@@ -56,11 +57,13 @@ def _root(
 
 
 app.add_typer(projections.app, name="projections")
+app.add_typer(projections.workers_app, name="workers")
 app.add_typer(outbox.outbox_app, name="outbox")
 app.add_typer(outbox.dead_letters_app, name="dead-letters")
 app.add_typer(processes.app, name="processes")
 app.add_typer(streams.app, name="streams")
 app.add_typer(config.app, name="config")
+app.add_typer(clock.app, name="clock")
 app.add_typer(personal_data.app, name="personal-data")
 for command in (serve.serve, serve.relay, serve.migrate, serve.demo, serve.tour):
     app.command()(command)

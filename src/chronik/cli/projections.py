@@ -25,12 +25,17 @@ from chronik.cli.run import (
 from chronik.errors import ChronikError
 from chronik.eventstore import EventTypes
 from chronik.projections.admin import ParkedRequest, ProjectionsAdmin, Rebuild
-from chronik.projections.health import STALE_AFTER
+from chronik.projections.health import STALE_AFTER, WORKER_ROW
 
-__all__ = ["app"]
+__all__ = ["app", "workers_app"]
 
 app = typer.Typer(
     help="Read models: their status, rebuilds and parked events.", no_args_is_help=True
+)
+
+
+workers_app = typer.Typer(
+    help="The relay and the consumers: which runs, and why one does not.", no_args_is_help=True
 )
 
 
@@ -82,6 +87,32 @@ def status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
             for s in statuses:
                 if s.state == "error" and s.error:
                     console.print(f"[red]error[/] {escape(f'{s.name}: {s.error}')}", soft_wrap=True)
+
+    run(work)
+
+
+@workers_app.command("status")
+def workers_status(store_url: StoreUrl = None, data_dir: DataDir = None) -> None:
+    """The relay and each consumer that ran on the store: state, heartbeat, reason.
+
+    The replica that leads each writes its row (a standby writes none); a row whose
+    heartbeat is older than CHRONIK_STALE_AFTER seconds shows as "stale". Projections and
+    process runners: `chronik projections status`.
+    """
+    url = store_url_from(store_url, data_dir)
+    stale_after = settings_from().stale_after
+
+    async def work() -> None:
+        async with _admin(url, stale_after) as admin:
+            workers = await admin.workers()
+            if not workers:
+                console.print("No relay or consumer has run on this store yet.")
+                return
+            table = Table("worker", "state", "heartbeat", "reason")
+            for w in workers:
+                name = w.name.removeprefix(WORKER_ROW)
+                table.add_row(name, w.state, age(w.heartbeat_at), escape(w.error or "-"))
+            console.print(table)
 
     run(work)
 

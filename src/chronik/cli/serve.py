@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -58,7 +59,7 @@ def serve(
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
     run(lambda: serve_http(settings, specs))
 
 
@@ -138,8 +139,18 @@ def demo(
         ".chronik"
     ),
     host: Annotated[str, typer.Option(help="HTTP address.")] = "127.0.0.1",
+    clock: Annotated[
+        str,
+        typer.Option(
+            help="The processes' clock: 'virtual' (turned by `chronik clock advance`) or 'system'."
+        ),
+    ] = "virtual",
 ) -> None:
-    """Run the reference system embedded (sales, campaigns, travel), with example data."""
+    """Run the reference system embedded (sales, campaigns, travel), with example data.
+
+    SIGTERM or Ctrl-C stops it as it stops `chronik serve`: requests in flight are
+    answered; seeding that has not finished stops where it is.
+    """
     found = configured(lambda: find_demo("chronik demo"))
     settings = settings_from(
         app=found.app,
@@ -149,21 +160,39 @@ def demo(
         run="all",
         log_format="console",
         log_level="warning",
-        shutdown_drain_delay=0,
+        demo=True,
+        clock=clock,
     )
     specs = app_specs(settings)
     from chronik.http.serve import serve as serve_http
     from chronik.runtime.observability import configure_logging
 
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, service=settings.service)
 
     async def work() -> None:
-        server = asyncio.create_task(serve_http(settings, specs))
-        try:
-            await found.seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
-        except Exception:
-            server.cancel()
-            raise
+        # A signal before the server has taken over SIGTERM and SIGINT (while the store
+        # opens) stops it as soon as it serves; once serving, its own handlers do.
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        server = asyncio.create_task(serve_http(settings, specs, stopping=stopping))
+        seeding = asyncio.create_task(
+            found.seed_and_explain(f"http://{host}:{port}", settings.data_dir, console)
+        )
+        asked = asyncio.create_task(stopping.wait())
+        await asyncio.wait({server, seeding, asked}, return_when=asyncio.FIRST_COMPLETED)
+        asked.cancel()
+        if not seeding.done():
+            seeding.cancel()
+            if not server.done():
+                errors.print("stopping before the example data was all in")
+        await asyncio.wait({seeding})
+        failed = None if seeding.cancelled() else seeding.exception()
+        if failed is not None and not stopping.is_set() and not server.done():
+            stopping.set()  # seeding failed while nobody asked to stop: stop, then say why
+            await server
+            raise failed
         await server
 
     run(work)

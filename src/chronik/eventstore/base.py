@@ -31,6 +31,7 @@ from chronik.eventstore.port import (
     Undecodable,
 )
 from chronik.eventstore.signal import HeadSignal
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 
 __all__ = [
     "AppendHook",
@@ -163,6 +164,8 @@ class BaseEventStore(abc.ABC):
     _load_time: Callable[[Any], datetime] | None = None
     #: converts a page's stored ids at once (one call, not one per row); None: as stored.
     _load_ids: Callable[[list[Any]], list[UUID]] | None = None
+    #: where repositories report append timings and retries (the runtime sets its metrics)
+    instruments: Instruments = NO_INSTRUMENTS
 
     def __init__(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -24,12 +25,29 @@ C = TypeVar("C")
 S = TypeVar("S")
 E = TypeVar("E")
 
-log = logging.getLogger("chronik.repository")
+log = logging.getLogger(__name__)
 
 
 def _backoff(attempt: int) -> float:
     """Jittered wait before retry ``attempt``: spreads writers that collided."""
     return random.uniform(0, min(0.001 * 2**attempt, 0.05))
+
+
+async def _append(
+    store: BaseEventStore,
+    stream_id: str,
+    events: Sequence[object],
+    version: int,
+    metadata: Metadata | None,
+) -> AppendResult:
+    """Append expecting the stream at ``version``, timed for the store's instruments."""
+    started = time.perf_counter()
+    try:
+        return await store.append(
+            stream_id, events, expected=ExpectedVersion.exactly(version), metadata=metadata
+        )
+    finally:
+        store.instruments.appended(time.perf_counter() - started, len(events))
 
 
 class Repository(Generic[A]):
@@ -125,9 +143,7 @@ class Repository(Generic[A]):
             return None
         stream_id = self.stream_id(aggregate.id)
         base = aggregate.version - len(pending)
-        result = await self.store.append(
-            stream_id, pending, expected=ExpectedVersion.exactly(base), metadata=metadata
-        )
+        result = await _append(self.store, stream_id, pending, base, metadata)
         aggregate.mark_saved()
         types = self.store.types
         for event in pending:
@@ -151,7 +167,8 @@ class Repository(Generic[A]):
         except EventStoreError as exc:
             # The events are stored; a missing snapshot only makes the next load longer.
             log.warning(
-                "snapshot of %r at version %d not stored: %s", stream_id, aggregate.version, exc
+                "snapshot not stored",
+                extra={"stream": stream_id, "version": aggregate.version, "error": str(exc)},
             )
 
     async def execute(
@@ -199,6 +216,7 @@ class Repository(Generic[A]):
                 if attempt >= retries:
                     raise
                 attempt += 1
+                self.store.instruments.concurrency_retry()
                 await asyncio.sleep(_backoff(attempt))
                 continue
             return aggregate, result
@@ -225,13 +243,12 @@ async def handle_command(
         if not events:
             return state, events, None
         try:
-            result = await store.append(
-                stream_id, events, expected=ExpectedVersion.exactly(len(records)), metadata=metadata
-            )
+            result = await _append(store, stream_id, events, len(records), metadata)
         except ConcurrencyError:
             if attempt >= retries:
                 raise
             attempt += 1
+            store.instruments.concurrency_retry()
             await asyncio.sleep(_backoff(attempt))
             continue
         return decider.fold(events, state), events, result

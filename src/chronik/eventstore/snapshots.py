@@ -21,7 +21,7 @@ __all__ = ["SnapshotCodec"]
 
 A = TypeVar("A", bound=Aggregate)
 
-log = logging.getLogger("chronik.snapshots")
+log = logging.getLogger(__name__)
 
 
 class SnapshotCodec(Generic[A]):
@@ -59,9 +59,8 @@ class SnapshotCodec(Generic[A]):
         if unknown:
             if not self._warned:
                 log.warning(
-                    "not snapshotting %s: attributes %s are not annotated on the class",
-                    self.cls.__qualname__,
-                    ", ".join(sorted(unknown)),
+                    "not snapshotting: attributes not annotated on the class",
+                    extra={"aggregate": self.cls.__qualname__, "attributes": sorted(unknown)},
                 )
                 self._warned = True
             return None
@@ -72,7 +71,9 @@ class SnapshotCodec(Generic[A]):
         try:
             decoded = self._decoder.decode(state)
         except msgspec.MsgspecError as exc:
-            log.warning("ignoring snapshot of %r at version %d: %s", id, version, exc)
+            log.warning(
+                "ignoring snapshot", extra={"stream": id, "version": version, "error": str(exc)}
+            )
             return None
         aggregate = self.cls.blank(id)
         for name in self.fields:

@@ -10,15 +10,18 @@ passed it, so a client reads its own writes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import fastapi.routing
 import structlog
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronik.errors import DuplicateEventError, InvalidInputError, TokenRequiredError
@@ -26,7 +29,8 @@ from chronik.eventstore import AppendResult
 from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
 from chronik.eventstore.port import MAX_POSITION, Metadata
 from chronik.http.auth import Access, unauthorized
-from chronik.http.problems import PROBLEM, Problem, install_problem_handlers
+from chronik.http.clock import routes as clock_routes
+from chronik.http.problems import PROBLEM, Problem, install_problem_handlers, problem
 from chronik.runtime.observability import Metrics
 from chronik.runtime.service import Runtime
 
@@ -42,7 +46,7 @@ MIN_POSITION = "Chronik-Min-Position"
 _WHOLE = re.compile(r"[0-9]+")
 PROBES = {"/healthz", "/readyz", "/metrics"}
 
-log = structlog.get_logger("chronik.http")
+log = logging.getLogger(__name__)
 
 
 class CommandResult(BaseModel):
@@ -91,13 +95,51 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
-class RequestContext:
-    """Pure ASGI middleware (same task as the endpoint): ids, auth, timing, metrics."""
+class Routes:
+    """Each route's full path template and its context, whatever the routers' nesting.
 
-    def __init__(self, app: ASGIApp, access: Access, metrics: Metrics) -> None:
+    The route Starlette puts in the scope may be the one its router declared (FastAPI
+    includes routers lazily), whose path lacks the prefix it was included under:
+    ``/campaigns`` for ``POST /campaigns/campaigns``. The template is looked up here
+    instead, so routes of different contexts never share a label.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[int, tuple[BaseRoute, str, str | None]] = {}
+
+    def add(self, routes: list[BaseRoute], prefix: str = "", context: str | None = None) -> None:
+        """Routes included under ``prefix`` by ``context``; a route added before stays."""
+        for route, path in _templates(routes):
+            # The route is kept in the value: its id is never another's while it lives.
+            self._found.setdefault(id(route), (route, prefix + path, context))
+
+    def of(self, route: object) -> tuple[str, str | None]:
+        """The template and context of the scope's route ("unmatched": no route matched)."""
+        found = self._found.get(id(route))
+        if found is not None and found[0] is route:
+            return found[1], found[2]
+        return getattr(route, "path", "unmatched"), None
+
+
+def _templates(routes: list[BaseRoute]) -> Iterator[tuple[BaseRoute, str]]:
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if contexts is None:  # FastAPI that copies included routes with their full paths
+        for route in routes:
+            yield route, getattr(route, "path", "")
+        return
+    for context in contexts(routes):
+        yield context.original_route, context.path or ""
+
+
+class RequestContext:
+    """Pure ASGI middleware (same task as the endpoint): ids, auth, timing, metrics, the
+    request's log line, and the one log line with the traceback of an unexpected error."""
+
+    def __init__(self, app: ASGIApp, access: Access, metrics: Metrics, routes: Routes) -> None:
         self.app = app
         self.access = access
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,11 +152,12 @@ class RequestContext:
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
         status = 500
         started = time.perf_counter()
+        responded = False
 
         async def send_with_ids(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 extra = [
                     (b"x-correlation-id", correlation.encode("latin-1")),
                     (b"traceparent", traceparent.encode()),
@@ -122,7 +165,9 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        structlog.contextvars.bind_contextvars(correlation_id=correlation, trace=traceparent[3:35])
+        structlog.contextvars.bind_contextvars(
+            correlation_id=correlation, trace_id=traceparent[3:35]
+        )
         try:
             what = self.access.before_routing(method, path)
             if what is not None and not self.access.admits(headers.get("authorization", "")):
@@ -134,11 +179,35 @@ class RequestContext:
                 replace=True,
             ):
                 await self.app(scope, receive, send_with_ids)
+        except Exception:
+            if responded:
+                raise  # the answer is under way: the server logs it and ends the connection
+            # Answered here, not re-raised: Starlette's error middleware would log the
+            # traceback once more through the server. One error, one traceback.
+            template, context = self.routes.of(scope.get("route"))
+            log.exception(
+                "request failed",
+                extra={"method": method, "route": template, "context": context},
+            )
+            internal = problem(
+                500, "Internal error", "an unexpected error happened", request=Request(scope)
+            )
+            await internal(scope, receive, send_with_ids)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            self.metrics.request_seconds.labels(method, template, str(status)).observe(
-                time.perf_counter() - started
+            template, context = self.routes.of(scope.get("route"))
+            seconds = time.perf_counter() - started
+            self.metrics.request_seconds.labels(method, template, str(status)).observe(seconds)
+            # Probes come every few seconds from the kubelet and Prometheus: debug only.
+            log.log(
+                logging.DEBUG if path in PROBES else logging.INFO,
+                "request",
+                extra={
+                    "method": method,
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "context": context,
+                },
             )
             structlog.contextvars.clear_contextvars()
 
@@ -199,7 +268,8 @@ class _ChronikAPI(FastAPI):
 def create_app(runtime: Runtime) -> FastAPI:
     """The FastAPI app of a runtime: each context's routes, probes and /metrics."""
     settings = runtime.settings
-    metrics = Metrics()
+    metrics = runtime.metrics
+    routes = Routes()
     app = _ChronikAPI(
         title=" + ".join(s.name for s in runtime.specs) + " (chronik)",
         responses=_PROBLEMS,
@@ -230,10 +300,25 @@ def create_app(runtime: Runtime) -> FastAPI:
         reasons = await runtime.readiness()
         # Each runner's state, computed as `chronik projections status` computes it.
         states = await runtime.shown_states()
+        # The relay and every consumer: which replica leads, and why one is not running.
+        workers = [
+            {
+                "kind": w.kind,
+                "name": w.name,
+                "state": w.state,
+                "reason": w.reason,
+                "leading": w.leading,
+                "replica": w.replica,
+            }
+            for w in runtime.worker_statuses()
+        ]
+        body: dict[str, Any] = {"projections": states}
+        if workers:  # a service without relay or consumers answers as it always did
+            body["workers"] = workers
         if reasons:
             response.status_code = 503
-            return {"status": "not ready", "reasons": reasons, "projections": states}
-        return {"status": "ready", "reasons": [], "projections": states}
+            return {"status": "not ready", "reasons": reasons, **body}
+        return {"status": "ready", "reasons": [], **body}
 
     @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_class=Response)
     async def metrics_endpoint() -> Response:
@@ -246,8 +331,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         router: APIRouter = spec.routes(runtime)
         prefix = f"/{spec.name}" if len(runtime.specs) > 1 else ""
         app.include_router(router, prefix=prefix, tags=[spec.name])
+        routes.add(router.routes, prefix, spec.name)
 
-    app.add_middleware(RequestContext, access=access, metrics=metrics)
+    if settings.clock == "virtual":
+        app.include_router(clock_routes(runtime))
+    routes.add(app.router.routes)
+
+    app.add_middleware(RequestContext, access=access, metrics=metrics, routes=routes)
     if settings.http_root_path:
         app.add_middleware(RootPath, root_path=settings.http_root_path)  # outermost
     return app

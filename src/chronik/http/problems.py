@@ -47,7 +47,7 @@ __all__ = [
 #: the media type of a problem's body (RFC 9457)
 PROBLEM = "application/problem+json"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-log = logging.getLogger("chronik.http")
+log = logging.getLogger(__name__)
 
 
 class Problem(BaseModel):
@@ -180,7 +180,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailableError)
     async def _unavailable(request: Request, exc: StoreUnavailableError) -> ProblemResponse:
-        log.warning("store unavailable during %s: %s", request.url.path, exc)
+        log.warning(
+            "store unavailable during a request",
+            extra={"method": request.method, "path": request.url.path, "error": str(exc)},
+        )
         return problem(
             503,
             "Unavailable",
@@ -191,5 +194,5 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> ProblemResponse:
-        log.exception("unexpected error in %s %s", request.method, request.url.path)
+        log.exception("request failed", extra={"method": request.method, "path": request.url.path})
         return problem(500, "Internal error", "an unexpected error happened", request=request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -22,11 +23,18 @@ from chronik.runtime.settings import Settings
 
 __all__ = ["serve"]
 
-log = logging.getLogger("chronik.serve")
+log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
-    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT)."""
+async def serve(
+    settings: Settings, specs: Sequence[ServiceSpec], *, stopping: asyncio.Event | None = None
+) -> None:
+    """Run the service ``specs`` describe with ``settings`` until SIGTERM (or SIGINT).
+
+    ``stopping``, when given, is set at the first signal, when the drain begins; setting
+    it stops the server as that signal would (``chronik demo`` stops its seeding on it,
+    and sets it from its own signal handlers when a signal comes before the server runs).
+    """
     runtime = Runtime(settings, specs)
     await runtime.start()
     loop = asyncio.get_running_loop()
@@ -39,9 +47,12 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
                 super().handle_exit(sig, frame)
                 return
             runtime.shutting_down = True
+            if stopping is not None:
+                loop.call_soon_threadsafe(stopping.set)
             exit_by.append(time.monotonic() + settings.shutdown_grace)
             log.info(
-                "signal %s: not ready; draining for %.1f s", sig, settings.shutdown_drain_delay
+                "signal: not ready, draining",
+                extra={"signal": sig, "drain_seconds": settings.shutdown_drain_delay},
             )
             loop.call_soon_threadsafe(
                 loop.call_later, settings.shutdown_drain_delay, self._stop_accepting
@@ -61,20 +72,32 @@ async def serve(settings: Settings, specs: Sequence[ServiceSpec]) -> None:
         access_log=False,
     )
     server = Server(config)
+
+    async def stop_when_asked(asked: asyncio.Event) -> None:
+        await asked.wait()
+        if not runtime.shutting_down:  # set by someone else than a signal: act as one
+            server.handle_exit(signal.SIGTERM, None)
+
+    watcher = asyncio.create_task(stop_when_asked(stopping)) if stopping is not None else None
     log.info(
-        "serving %s on http://%s:%d%s (%s)",
-        ", ".join(s.name for s in specs),
-        settings.http_host,
-        settings.http_port,
-        settings.http_root_path,
-        settings.run,
+        "serving",
+        extra={
+            "contexts": [s.name for s in specs],
+            "url": f"http://{settings.http_host}:{settings.http_port}{settings.http_root_path}",
+            "run": settings.run,
+        },
     )
     try:
         await server.serve()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         left = (exit_by[0] - time.monotonic()) if exit_by else settings.shutdown_grace
         try:
             await asyncio.wait_for(runtime.stop(), max(0.5, left))
         except TimeoutError:
-            log.warning("workers did not stop within the grace period")
-        log.info("stopped after %.1f s", time.monotonic() - started)
+            log.warning(
+                "workers did not stop within the grace period",
+                extra={"grace_seconds": settings.shutdown_grace},
+            )
+        log.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})

@@ -16,10 +16,9 @@ dead letters with the error and is counted as handled; the others flow on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-import traceback
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,13 +33,15 @@ from chronik.errors import (
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata
 from chronik.eventstore.port import Metadata, RecordedEvent
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.messaging.contracts import PublishedLanguage, public_spec
 from chronik.messaging.envelope import Envelope, decode_envelope
 from chronik.messaging.port import Broker, DeadLetter, Delivery, MessageStorage, Subscription
+from chronik.worker import Supervised, Worker, error_text
 
 __all__ = ["Consumer", "Handler", "MessageContext"]
 
-log = logging.getLogger("chronik.consumer")
+log = logging.getLogger(__name__)
 
 INBOX_HEADER = "chronik-inbox"
 _NAME = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
@@ -67,12 +68,20 @@ class _Dead(Exception):
     pass
 
 
-class Consumer:
+class Consumer(Worker):
     """Subscribes ``handlers`` (public event class -> async handler) under a durable name.
 
     ``storage`` is the message storage of the store's database (``Database.messages()``):
-    the inbox mark commits with the handler's append.
+    the inbox mark commits with the handler's append. Started, it is a
+    ``chronik.worker.Worker`` under the lease ``consumer:NAME``: subscribed while it
+    leads, unsubscribed in standby, so one replica handles a subscription's messages in
+    their order (the inbox would keep each effect once anyway).
     """
+
+    kind = "consumer"
+    logger = log
+    catching_up_state = "running"
+    running_state = "running"
 
     def __init__(
         self,
@@ -84,17 +93,19 @@ class Consumer:
         storage: MessageStorage,
         retries: int = 5,
         retry_backoff: float = 0.1,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         if not _NAME.fullmatch(name):
             raise ConfigurationError(
                 f"consumer name {name!r}: use 1-63 lowercase letters, digits, '_' or '-'"
             )
-        self.name = name
+        super().__init__(name, lease=lambda: storage.lease(f"consumer:{name}"))
         self.store = store
         self.language = language
         self.storage = storage
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.instruments = instruments
         self._handlers: dict[str, Handler] = {}
         for cls, handler in handlers.items():
             spec = public_spec(cls)
@@ -105,7 +116,11 @@ class Consumer:
         self._marked: set[str] = set()
         self._installed = False
         self._subscription: Subscription | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._broker: Broker | None = None
+        self._poll_every = 2.0
+        self._asked = 0.0
+        self._supervised: Supervised | None = None
+        self._own_stop = asyncio.Event()
         self.handled = 0
         self.dead = 0
 
@@ -124,36 +139,68 @@ class Consumer:
             self._installed = True
 
     async def start(self, broker: Broker, *, poll_requests: float = 2.0) -> None:
-        """Set up and subscribe: messages flow from here on.
+        """Set up, take the lease and subscribe: messages flow from here on.
 
-        Every ``poll_requests`` seconds it also runs the dead letters someone asked to
-        redeliver (``chronik dead-letters redeliver``).
+        It returns once subscribed, or standing by while another replica holds the
+        subscription; a first subscription that fails is raised here. Every
+        ``poll_requests`` seconds it also runs the dead letters someone asked to redeliver
+        (``chronik dead-letters redeliver``).
         """
         await self.setup()
-        self._subscription = await broker.subscribe(self.name, self.types, self.deliver)
-        self._poller = asyncio.create_task(self._poll(poll_requests), name=f"{self.name} requests")
+        self._broker = broker
+        self._poll_every = poll_requests
+        self.idle_wait = min(self.idle_wait, poll_requests)
+        self._own_stop = asyncio.Event()
+        self.settled = asyncio.Event()
+        self.state, self.error = "starting", None
+        self._supervised = Supervised(self, self._own_stop)
+        await self.settled.wait()
+        failure = self.last_exception
+        if self.state == self.backing_off_state and failure is not None:
+            await self.stop()
+            raise failure
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
-        if self._subscription is not None:
-            await self._subscription.stop()
-            self._subscription = None
+        self._own_stop.set()
+        if self._supervised is not None:
+            await self._supervised.task
+            self._supervised = None
         if self._installed:
             self.store.remove_append_hook(self._hook)
             self._installed = False
 
-    async def _poll(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
+    # -- the worker --------------------------------------------------------------------
+
+    async def begin(self) -> None:
+        assert self._broker is not None, "start(broker) runs the consumer"
+        self._subscription = await self._broker.subscribe(self.name, self.types, self.deliver)
+        self._asked = time.monotonic()
+        await super().begin()
+
+    async def step(self) -> bool:
+        """Run the redeliveries asked for; the broker's deliveries run on their own."""
+        if time.monotonic() - self._asked >= self._poll_every:
+            self._asked = time.monotonic()
             try:
                 for message_id in await self.storage.requested_redeliveries(self.name):
                     await self.redeliver(message_id)
             except ChronikError as exc:
-                log.warning("consumer %s: redelivery requests failed: %s", self.name, exc)
+                log.warning(
+                    "consumer's redelivery requests failed",
+                    extra={"consumer": self.name, "error": str(exc)},
+                )
+        return False
+
+    async def end(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                await subscription.stop()
+            except Exception as exc:  # the broker is gone: so is the subscription
+                log.warning(
+                    "consumer's unsubscribing failed",
+                    extra={"consumer": self.name, "error": str(exc)},
+                )
 
     async def _hook(self, conn: Any, events: list[RecordedEvent]) -> Callable[[], None] | None:
         headers = events[0].metadata.headers or {}
@@ -186,11 +233,16 @@ class Consumer:
         if handler is None:
             await self.storage.record_handled(self.name, delivery.id)
             return
+        started = time.perf_counter()
         try:
             await self._handle(handler, event, envelope, delivery)
         except _Dead:
+            self.instruments.consumer_handled(
+                self.name, time.perf_counter() - started, "dead_lettered"
+            )
             return
         self.handled += 1
+        self.instruments.consumer_handled(self.name, time.perf_counter() - started, "handled")
 
     async def _handle(
         self, handler: Handler, event: Any, envelope: Envelope, delivery: Delivery
@@ -223,8 +275,7 @@ class Consumer:
                 raise  # our database, not the message: let the broker redeliver
             except Exception as exc:
                 if attempt >= self.retries:
-                    error = "".join(traceback.format_exception_only(exc)).strip()
-                    await self._bury(delivery, error, attempt)
+                    await self._bury(delivery, error_text(exc), attempt)
                     raise _Dead from exc
                 await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
                 continue
@@ -235,7 +286,14 @@ class Consumer:
 
     async def _bury(self, delivery: Delivery, error: str, attempts: int) -> None:
         log.error(
-            "consumer %s: message %s goes to the dead letters: %s", self.name, delivery.id, error
+            "consumer dead-letters a message",
+            extra={
+                "consumer": self.name,
+                "message_id": delivery.id,
+                "type": delivery.type,
+                "attempts": attempts,
+                "error": error,
+            },
         )
         await self.storage.add_dead_letter(
             DeadLetter(

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from chronik.worker import Lease
+
 __all__ = [
     "Broker",
     "DeadLetter",
@@ -150,6 +152,11 @@ class MessageStorage(Protocol):
 
     def relay_leadership(self) -> AbstractAsyncContextManager[bool]:
         """Hold the right to relay this database's outbox; yields False if another has it."""
+        ...
+
+    def lease(self, name: str) -> AbstractAsyncContextManager[Lease]:
+        """Contend for the named lease of a worker: ``relay`` (the same as
+        ``relay_leadership``) or ``consumer:NAME``; see ``chronik.worker``."""
         ...
 
     # -- inbox --

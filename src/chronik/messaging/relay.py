@@ -16,27 +16,36 @@ import logging
 import time
 from dataclasses import dataclass
 
-from chronik.errors import EventStoreError
 from chronik.eventstore.base import BaseEventStore
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.messaging.port import Broker, MessageStorage, OutboxRow, OutgoingMessage
+from chronik.worker import Backoff, Worker, reason
 
 __all__ = ["Relay", "RelayStatus"]
 
-log = logging.getLogger("chronik.relay")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class RelayStatus:
     """What a relay is doing, for readiness and metrics."""
 
-    state: str  # starting | standby | relaying | idle | broker_down | stopped
+    state: str  # starting | standby | relaying | idle | broker_down | backing_off | stopped
     relayed: int  # messages this relay published since it started
     rate: float  # messages per second over the last measured interval
     error: str | None
 
 
-class Relay:
-    """Publishes the outbox of ``storage`` (the message storage of ``store``'s database)."""
+class Relay(Worker):
+    """Publishes the outbox of ``storage`` (the message storage of ``store``'s database).
+
+    A ``chronik.worker.Worker`` under the lease ``relay``: one relay per database leads.
+    """
+
+    kind = "relay"
+    logger = log
+    catching_up_state = "relaying"
+    running_state = "idle"
 
     def __init__(
         self,
@@ -50,46 +59,38 @@ class Relay:
         max_backoff: float = 5.0,
         standby_wait: float = 2.0,
         retention: float = 3600.0,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
+        super().__init__(
+            "relay",
+            lease=lambda: storage.lease("relay"),
+            backoff=backoff,
+            max_backoff=max_backoff,
+            standby_wait=standby_wait,
+            idle_wait=idle_wait,
+        )
         self.store = store
         self.broker = broker
         self.storage = storage
         self.batch = batch
-        self.idle_wait = idle_wait
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.standby_wait = standby_wait
         self.retention = retention
-        self.state = "starting"
+        self.instruments = instruments
         self.relayed = 0
-        self.error: str | None = None
         self._rate = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._last_purge = 0.0
+        #: the broker's own backoff: a refused batch is tried again without letting go
+        #: of the leadership
+        self._refused = Backoff(backoff, max_backoff)
+        self._head = 0
+        self._marking: asyncio.Task[None] | None = None
+        self._reading: asyncio.Task[list[OutboxRow]] | None = None
 
     def status(self) -> RelayStatus:
         return RelayStatus(self.state, self.relayed, self._rate, self.error)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        delay = self.backoff
-        while not stop.is_set():
-            try:
-                async with self.storage.relay_leadership() as leading:
-                    if not leading:
-                        self.state = "standby"
-                        await _sleep(stop, self.standby_wait)
-                        continue
-                    await self._relay(stop)
-                    delay = self.backoff
-            except EventStoreError as exc:
-                self.state, self.error = "error", str(exc)
-                log.warning("relay: %s; again in %.1f s", exc, delay)
-                await _sleep(stop, delay)
-                delay = min(delay * 2, self.max_backoff)
-        self.state = "stopped"
-
-    async def _relay(self, stop: asyncio.Event) -> None:
-        """Publish batch after batch; a batch's database work overlaps the next's publish.
+    async def step(self) -> bool:
+        """Publish one batch; its database work overlaps the next batch's publish.
 
         While batch N is on the wire, batch N's successor is read and batch N-1 is
         marked published: the relay waits on the broker or the database, not both in
@@ -97,48 +98,58 @@ class Relay:
         commit), so reading on past the last position read skips nothing; after a
         failure or when idle the relay reads from the oldest unpublished row again.
         """
-        delay = self.backoff
-        marking: asyncio.Task[None] | None = None
-        reading: asyncio.Task[list[OutboxRow]] | None = None
-        try:
-            while not stop.is_set():
-                head = await self.store.head_position()
-                rows = await (reading or self.storage.pending(self.batch))
-                reading = None
-                if not rows:
-                    await _finish(marking)
-                    marking = None
-                    self.state = "idle"
-                    self._measure()
-                    await self._purge()
-                    await self.store.wait_for_events(head, self.idle_wait)
-                    continue
-                self.state = "relaying"
-                reading = asyncio.create_task(self.storage.pending(self.batch, rows[-1].position))
-                published, failure = await self._publish(rows)
-                await _finish(marking)
-                marking = None
-                if published:
-                    marking = asyncio.create_task(self._mark(published))
-                if failure is not None:
-                    await _drop(reading)
-                    reading = None
-                    await _finish(marking)
-                    marking = None
-                    self.state, self.error = "broker_down", f"{type(failure).__name__}: {failure}"
-                    log.warning("relay: broker refused (%s); again in %.1f s", failure, delay)
-                    await _sleep(stop, delay)
-                    delay = min(delay * 2, self.max_backoff)
-                else:
-                    delay = self.backoff
-                    self.error = None
-            await _finish(marking)
-        finally:
-            await _drop(reading)
-            if marking is not None:
-                marking.cancel()
-                with contextlib.suppress(BaseException):
-                    await marking
+        self._head = await self.store.head_position()
+        rows = await (self._reading or self.storage.pending(self.batch))
+        self._reading = None
+        if not rows:
+            await _finish(self._marking)
+            self._marking = None
+            self._measure()
+            await self._purge()
+            return False
+        self.state = "relaying"
+        self._reading = asyncio.create_task(self.storage.pending(self.batch, rows[-1].position))
+        started = time.perf_counter()
+        published, failure = await self._publish(rows)
+        self.instruments.relay_publish(time.perf_counter() - started, len(rows))
+        await _finish(self._marking)
+        self._marking = None
+        if published:
+            self._marking = asyncio.create_task(self._mark(published))
+        if failure is not None:
+            await _drop(self._reading)
+            self._reading = None
+            await _finish(self._marking)
+            self._marking = None
+            delay = self._refused.failed()
+            self.state, self.error = "broker_down", reason(failure)
+            log.warning(
+                "relay's publish refused",
+                extra={"error": self.error, "retry_in": delay, "messages": len(rows)},
+            )
+            await self.pause(delay)
+        else:
+            self._refused.reset()
+            self.error = None
+        return True
+
+    async def idle(self, seconds: float) -> None:
+        await self.store.wait_for_events(self._head, self.idle_wait)
+
+    async def end(self) -> None:
+        """Stopped: mark what the broker acked; failed or deposed: drop the work in hand."""
+        await _drop(self._reading)
+        self._reading = None
+        marking, self._marking = self._marking, None
+        if marking is None:
+            return
+        if self._stop.is_set():
+            with contextlib.suppress(Exception):
+                await marking
+            return
+        marking.cancel()
+        with contextlib.suppress(BaseException):
+            await marking
 
     async def _mark(self, positions: list[int]) -> None:
         await self.storage.mark_published(positions)
@@ -187,8 +198,3 @@ async def _drop(task: asyncio.Task[list[OutboxRow]] | None) -> None:
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

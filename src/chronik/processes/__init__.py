@@ -1,7 +1,14 @@
 """Long-running processes: sagas and process managers, durable timeouts, commands."""
 
 from chronik.processes.admin import ProcessesAdmin, ProcessStep, RawStreamReader
-from chronik.processes.clock import Clock, FileClock, SystemClock, VirtualClock
+from chronik.processes.clock import (
+    Clock,
+    FileClock,
+    SystemClock,
+    TurnableClock,
+    VirtualClock,
+    parse_duration,
+)
 from chronik.processes.index import InstanceView, ProcessIndex, process_index
 from chronik.processes.process import (
     FailurePolicy,
@@ -32,8 +39,10 @@ __all__ = [
     "RawStreamReader",
     "Step",
     "SystemClock",
+    "TurnableClock",
     "VirtualClock",
     "on_timeout",
+    "parse_duration",
     "process_index",
     "process_stream",
     "starts",

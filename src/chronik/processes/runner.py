@@ -29,13 +29,12 @@ import asyncio
 import contextlib
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from chronik.domain.commands import command_name
-from chronik.errors import ConcurrencyError, DuplicateEventError, EventStoreError
+from chronik.errors import ConcurrencyError, DuplicateEventError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.context import ambient_metadata, idempotency_scope
 from chronik.eventstore.port import ExpectedVersion, Metadata, RecordedEvent
@@ -61,10 +60,11 @@ from chronik.projections.health import (
     describe,
 )
 from chronik.projections.port import ProjectionBackend
+from chronik.worker import Lease, Worker, error_text, reason, sleep_until_stopped
 
 __all__ = ["CommandHandler", "Processes"]
 
-log = logging.getLogger("chronik.processes")
+log = logging.getLogger(__name__)
 
 #: what handles a command a process sends: an async function of the command
 CommandHandler = Callable[[Any], Awaitable[None]]
@@ -74,14 +74,23 @@ class _Stop(Exception):
     """A handler's policy says: stop this loop."""
 
 
-class Processes:
+class Processes(Worker):
     """A context's process managers, their timeouts and their commands.
 
     ``backend`` is the projection backend of the store's database (it keeps the loops'
     checkpoints, leadership and parked events); ``index`` is the store's process index
     (``process_index``), shared by every ``Processes`` on the store. The runtime runs it
-    as one of its workers.
+    as one of its workers: a ``chronik.worker.Worker`` under the lease
+    ``projection:NAME`` that, while it leads, runs the follower, the dispatcher and the
+    timer together.
     """
+
+    kind = "processes"
+    backing_off_state = "error"
+    #: a policy that says "stop" is logged as an outage is: in one line, then retried
+    transient = (*Worker.transient, _Stop)
+    logger = log
+    outage_level = logging.ERROR
 
     #: how often it writes its heartbeat, and when a silent one shows as stale: the
     #: runtime sets both from ``CHRONIK_STALE_AFTER`` before ``setup``
@@ -103,7 +112,16 @@ class Processes:
         timer_wait: float = 1.0,
         retries_on_conflict: int = 50,
     ) -> None:
-        self.name = name
+        # A failed round is tried again after 5 s, as long as a round takes to fail.
+        super().__init__(
+            name,
+            lease=lambda: backend.lease(f"projection:{name}"),
+            backoff=5.0,
+            max_backoff=5.0,
+            standby_wait=2.0,
+            idle_wait=idle_wait,
+            heartbeat=self.heartbeat,
+        )
         self.store = store
         self.managers = list(managers)
         self.clock = clock or SystemClock()
@@ -122,6 +140,8 @@ class Processes:
         self.dispatched = 0
         #: the follower's and the dispatcher's status rows, by row name (made in setup)
         self._beats: dict[str, StatusReporter] = {}
+        #: whether this process ever led (then the loops' rows are its to write)
+        self._led = False
 
     @property
     def _followed(self) -> list[str]:
@@ -143,35 +163,31 @@ class Processes:
                 await self.backend.create(name, 1, [], {})
             self._beats[name] = StatusReporter(self.backend, name, self.heartbeat)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        led = False
-        while not stop.is_set():
-            try:
-                async with self.backend.leadership(self.name) as leading:
-                    if not leading:
-                        for beat in self._beats.values():
-                            beat.note("standby")
-                        await _sleep(stop, 2.0)
-                        continue
-                    led = True
-                    await _together(
-                        self._follow(stop, f"{self.name}_events", self._followed, self._on_event),
-                        self._follow(
-                            stop,
-                            f"{self.name}_commands",
-                            ["chronik.process_stepped"],
-                            self._on_step,
-                        ),
-                        self._timers(stop),
-                    )
-            except (EventStoreError, _Stop) as exc:
-                log.error("processes %s stopped: %s; again in 5 s", self.name, exc)
-                await self._report_all("error", f"{type(exc).__name__}: {exc}", led)
-                await _sleep(stop, 5.0)
-            except Exception as exc:
-                await self._report_all("error", f"{type(exc).__name__}: {exc}", led)
-                raise
-        await self._report_all("stopped", None, led)
+    # -- the worker's hooks (``chronik.worker.Worker.run`` is the loop) ----------------
+
+    async def lead(self, stop: asyncio.Event, lease: Lease) -> None:
+        """Run the follower, the dispatcher and the timer until ``stop`` or a failure."""
+        self._led = True
+        self.state, self.error = self.running_state, None
+        self.settled.set()
+        await _together(
+            self._follow(stop, lease, f"{self.name}_events", self._followed, self._on_event),
+            self._follow(
+                stop, lease, f"{self.name}_commands", ["chronik.process_stepped"], self._on_step
+            ),
+            self._timers(stop),
+        )
+
+    async def standing_by(self) -> None:
+        for beat in self._beats.values():
+            beat.note("standby")
+
+    async def failed(self, exc: Exception, led: bool) -> None:
+        await self._report_all("error", reason(exc), led)
+
+    async def stopped(self) -> None:
+        await super().stopped()
+        await self._report_all("stopped", None, self._led)
 
     async def _report_all(self, state: str, detail: str | None, led: bool) -> None:
         """Write both loops' state, if this process led them (else the rows are another's)."""
@@ -206,6 +222,7 @@ class Processes:
     async def _follow(
         self,
         stop: asyncio.Event,
+        lease: Lease,
         name: str,
         types: list[str],
         on_event: Callable[[RecordedEvent], Awaitable[None]],
@@ -217,6 +234,7 @@ class Processes:
         await beat.report("catching_up", force=True)  # it leads: its row says so
         asked = 0.0
         while not stop.is_set():
+            await lease.check()  # a leader that lost its lock session stops acting here
             if time.monotonic() - asked >= 1.0:
                 await self._requests(name, on_event)
                 asked = time.monotonic()
@@ -251,7 +269,10 @@ class Processes:
                 if found and found[0].position == parked.position:
                     await on_event(found[0])  # parks it again if it still fails
         else:
-            log.warning("processes %s: request %r ignored", name, row.request)
+            log.warning(
+                "processes ignore an unknown request",
+                extra={"processes": name, "request": row.request},
+            )
         beat = self._beats[name]
         await beat.report(beat.state, beat.detail, clear_request=row.request)
 
@@ -347,10 +368,20 @@ class Processes:
         recorded: RecordedEvent | None,
         loop: str = "events",
     ) -> None:
-        error = _error_text(exc)
+        error = error_text(exc)
         if policy.then == "stop":
             raise _Stop(f"{what}: {error} (policy: stop)") from exc
-        log.error("%s gives up on %s after retries (%s): %s", what, trigger, policy.then, error)
+        log.error(
+            "process gives up after retries",
+            extra={
+                "what": what,
+                "trigger": trigger,
+                "then": policy.then,
+                "position": recorded.position if recorded is not None else None,
+                "stream": recorded.stream_id if recorded is not None else None,
+                "error": error,
+            },
+        )
         if policy.then == "park" and recorded is not None:
             # Kept with the projections' parked events: `chronik projections parked NAME`.
             async with self.backend.transaction() as btx:
@@ -363,7 +394,7 @@ class Processes:
     async def _timers(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.fire_due()
-            await _sleep(stop, self.timer_wait)
+            await sleep_until_stopped(stop, self.timer_wait)
 
     async def fire_due(self) -> int:
         """Fire every timeout due by the clock's now; how many fired."""
@@ -389,7 +420,10 @@ class Processes:
         tid = str(doc["id"])
         handler = manager.timeout_handler(name)
         if handler is None:
-            log.warning("process %s has no on_timeout(%r)", manager.name, name)
+            log.warning(
+                "process has no handler for its timeout",
+                extra={"process_manager": manager.name, "timeout": name},
+            )
             return 0
 
         def find(current: ProcessState) -> Callable[..., None] | None:
@@ -449,7 +483,7 @@ class Processes:
                 what = f"command {command_name(type(command))} {command_id}"
                 await self._give_up(what, command_id, exc, policy, None, "commands")
                 if policy.then == "park":
-                    return f"{what}: {_error_text(exc)}", attempts
+                    return f"{what}: {error_text(exc)}", attempts
                 return None
 
     # -- introspection -----------------------------------------------------------------
@@ -484,12 +518,3 @@ async def _together(*loops: Coroutine[Any, Any, None]) -> None:
     for task in done:
         if not task.cancelled() and (error := task.exception()) is not None:
             raise error
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-def _error_text(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(exc)).strip()

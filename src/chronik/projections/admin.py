@@ -29,6 +29,7 @@ from typing import Protocol
 from chronik.errors import NotFoundError
 from chronik.projections.health import (
     STALE_AFTER,
+    WORKER_ROW,
     ProjectionStatus,
     RebuildProgress,
     describe,
@@ -104,7 +105,20 @@ class ProjectionsAdmin:
     async def status(self) -> list[ProjectionStatus]:
         """Every projection (and process runner) that ran in this database, in name order."""
         head = await self.head()
-        return [await self._describe(row, head) for row in await self.backend.load_all()]
+        rows = await self.backend.load_all()
+        return [
+            await self._describe(row, head) for row in rows if not row.name.startswith(WORKER_ROW)
+        ]
+
+    async def workers(self) -> list[ProjectionStatus]:
+        """The relay and the consumers that ran on this database, as their rows tell.
+
+        Only state, reason and heartbeat mean something there (a silent one is "stale");
+        standby replicas write no row: the row is the leader's.
+        """
+        head = await self.head()
+        rows = await self.backend.load_all()
+        return [await self._describe(row, head) for row in rows if row.name.startswith(WORKER_ROW)]
 
     async def status_of(self, name: str) -> ProjectionStatus:
         """The status of projection ``name``; NotFoundError if it never ran here."""

@@ -19,19 +19,18 @@ runs; ``chronik.projections.health`` turns that into the state everyone shows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
-import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from chronik.errors import EventStoreError, LostLeadershipError
+from chronik.errors import LostLeadershipError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
 from chronik.eventstore.signal import HeadSignal
+from chronik.instruments import NO_INSTRUMENTS, Instruments
 from chronik.projections.health import (
     HEARTBEAT,
     STALE_AFTER,
@@ -43,6 +42,7 @@ from chronik.projections.health import (
 from chronik.projections.port import Parked, ProjectionBackend, ProjectionRow, physical
 from chronik.projections.projection import Projection
 from chronik.projections.readmodel import ReadModels, ReadModelTx
+from chronik.worker import Worker, error_text
 
 __all__ = [
     "ProjectionEngine",
@@ -51,7 +51,7 @@ __all__ = [
     "RebuildProgress",
 ]
 
-log = logging.getLogger("chronik.projections")
+log = logging.getLogger(__name__)
 
 #: the longest a failed runner waits before trying again: short enough that readiness
 #: comes back soon after the database does
@@ -67,8 +67,16 @@ class _HandlerFailed(Exception):
         self.cause = cause
 
 
-class ProjectionRunner:
-    """Runs one projection: leadership, catch-up, live tail, poison events, rebuilds."""
+class ProjectionRunner(Worker):
+    """Runs one projection: leadership, catch-up, live tail, poison events, rebuilds.
+
+    A ``chronik.worker.Worker`` under the lease ``projection:NAME``.
+    """
+
+    kind = "projection"
+    logger = log
+    running_state = "live"
+    backing_off_state = "error"
 
     def __init__(
         self,
@@ -83,107 +91,88 @@ class ProjectionRunner:
         standby_wait: float = 2.0,
         heartbeat: float = HEARTBEAT,
         stale_after: float = STALE_AFTER,
+        instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         type(projection).check()
+        super().__init__(
+            projection.name,
+            lease=lambda: backend.lease(f"projection:{projection.name}"),
+            backoff=retry_backoff,
+            max_backoff=MAX_BACKOFF,
+            standby_wait=standby_wait,
+            idle_wait=idle_wait,
+            heartbeat=heartbeat,
+        )
         self.projection = projection
-        self.name = projection.name
         self.store = store
         self.backend = backend
         self.page_size = page_size
         self.retries = retries
         self.retry_backoff = retry_backoff
-        self.idle_wait = idle_wait
-        self.standby_wait = standby_wait
-        self.heartbeat = heartbeat
         self.stale_after = stale_after
+        self.instruments = instruments
         self.type_names = sorted(
             {name for cls in projection.event_types for name in store.types.names_of(cls)}
         )
         #: the stored names among them of events that forget a data subject
         self.forgetting = set(self.type_names) & store.types.forgetting_names
-        self.state = "starting"
-        #: True while this runner holds the projection and applies its events here
-        self.leading = False
         self.checkpoint = 0
         self.head = 0
-        self.error: str | None = None
         self.parked_count = 0
         self._row: ProjectionRow | None = None
         self._progress = HeadSignal()
         self._reporter = StatusReporter(backend, self.name, heartbeat)
         self._rebuild_started: tuple[float, int] | None = None
+        self._last_requests = 0.0
 
-    # -- running -----------------------------------------------------------------------
+    # -- the worker's hooks (``chronik.worker.Worker.run`` is the loop) ----------------
+    #
+    # Any failure (the database gone, leadership lost, a bug) puts the runner in state
+    # "error" and it tries again with growing backoff: a runner that ended would leave
+    # its projection, and so readiness, stuck until the process restarts.
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set: lead when possible, else stand by.
+    async def begin(self) -> None:
+        self._last_requests = 0.0
+        await self._ensure()
 
-        Any failure (the database gone, leadership lost, a bug) puts the runner in state
-        "error" and it tries again with growing backoff: a runner that ended would leave
-        its projection, and so readiness, stuck until the process restarts.
-        """
-        backoff = self.retry_backoff
-        while not stop.is_set():
-            led = False
-            try:
-                async with self.backend.leadership(self.name) as leading:
-                    if not leading:
-                        self.state = "standby"
-                        await self._follow_leader()
-                        await _sleep(stop, self.standby_wait)
-                        continue
-                    led = True
-                    await self._lead(stop)
-                    backoff = self.retry_backoff
-            except Exception as exc:
-                self.state, self.error = "error", f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, EventStoreError | LostLeadershipError):
-                    log.warning("projection %s: %s; again in %.1f s", self.name, exc, backoff)
-                else:  # not an outage: a bug, whose traceback is worth the lines
-                    log.exception("projection %s failed; again in %.1f s", self.name, backoff)
-                if led and not isinstance(exc, LostLeadershipError):  # else the row is another's
-                    await self._write_status(force=True, quiet=True)
-                await _sleep(stop, backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+    async def step(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_requests >= min(1.0, self.idle_wait):
+            await self._handle_requests()
+            self._last_requests = now
+        worked = await self._live_step()
+        if self._rebuilding:
+            worked = await self._rebuild_step() or worked
+        return worked
+
+    def worked(self) -> None:
+        # "error" lasts until a whole step succeeds (the retry of a failing rebuild
+        # step must not show "catching_up" in between).
+        if self.state == "error":
+            self.state, self.error = "catching_up", None
+
+    def caught_up(self) -> None:
+        self.state = "degraded" if self.parked_count else "live"
+        self.error = None
+
+    async def progressed(self) -> None:
+        await self._write_status()
+
+    async def idle(self, seconds: float) -> None:
+        # Woken at least once a heartbeat, to write it.
+        await self.store.wait_for_events(self.checkpoint, seconds)
+
+    async def standing_by(self) -> None:
+        await self._follow_leader()
+
+    async def failed(self, exc: Exception, led: bool) -> None:
+        if led and not isinstance(exc, LostLeadershipError):  # else the row is another's
+            await self._write_status(force=True, quiet=True)
+
+    async def stopped(self) -> None:
         if self.state not in ("standby",):
             self.state = "stopped"
             await self._write_status(force=True, quiet=True)
-
-    async def _lead(self, stop: asyncio.Event) -> None:
-        self.leading = True
-        try:
-            await self._lead_until(stop)
-        finally:
-            self.leading = False
-
-    async def _lead_until(self, stop: asyncio.Event) -> None:
-        await self._ensure()
-        last_requests = 0.0
-        while not stop.is_set():
-            now = time.monotonic()
-            if now - last_requests >= min(1.0, self.idle_wait):
-                await self._handle_requests()
-                last_requests = now
-            worked = await self._live_step()
-            if self._rebuilding:
-                worked = await self._rebuild_step() or worked
-            # "error" lasts until a whole step succeeds (the retry of a failing rebuild
-            # step must not show "catching_up" in between).
-            if not worked:
-                self.state = "degraded" if self.parked_count else "live"
-                self.error = None
-                await self._write_status()
-                # Woken at least once a heartbeat, to write it.
-                await self.store.wait_for_events(
-                    self.checkpoint, min(self.idle_wait, self.heartbeat)
-                )
-            else:
-                if self.state == "error":
-                    self.state, self.error = "catching_up", None
-                await self._write_status()
-                # SQLite and memory pages may not suspend at all: let the rest of the
-                # process (HTTP requests, other runners) in between pages.
-                await asyncio.sleep(0)
 
     async def _follow_leader(self) -> None:
         """In standby, take the leader's progress from the store: for status and waiters."""
@@ -200,10 +189,8 @@ class ProjectionRunner:
             row = await self.backend.create(self.name, spec.version, spec.tables, spec.indexes)
         elif row.version != spec.version and row.rebuild_version != spec.version:
             log.info(
-                "projection %s: code is at version %d, tables at %d: rebuilding beside them",
-                self.name,
-                spec.version,
-                row.version,
+                "projection rebuilds beside its tables",
+                extra={"projection": self.name, "version": spec.version, "tables": row.version},
             )
             row = await self.backend.begin_rebuild(
                 self.name, spec.version, spec.tables, spec.indexes
@@ -252,7 +239,8 @@ class ProjectionRunner:
             self._rebuild_started = None
             self._progress.advance(self.checkpoint)
             log.info(
-                "projection %s: rebuilt; now serving generation %d", self.name, self._row.generation
+                "projection rebuilt",
+                extra={"projection": self.name, "generation": self._row.generation},
             )
         return True
 
@@ -262,6 +250,7 @@ class ProjectionRunner:
         self, events: Sequence[RecordedEvent], to: int, generation: int, *, rebuilding: bool
     ) -> None:
         expected = self._checkpoint_of(rebuilding)
+        started = time.perf_counter()
         try:
             await self._commit(events, generation, rebuilding, expected, to)
         except _HandlerFailed as failed:
@@ -271,6 +260,7 @@ class ProjectionRunner:
                 await self._commit(events[:index], generation, rebuilding, expected, before)
                 expected = before
             await self._retry_or_park(events[index], failed.cause, generation, rebuilding, expected)
+        self.instruments.projection_batch(self.name, time.perf_counter() - started, len(events))
 
     def _checkpoint_of(self, rebuilding: bool) -> int:
         if rebuilding:
@@ -333,15 +323,19 @@ class ProjectionRunner:
                 return
             except _HandlerFailed as failed:
                 cause = failed.cause
-        error = "".join(traceback.format_exception_only(cause)).strip()
+        error = error_text(cause)
         log.error(
-            "projection %s parks %s v%d (position %d) after %d attempts: %s",
-            self.name,
-            recorded.stream_id,
-            recorded.version,
-            recorded.position,
-            attempts,
-            error,
+            "projection parks an event",
+            extra={
+                "projection": self.name,
+                "stream": recorded.stream_id,
+                "version": recorded.version,
+                "position": recorded.position,
+                "attempts": attempts,
+                "error": error,
+                # the conversation the event belongs to, to find the request that caused it
+                "correlation_id": recorded.metadata.correlation_id,
+            },
         )
         async with self.backend.transaction() as btx:
             await btx.park(self.name, recorded, error, attempts)
@@ -372,7 +366,10 @@ class ProjectionRunner:
                 await self.backend.unpark(self.name, parked.position)
             self.parked_count = 0
         else:
-            log.warning("projection %s: unknown request %r ignored", self.name, request)
+            log.warning(
+                "projection ignores an unknown request",
+                extra={"projection": self.name, "request": request},
+            )
         await self._reporter.report(self.state, self.error, clear_request=request)
 
     async def _replay_parked(self) -> None:
@@ -397,14 +394,17 @@ class ProjectionRunner:
                     await tx.flush()
                     await btx.unpark(self.name, parked.position)
             except Exception as exc:
-                error = "".join(traceback.format_exception_only(exc)).strip()
+                error = error_text(exc)
                 async with self.backend.transaction() as btx:
                     await btx.park(self.name, recorded, error, parked.attempts + 1)
                 log.error(
-                    "projection %s: parked position %d fails again: %s",
-                    self.name,
-                    parked.position,
-                    error,
+                    "projection's parked event fails again",
+                    extra={
+                        "projection": self.name,
+                        "stream": recorded.stream_id,
+                        "position": parked.position,
+                        "error": error,
+                    },
                 )
         self.parked_count = len(await self.backend.parked(self.name))
 
@@ -549,8 +549,3 @@ class ProjectionEngine:
 
     async def parked(self, name: str) -> list[Parked]:
         return await self.backend.parked(name)
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -28,6 +28,7 @@ __all__ = [
     "HEARTBEAT",
     "NOT_READY",
     "STALE_AFTER",
+    "WORKER_ROW",
     "ProjectionStatus",
     "RebuildProgress",
     "StatusReporter",
@@ -36,6 +37,9 @@ __all__ = [
     "shown_state",
 ]
 
+#: the prefix of the rows the relay and the consumers keep (``chronik.relay``,
+#: ``chronik.consumer.NAME``): no projection's name has a dot, so none collides
+WORKER_ROW = "chronik."
 #: the longest a running runner goes without writing its heartbeat
 HEARTBEAT = 5.0
 #: a heartbeat older than this shows as "stale" (``CHRONIK_STALE_AFTER``)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chronik.eventstore.port import RecordedEvent
+from chronik.worker import Lease
 
 __all__ = [
     "BackendTx",
@@ -129,6 +130,11 @@ class ProjectionBackend(Protocol):
 
     def leadership(self, name: str) -> AbstractAsyncContextManager[bool]:
         """Hold the right to run projection ``name``; yields False if another holds it."""
+        ...
+
+    def lease(self, name: str) -> AbstractAsyncContextManager[Lease]:
+        """Contend for the named lease of a worker (``projection:NAME``); see
+        ``chronik.worker``. PostgreSQL: an advisory lock; SQLite, memory: granted."""
         ...
 
     async def forgotten(self) -> None:

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from chronik.adapters import Database, open_broker, open_database
@@ -29,20 +30,26 @@ from chronik.messaging.contracts import PublishedLanguage
 from chronik.messaging.outbox import Outbox, Translate
 from chronik.messaging.port import Broker, MessageStorage
 from chronik.messaging.relay import Relay
+from chronik.processes.clock import Clock, SystemClock, TurnableClock
 from chronik.processes.index import process_index
 from chronik.projections import InlineProjections, Projection, ProjectionEngine
 from chronik.projections.health import (
     HEARTBEAT,
     NOT_READY,
     STALE_AFTER,
+    WORKER_ROW,
     ProjectionStatus,
+    StatusReporter,
     heartbeat_for,
 )
+from chronik.runtime.observability import Metrics
 from chronik.runtime.settings import Settings, opened_from
+from chronik.worker import Supervised, WorkerStatus, reason
+from chronik.worker import Worker as SupervisedWorker
 
 __all__ = ["ConsumerSpec", "Runtime", "ServiceSpec", "Worker"]
 
-log = logging.getLogger("chronik.runtime")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,12 +137,20 @@ class Runtime:
         self.relay: Relay | None = None
         self.consumers: list[Consumer] = []
         self.workers: list[Worker] = []
+        #: its Prometheus metrics, which its parts report to (``/metrics`` shows them)
+        self.metrics = Metrics(settings.service)
+        #: the clock processes read (``CHRONIK_CLOCK``): a context passes it to its
+        #: ``Processes``; ``virtual`` is a ``TurnableClock`` kept in the data directory
+        self.clock: Clock = SystemClock()
         self.started_at = time.monotonic()
         self.ready_once = False
         self.shutting_down = False
         self.migrated = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._supervised: list[Supervised] = []
+        #: the workers whose task ended before the service stopped, and why
+        self._ended: dict[str, str] = {}
 
     @property
     def types(self) -> EventTypes:
@@ -148,6 +163,8 @@ class Runtime:
         exits having changed nothing. An error names the setting that was wrong.
         """
         settings = self.settings
+        if settings.clock == "virtual":
+            self.clock = _turnable_clock(settings.data_dir)
         types = EventTypes(
             [t for s in self.specs for t in s.event_types],
             upcasters=[u for s in self.specs for u in s.upcasters],
@@ -167,6 +184,7 @@ class Runtime:
                 await self.broker.close()
             raise
         self.store = self.database.event_store(types)
+        self.store.instruments = self.metrics
         self.messages = self.database.messages()
         backend = self.database.projections()
         self.process_index = process_index(self.store, backend)
@@ -178,7 +196,10 @@ class Runtime:
             backend=backend,
             heartbeat=beat,
             stale_after=settings.stale_after,
+            instruments=self.metrics,
         )
+        self._backend = backend
+        self._beat = beat
         self.inline = InlineProjections(
             self.store, [p for s in self.specs for p in s.inline_projections], backend=backend
         )
@@ -203,6 +224,7 @@ class Runtime:
                     consumer_spec.language,
                     consumer_spec.handlers(self),
                     storage=self.messages,
+                    instruments=self.metrics,
                 )
                 await consumer.setup()
                 self.consumers.append(consumer)
@@ -219,22 +241,40 @@ class Runtime:
         # only to subscribers present.
         if "consumers" in self.roles and self.broker is not None:
             for consumer in self.consumers:
+                await self._keeps_a_row(consumer, f"{WORKER_ROW}consumer.{consumer.name}")
                 await consumer.start(self.broker)
         if "projections" in self.roles:
             await self.engine.start()
         if "relay" in self.roles and self.broker is not None and self.outboxes:
-            self.relay = Relay(self.store, self.broker, storage=self.messages)
-            self._spawn(self.relay.run(self._stop), "relay")
+            self.relay = Relay(
+                self.store, self.broker, storage=self.messages, instruments=self.metrics
+            )
+            await self._keeps_a_row(self.relay, f"{WORKER_ROW}relay")
+            self._supervised.append(Supervised(self.relay, self._stop))
         if "processes" in self.roles:
             for worker in self.workers:
-                self._spawn(worker.run(self._stop), worker.name)
+                if isinstance(worker, SupervisedWorker):
+                    self._supervised.append(Supervised(worker, self._stop))
+                else:  # a worker of the user's own making: its task, its end noted
+                    self._spawn(worker.run(self._stop), worker.name)
+
+    async def _keeps_a_row(self, worker: Any, name: str) -> None:
+        """Have ``worker`` write its state to a row of its own, for the status commands."""
+        if await self._backend.load(name) is None:
+            await self._backend.create(name, 1, [], {})
+        worker.sink = StatusReporter(self._backend, name, self._beat)
 
     def _spawn(self, work: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
             try:
                 await work
-            except Exception:
-                log.exception("%s stopped with an error", name)
+            except Exception as exc:
+                # It ended: readiness says so, with the reason, until the process restarts.
+                self._ended[name] = reason(exc)
+                log.exception("worker stopped with an error", extra={"worker": name})
+            else:
+                if not self._stop.is_set():
+                    self._ended[name] = "it returned before the service stopped"
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
@@ -244,11 +284,17 @@ class Runtime:
         await self.engine.stop()
         for consumer in self.consumers:
             await consumer.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        tasks = [*self._tasks, *(s.task for s in self._supervised)]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.broker is not None:
             await self.broker.close()
         await self.database.close()
+
+    @property
+    def turnable_clock(self) -> TurnableClock | None:
+        """The clock a person may move forward (``CHRONIK_CLOCK=virtual``), or None."""
+        return self.clock if isinstance(self.clock, TurnableClock) else None
 
     def spec(self, name: str) -> ServiceSpec:
         for spec in self.specs:
@@ -265,6 +311,15 @@ class Runtime:
             for worker in self.workers:
                 statuses += await worker.statuses()
         return statuses
+
+    def worker_statuses(self) -> list[WorkerStatus]:
+        """The relay and every consumer this process runs: state, reason, leadership."""
+        found: list[WorkerStatus] = []
+        if self.relay is not None:
+            found.append(self.relay.worker_status())
+        if "consumers" in self.roles and self.broker is not None:
+            found.extend(c.worker_status() for c in self.consumers)
+        return found
 
     async def shown_states(self) -> dict[str, str]:
         """Each runner's state as shown (the same as ``chronik projections status``).
@@ -309,8 +364,33 @@ class Runtime:
                         f"projection {status.name} lags {status.lag_events} events "
                         f"({status.lag_seconds:.1f} s)"
                     )
+        for worker_status in self.worker_statuses():
+            why = worker_status.why_not_ready()
+            if why is not None:
+                reasons.append(why)
+        for name, why in self._ended.items():
+            reasons.append(f"worker {name} stopped: {why}")
+        for supervised in self._supervised:
+            # A process manager retries on its own (and serves no reads); one whose task
+            # ended with an error does not come back.
+            ended = supervised.worker
+            if ended is not self.relay and ended.state == "failed":
+                reasons.append(ended.worker_status().why_not_ready() or "")
         for worker in self.workers:
             reasons.extend(await worker.readiness())
         if not reasons:
             self.ready_once = True
         return reasons
+
+
+#: the file in the data directory that keeps the virtual clock's offset
+CLOCK_FILE = "virtual-clock"
+
+
+def _turnable_clock(data_dir: Path) -> TurnableClock:
+    """The demo's virtual clock, its offset kept in ``data_dir`` across restarts."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return TurnableClock(data_dir / CLOCK_FILE)
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"CHRONIK_CLOCK=virtual: {exc}") from None

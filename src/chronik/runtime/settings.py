@@ -41,7 +41,7 @@ from chronik.errors import BrokerUnavailableError, ConfigurationError, StoreUnav
 
 __all__ = ["ROLES", "LoadedSettings", "Settings", "load_settings", "opened_from"]
 
-log = logging.getLogger("chronik.settings")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -132,6 +132,23 @@ class Settings(BaseSettings):
     shutdown_drain_delay: float = Field(
         2.0, ge=0, description="Seconds /readyz answers 503 before the server stops accepting."
     )
+    demo: bool = Field(
+        False,
+        description="This process is a demo (`chronik demo` sets it): demo-only features, "
+        "such as the virtual clock, may be turned on.",
+    )
+    clock: Literal["system", "virtual"] = Field(
+        "system",
+        description="The processes' clock: the system's, or 'virtual' (demo only, needs "
+        f"{PREFIX}DEMO=1): the system's plus an offset moved forward by "
+        "`chronik clock advance` or POST /admin/clock/advance.",
+    )
+    partner_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="The reference system's campaigns: seconds the publishing saga waits "
+        "for the partner's answer before it cancels the campaign.",
+    )
     auto_migrate: bool = Field(
         True,
         description="Create and migrate the store's tables at start; off when a Job migrates.",
@@ -187,6 +204,18 @@ class Settings(BaseSettings):
         # serve every read openly.
         if value == "all" and info.data.get("api_token") is None:
             raise ValueError(f"'all' needs {PREFIX}API_TOKEN: without a token no read is protected")
+        return value
+
+    @field_validator("clock")
+    @classmethod
+    def _clock(cls, value: str, info: ValidationInfo) -> str:
+        # A clock anyone with the token can turn would let them fire every timeout early:
+        # a demo's toy, refused unless the process says it is a demo.
+        if value == "virtual" and not info.data.get("demo"):
+            raise ValueError(
+                f"'virtual' is for demos only: set {PREFIX}DEMO=1 as well (`chronik demo` "
+                "does), or leave the clock to the system"
+            )
         return value
 
     @property

@@ -9,6 +9,7 @@ engine and the read models on that backend.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import pytest
 
 from chronik.adapters.port import Database
 from chronik.domain import event
-from chronik.eventstore import BaseEventStore, EventTypes
+from chronik.eventstore import BaseEventStore, EventTypes, Metadata
 from chronik.projections import (
     InlineProjections,
     Projection,
@@ -258,11 +259,16 @@ class ProjectionContract(_OnADatabase):
             await engine.stop()
 
     async def test_a_poison_event_is_parked_and_the_others_flow_on(
-        self, store: BaseEventStore
+        self, store: BaseEventStore, caplog: pytest.LogCaptureFixture
     ) -> None:
         Balances.poison = {666}
         bad, good = _sid(), _sid()
-        await store.append(bad, [Opened("h", "Ada", NOW), Withdrawn(666), Deposited(5, "EUR")])
+        caplog.set_level(logging.ERROR, "chronik.projections")
+        await store.append(
+            bad,
+            [Opened("h", "Ada", NOW), Withdrawn(666), Deposited(5, "EUR")],
+            metadata=Metadata(correlation_id="corr-poison"),
+        )
         await store.append(good, [Opened("g", "Grace", NOW), Deposited(7, "EUR")])
         engine = await self._engine(store, retries=3)
         try:
@@ -273,6 +279,12 @@ class ProjectionContract(_OnADatabase):
             [parked] = await engine.parked("balances")
             assert (parked.stream_id, parked.version, parked.attempts) == (bad, 2, 3)
             assert "cannot withdraw 666" in parked.error
+            # One log line says so, its values in fields (docs/operations.md).
+            [line] = [r for r in caplog.records if r.getMessage() == "projection parks an event"]
+            fields = {k: getattr(line, k) for k in ("projection", "stream", "version", "attempts")}
+            assert fields == {"projection": "balances", "stream": bad, "version": 2, "attempts": 3}
+            assert getattr(line, "position") == parked.position  # noqa: B009 - set by extra
+            assert getattr(line, "correlation_id") == "corr-poison"  # noqa: B009
             [status] = await engine.statuses()
             assert status.state == "degraded" and status.parked == 1
             # The handler is fixed: replaying applies the parked event once.

@@ -1,29 +1,40 @@
 """Campaigns: advertising campaigns, their budget, and the publishing saga.
 
-Other contexts may import ``campaigns.contracts`` only (it publishes nothing yet).
+Other contexts may import ``campaigns.contracts`` only.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 
 def spec() -> Any:
-    """The context's parts, for a chronik Runtime (built on demand, not at import)."""
+    """The context's parts, for a chronik Runtime (built on demand, not at import).
+
+    The composition root: one set of handlers per runtime, shared by the routes, the
+    saga and the consumer, with the fake partner configured from the demo's headers.
+    """
     from campaigns import domain, handlers, http, projections
-    from campaigns.partner import FakePartner
+    from campaigns.contracts import LANGUAGE
+    from campaigns.partner import FakePartner, behaviour_from_headers
     from campaigns.processes import CampaignPublishing
+    from campaigns.upcasting import UPCASTERS
     from chronik.processes import Processes
     from chronik.runtime.service import ConsumerSpec, Runtime, ServiceSpec
     from sales import contracts as sales
 
-    partner = FakePartner()
     made: dict[int, handlers.CampaignHandlers] = {}
 
     def campaign_handlers(runtime: Runtime) -> handlers.CampaignHandlers:
-        """One set of handlers per runtime (the consumer and the saga share them)."""
+        """One set of handlers per runtime (the routes, the consumer and the saga share it)."""
         if id(runtime) not in made:
-            made[id(runtime)] = handlers.CampaignHandlers(runtime.store, partner)
+            partner = FakePartner(
+                behaviour_of=behaviour_from_headers(runtime.store, handlers.CAMPAIGNS)
+            )
+            made[id(runtime)] = handlers.CampaignHandlers(
+                runtime.store, partner, clock=runtime.clock
+            )
         return made[id(runtime)]
 
     def workers(runtime: Runtime) -> list[Processes]:
@@ -31,7 +42,7 @@ def spec() -> Any:
         return [
             Processes(
                 runtime.store,
-                [CampaignPublishing()],
+                [CampaignPublishing(timedelta(seconds=runtime.settings.partner_timeout))],
                 {
                     domain.ReserveBudget: h.reserve_budget,
                     domain.ReleaseBudget: h.release_budget,
@@ -42,13 +53,17 @@ def spec() -> Any:
                 backend=runtime.database.projections(),
                 index=runtime.process_index,
                 name="campaigns_processes",
+                clock=runtime.clock,
             )
         ]
 
     return ServiceSpec(
         name="campaigns",
         event_types=domain.EVENTS,
+        upcasters=UPCASTERS,
         projections=[projections.CampaignBoard()],
+        language=LANGUAGE,
+        translate=handlers.publish,
         consumers=[
             ConsumerSpec(
                 "campaigns",
@@ -57,6 +72,6 @@ def spec() -> Any:
             )
         ],
         workers=workers,
-        routes=http.routes,
-        aggregates={"campaign-": domain.Campaign, "budget-": domain.Budget},
+        routes=lambda runtime: http.routes(runtime, campaign_handlers),
+        aggregates={handlers.CAMPAIGNS: domain.Campaign, handlers.BUDGETS: domain.Budget},
     )

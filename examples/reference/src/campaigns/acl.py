@@ -58,7 +58,6 @@ def to_placement(campaign: Campaign) -> PlacementRequest:
         external_id=campaign.id,
         ad_title=campaign.name,
         budget_eur=campaign.cost_cents / 10 ** MINOR_UNITS[BUDGET_CURRENCY],
-        mode=campaign.partner_behaviour,
     )
 
 

@@ -2,15 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import TypeVar
 
 from chronik.domain import Aggregate, DomainError, applies, command, event
 
-BEHAVIOURS = ("confirm", "reject", "delay", "fail", "silent")
+T = TypeVar("T")
+
+#: Every event of the context, in the order they were declared: ``@_event`` registers a
+#: class here as it names it, so an event is declared once (the service, the codec and
+#: the tests read this list).
+EVENTS: list[type] = []
 
 
-@event("campaigns.budget_increased")
+def _event(
+    name: str, *, version: int = 1, subject: str | None = None, forgets: bool = False
+) -> Callable[[type[T]], type[T]]:
+    """``chronik.domain.event`` that also lists the class in ``EVENTS``."""
+
+    def register(cls: type[T]) -> type[T]:
+        EVENTS.append(event(name, version=version, subject=subject, forgets=forgets)(cls))
+        return cls
+
+    return register
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign stands: drafted, activating (the saga runs), then one of the ends."""
+
+    DRAFT = "draft"
+    ACTIVATING = "activating"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class CostNotPositive(DomainError):
+    """A campaign costs something."""
+
+    def __init__(self, cost_cents: int) -> None:
+        self.cost_cents = cost_cents
+        super().__init__("a campaign costs a positive amount")
+
+
+class IncreaseNotPositive(DomainError):
+    """The budget grows by something."""
+
+    def __init__(self, amount_cents: int) -> None:
+        self.amount_cents = amount_cents
+        super().__init__("a budget grows by a positive amount")
+
+
+class CampaignNotDraft(DomainError):
+    """Only a draft can be activated: a campaign is published once."""
+
+    def __init__(self, campaign_id: str, status: CampaignStatus) -> None:
+        self.campaign_id, self.status = campaign_id, status
+        super().__init__(f"campaign {campaign_id} is {status}: only a draft can be activated")
+
+
+@_event("campaigns.budget_increased")
 @dataclass(frozen=True, slots=True)
 class BudgetIncreased:
     amount_cents: int
@@ -18,7 +72,7 @@ class BudgetIncreased:
     at: datetime
 
 
-@event("campaigns.order_not_credited")
+@_event("campaigns.order_not_credited")
 @dataclass(frozen=True, slots=True)
 class OrderNotCredited:
     """A sales order that adds nothing to the budget (see ``campaigns.acl``), and why."""
@@ -30,7 +84,7 @@ class OrderNotCredited:
     at: datetime
 
 
-@event("campaigns.budget_reserved")
+@_event("campaigns.budget_reserved")
 @dataclass(frozen=True, slots=True)
 class BudgetReserved:
     campaign_id: str
@@ -38,7 +92,7 @@ class BudgetReserved:
     at: datetime
 
 
-@event("campaigns.budget_refused")
+@_event("campaigns.budget_refused")
 @dataclass(frozen=True, slots=True)
 class BudgetRefused:
     campaign_id: str
@@ -47,7 +101,7 @@ class BudgetRefused:
     at: datetime
 
 
-@event("campaigns.budget_released")
+@_event("campaigns.budget_released")
 @dataclass(frozen=True, slots=True)
 class BudgetReleased:
     campaign_id: str
@@ -55,17 +109,19 @@ class BudgetReleased:
     at: datetime
 
 
-@event("campaigns.campaign_created")
+@_event("campaigns.campaign_created", version=2)
 @dataclass(frozen=True, slots=True)
 class CampaignCreated:
+    """Version 2: version 1 also held the demo's partner behaviour, now a header of the
+    append (``campaigns.partner``); its upcaster drops the field."""
+
     campaign_id: str
     name: str
     cost_cents: int
-    partner_behaviour: str
     at: datetime
 
 
-@event("campaigns.activation_requested")
+@_event("campaigns.activation_requested")
 @dataclass(frozen=True, slots=True)
 class ActivationRequested:
     campaign_id: str
@@ -73,15 +129,21 @@ class ActivationRequested:
     at: datetime
 
 
-@event("campaigns.publication_confirmed")
+@_event("campaigns.publication_confirmed")
 @dataclass(frozen=True, slots=True)
 class PublicationConfirmed:
+    """The partner published the campaign: it is live (and campaigns says so publicly).
+
+    ``name`` came later: a stored event without it reads as ``""``.
+    """
+
     campaign_id: str
     partner_reference: str
     at: datetime
+    name: str = ""
 
 
-@event("campaigns.publication_rejected")
+@_event("campaigns.publication_rejected")
 @dataclass(frozen=True, slots=True)
 class PublicationRejected:
     campaign_id: str
@@ -89,26 +151,12 @@ class PublicationRejected:
     at: datetime
 
 
-@event("campaigns.campaign_cancelled")
+@_event("campaigns.campaign_cancelled")
 @dataclass(frozen=True, slots=True)
 class CampaignCancelled:
     campaign_id: str
     reason: str
     at: datetime
-
-
-EVENTS = [
-    BudgetIncreased,
-    OrderNotCredited,
-    BudgetReserved,
-    BudgetRefused,
-    BudgetReleased,
-    CampaignCreated,
-    ActivationRequested,
-    PublicationConfirmed,
-    PublicationRejected,
-    CampaignCancelled,
-]
 
 
 # Commands the publishing saga sends.
@@ -165,7 +213,7 @@ class Budget(Aggregate):
 
     def increase(self, amount_cents: int, source: str, at: datetime) -> None:
         if amount_cents <= 0:
-            raise DomainError("a budget grows by a positive amount")
+            raise IncreaseNotPositive(amount_cents)
         self.record(BudgetIncreased(amount_cents, source, at))
 
     def not_credited(
@@ -213,8 +261,7 @@ class Campaign(Aggregate):
 
     name: str
     cost_cents: int
-    partner_behaviour: str
-    status: str
+    status: CampaignStatus
     partner_reference: str | None
     reason: str | None
 
@@ -222,57 +269,51 @@ class Campaign(Aggregate):
         super().__init__(id)
         self.name = ""
         self.cost_cents = 0
-        self.partner_behaviour = "confirm"
-        self.status = "draft"
+        self.status = CampaignStatus.DRAFT
         self.partner_reference = None
         self.reason = None
 
     @classmethod
-    def create(
-        cls, campaign_id: str, name: str, cost_cents: int, partner_behaviour: str, at: datetime
-    ) -> Campaign:
+    def create(cls, campaign_id: str, name: str, cost_cents: int, at: datetime) -> Campaign:
         if cost_cents <= 0:
-            raise DomainError("a campaign costs a positive amount")
-        if partner_behaviour not in BEHAVIOURS:
-            raise DomainError(f"partner behaviour must be one of {', '.join(BEHAVIOURS)}")
+            raise CostNotPositive(cost_cents)
         campaign = cls(campaign_id)
-        campaign.record(CampaignCreated(campaign_id, name, cost_cents, partner_behaviour, at))
+        campaign.record(CampaignCreated(campaign_id, name, cost_cents, at))
         return campaign
 
     def activate(self, at: datetime) -> None:
-        if self.status != "draft":
-            raise DomainError(f"campaign {self.id} is {self.status}: only a draft can be activated")
+        if self.status != CampaignStatus.DRAFT:
+            raise CampaignNotDraft(self.id, self.status)
         self.record(ActivationRequested(self.id, self.cost_cents, at))
 
     def confirm(self, partner_reference: str, at: datetime) -> None:
-        if self.status == "activating":
-            self.record(PublicationConfirmed(self.id, partner_reference, at))
+        if self.status == CampaignStatus.ACTIVATING:
+            self.record(PublicationConfirmed(self.id, partner_reference, at, self.name))
 
     def reject(self, reason: str, at: datetime) -> None:
-        if self.status == "activating":
+        if self.status == CampaignStatus.ACTIVATING:
             self.record(PublicationRejected(self.id, reason, at))
 
     def cancel(self, reason: str, at: datetime) -> None:
-        if self.status in ("draft", "activating"):
+        if self.status in (CampaignStatus.DRAFT, CampaignStatus.ACTIVATING):
             self.record(CampaignCancelled(self.id, reason, at))
 
     @applies(CampaignCreated)
     def _created(self, e: CampaignCreated) -> None:
         self.name, self.cost_cents = e.name, e.cost_cents
-        self.partner_behaviour = e.partner_behaviour
 
     @applies(ActivationRequested)
     def _activating(self, e: ActivationRequested) -> None:
-        self.status = "activating"
+        self.status = CampaignStatus.ACTIVATING
 
     @applies(PublicationConfirmed)
     def _published(self, e: PublicationConfirmed) -> None:
-        self.status, self.partner_reference = "published", e.partner_reference
+        self.status, self.partner_reference = CampaignStatus.PUBLISHED, e.partner_reference
 
     @applies(PublicationRejected)
     def _rejected(self, e: PublicationRejected) -> None:
-        self.status, self.reason = "rejected", e.reason
+        self.status, self.reason = CampaignStatus.REJECTED, e.reason
 
     @applies(CampaignCancelled)
     def _cancelled(self, e: CampaignCancelled) -> None:
-        self.status, self.reason = "cancelled", e.reason
+        self.status, self.reason = CampaignStatus.CANCELLED, e.reason

@@ -1,31 +1,68 @@
-"""Campaigns over HTTP: create and activate campaigns, watch the saga, see the budget."""
+"""Campaigns over HTTP: each route translates a request into a command or a query, and back.
+
+The use cases live in ``campaigns.handlers`` and the questions in ``campaigns.views``;
+a broken rule (a ``DomainError`` subclass) answers 409 with a problem type of its own.
+"""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from campaigns import handlers
-from campaigns.domain import Campaign
-from campaigns.processes import CampaignPublishing
-from chronik.errors import StreamNotFoundError
+from campaigns import commands, domain
+from campaigns.handlers import BUDGETS, CAMPAIGNS, CampaignHandlers, Changed
+from campaigns.partner import BEHAVIOUR_HEADER, Behaviour
+from campaigns.views import CampaignViews
+from chronik.domain import DomainError
+from chronik.eventstore import Metadata
 from chronik.http.app import CommandResult, run_command, wait_consistent
 from chronik.http.fields import WholeNumber
-from chronik.processes import ProcessesAdmin, process_stream
+from chronik.http.problems import problem
+from chronik.processes import ProcessesAdmin
 from chronik.runtime.service import Runtime
 
-Behaviour = Literal["confirm", "reject", "delay", "fail", "silent"]
+#: each broken rule's problem type (RFC 9457): clients tell them apart by it, not by text
+PROBLEM_TYPES: dict[type[DomainError], str] = {
+    domain.CostNotPositive: "cost-not-positive",
+    domain.IncreaseNotPositive: "increase-not-positive",
+    domain.CampaignNotDraft: "campaign-not-draft",
+}
+PROBLEM_BASE = "tag:chronik.dev,2026:reference/campaigns/"
+
+
+class ProblemTypes(APIRoute):
+    """A route that answers a known broken rule with its problem type (others: chronik's)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except DomainError as exc:
+                kind = PROBLEM_TYPES.get(type(exc))
+                if kind is None:
+                    raise
+                return problem(
+                    409, "Not allowed now", str(exc), request=request, type=PROBLEM_BASE + kind
+                )
+
+        return handler
 
 
 class NewCampaign(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["Spring sale"])
     cost_cents: WholeNumber = Field(gt=0, le=10**12)
     partner_behaviour: Behaviour = Field(
-        "confirm", description="How the fake partner answers: the unhappy paths on demand"
+        "confirm",
+        description=(
+            "How the demo's fake partner answers (the unhappy paths on demand): a setting "
+            "of the fake, kept beside the campaign's first event, never in it"
+        ),
     )
 
 
@@ -37,8 +74,8 @@ class CampaignView(BaseModel):
     campaign_id: str
     name: str
     cost_cents: int
-    status: str
-    partner_behaviour: str
+    status: domain.CampaignStatus
+    partner_behaviour: Behaviour
     partner_reference: str | None = None
     reason: str | None = None
 
@@ -56,90 +93,65 @@ class ProcessView(BaseModel):
     timeouts: dict[str, Any]
 
 
-def routes(runtime: Runtime) -> APIRouter:
-    router = APIRouter()
-    store = runtime.store
+def routes(runtime: Runtime, handlers: Callable[[Runtime], CampaignHandlers]) -> APIRouter:
+    router = APIRouter(route_class=ProblemTypes)
 
-    def processes() -> ProcessesAdmin:
-        # Made when asked: the routes are made before the runtime opened its database.
-        return ProcessesAdmin(runtime.database.projections(), runtime.store)
-
-    def id_of(stream_id: str) -> str:
-        return stream_id.removeprefix("campaign-")
+    # Made when asked: the routes are made before the runtime opened its store.
+    def views() -> CampaignViews:
+        admin = ProcessesAdmin(runtime.database.projections(), runtime.store)
+        return CampaignViews(runtime.engine.read_models, admin)
 
     async def consistent(request: Request) -> None:
         await wait_consistent(request, ["campaign_board"])
 
-    @router.post("/campaigns", status_code=201, response_model=CommandResult)
-    async def create(body: NewCampaign, request: Request, response: Response) -> Any:
-        async def work() -> tuple[str, Any]:
-            campaign_id = uuid.uuid4().hex[:12]
-            campaign = Campaign.create(
-                campaign_id, body.name, body.cost_cents, body.partner_behaviour, datetime.now(UTC)
-            )
-            return campaign_id, await handlers.campaigns(store).save(campaign)
+    def command(
+        request: Request, response: Response, work: Callable[[], Awaitable[Changed]], prefix: str
+    ) -> Awaitable[CommandResult]:
+        return run_command(request, response, work, id_of=lambda s: s.removeprefix(prefix))
 
-        return await run_command(request, response, work, id_of=id_of)
+    @router.post("/campaigns", status_code=201, response_model=CommandResult)
+    async def create(body: NewCampaign, request: Request, response: Response) -> CommandResult:
+        c = commands.CreateCampaign(body.name, body.cost_cents)
+        demo = Metadata(headers={BEHAVIOUR_HEADER: body.partner_behaviour})
+        return await command(
+            request,
+            response,
+            lambda: handlers(runtime).create_campaign(c, metadata=demo),
+            CAMPAIGNS,
+        )
 
     @router.post("/campaigns/{campaign_id}/activate", response_model=CommandResult)
-    async def activate(campaign_id: str, request: Request, response: Response) -> Any:
+    async def activate(campaign_id: str, request: Request, response: Response) -> CommandResult:
         """Start the publishing saga: reserve budget, ask the partner, compensate on no."""
-
-        async def work() -> tuple[str, Any]:
-            _, result = await handlers.campaigns(store).handle(
-                campaign_id, lambda c: c.activate(datetime.now(UTC))
-            )
-            return campaign_id, result
-
-        return await run_command(request, response, work, id_of=id_of)
+        c = commands.ActivateCampaign(campaign_id)
+        return await command(request, response, lambda: handlers(runtime).activate(c), CAMPAIGNS)
 
     @router.get("/campaigns", response_model=list[CampaignView], dependencies=[Depends(consistent)])
     async def list_campaigns(
-        status: Annotated[str | None, Query(max_length=20)] = None,
+        status: domain.CampaignStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> Any:
-        where = {"status": status} if status else None
-        return await runtime.engine.read_models.find(
-            "campaign_board", "campaigns", where=where, limit=limit
-        )
+    ) -> list[CampaignView]:
+        return [CampaignView.model_validate(d) for d in await views().campaigns(status, limit)]
 
     @router.get(
         "/campaigns/{campaign_id}", response_model=CampaignView, dependencies=[Depends(consistent)]
     )
-    async def get_campaign(campaign_id: str) -> Any:
-        doc = await runtime.engine.read_models.get("campaign_board", "campaigns", campaign_id)
-        if doc is None:
-            raise StreamNotFoundError(f"campaign-{campaign_id}")
-        return doc
+    async def get_campaign(campaign_id: str) -> CampaignView:
+        return CampaignView.model_validate(await views().campaign(campaign_id))
 
     @router.get("/campaigns/{campaign_id}/publishing", response_model=ProcessView)
-    async def publishing(campaign_id: str) -> Any:
+    async def publishing(campaign_id: str) -> ProcessView:
         """Where the publishing saga of this campaign stands."""
-        process = await processes().instance(CampaignPublishing.name, campaign_id)
-        if process is None:
-            raise StreamNotFoundError(process_stream(CampaignPublishing.name, campaign_id))
-        return ProcessView(
-            status=process.status,
-            finished=process.finished,
-            steps=process.steps,
-            timeouts=process.timeouts,
-        )
+        p = await views().publishing(campaign_id)
+        return ProcessView(status=p.status, finished=p.finished, steps=p.steps, timeouts=p.timeouts)
 
     @router.get("/budget", response_model=BudgetView, dependencies=[Depends(consistent)])
-    async def budget() -> Any:
-        return await runtime.engine.read_models.get("campaign_board", "budget", "main") or {}
+    async def budget() -> BudgetView:
+        return BudgetView.model_validate(await views().budget())
 
     @router.post("/budget/top-up", response_model=CommandResult)
-    async def top_up(body: TopUp, request: Request, response: Response) -> Any:
-        async def work() -> tuple[str, Any]:
-            _, result = await handlers.budgets(store).handle(
-                handlers.BUDGET,
-                lambda b: b.increase(body.amount_cents, "top-up", datetime.now(UTC)),
-                retries=20,
-                create=True,
-            )
-            return handlers.BUDGET, result
-
-        return await run_command(request, response, work, id_of=lambda s: s.removeprefix("budget-"))
+    async def top_up(body: TopUp, request: Request, response: Response) -> CommandResult:
+        c = commands.TopUpBudget(body.amount_cents)
+        return await command(request, response, lambda: handlers(runtime).top_up(c), BUDGETS)
 
     return router

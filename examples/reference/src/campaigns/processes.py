@@ -18,6 +18,7 @@ from campaigns.domain import (
 )
 from chronik.processes import FailurePolicy, ProcessManager, Step, on_timeout, starts, when
 
+#: how long the saga waits for the partner unless told otherwise (CHRONIK_PARTNER_TIMEOUT)
 PARTNER_WAIT = timedelta(minutes=2)
 
 
@@ -32,6 +33,11 @@ class CampaignPublishing(ProcessManager):
     correlation_key = "campaign_id"
     policy = FailurePolicy(retries=3, backoff=0.2, then="park")
 
+    def __init__(self, partner_wait: timedelta = PARTNER_WAIT) -> None:
+        if partner_wait <= timedelta(0):
+            raise ValueError(f"the partner's wait must be more than 0, got {partner_wait}")
+        self.partner_wait = partner_wait
+
     @starts(ActivationRequested)
     def activation_requested(self, e: ActivationRequested, p: Step) -> None:
         p.data["cost_cents"] = e.cost_cents
@@ -42,7 +48,7 @@ class CampaignPublishing(ProcessManager):
     def reserved(self, e: BudgetReserved, p: Step) -> None:
         p.on_failure(ReleaseBudget(e.campaign_id, e.amount_cents))
         p.send(PublishWithPartner(e.campaign_id))
-        p.schedule("partner", after=PARTNER_WAIT)
+        p.schedule("partner", after=self.partner_wait)
         p.goto("publishing")
 
     @when("reserving", BudgetRefused)

@@ -9,9 +9,11 @@ from campaigns.domain import (
     BudgetReserved,
     CampaignCancelled,
     CampaignCreated,
+    CampaignStatus,
     PublicationConfirmed,
     PublicationRejected,
 )
+from campaigns.partner import BEHAVIOUR_HEADER
 from chronik.projections import Projection, ReadModelTx, handles
 
 
@@ -21,6 +23,8 @@ class CampaignBoard(Projection):
 
     @handles(CampaignCreated)
     async def _created(self, e: CampaignCreated, tx: ReadModelTx) -> None:
+        # The demo's choice for the fake partner is a header of the append, not an event's.
+        headers = (tx.current.metadata.headers if tx.current is not None else None) or {}
         tx.put(
             "campaigns",
             e.campaign_id,
@@ -28,8 +32,8 @@ class CampaignBoard(Projection):
                 "campaign_id": e.campaign_id,
                 "name": e.name,
                 "cost_cents": e.cost_cents,
-                "status": "draft",
-                "partner_behaviour": e.partner_behaviour,
+                "status": CampaignStatus.DRAFT.value,
+                "partner_behaviour": headers.get(BEHAVIOUR_HEADER, "confirm"),
                 "partner_reference": None,
                 "reason": None,
             },
@@ -37,23 +41,31 @@ class CampaignBoard(Projection):
 
     @handles(ActivationRequested)
     async def _activating(self, e: ActivationRequested, tx: ReadModelTx) -> None:
-        tx.patch("campaigns", e.campaign_id, {"status": "activating"})
+        tx.patch("campaigns", e.campaign_id, {"status": CampaignStatus.ACTIVATING.value})
 
     @handles(PublicationConfirmed)
     async def _published(self, e: PublicationConfirmed, tx: ReadModelTx) -> None:
         tx.patch(
             "campaigns",
             e.campaign_id,
-            {"status": "published", "partner_reference": e.partner_reference},
+            {"status": CampaignStatus.PUBLISHED.value, "partner_reference": e.partner_reference},
         )
 
     @handles(PublicationRejected)
     async def _rejected(self, e: PublicationRejected, tx: ReadModelTx) -> None:
-        tx.patch("campaigns", e.campaign_id, {"status": "rejected", "reason": e.reason})
+        tx.patch(
+            "campaigns",
+            e.campaign_id,
+            {"status": CampaignStatus.REJECTED.value, "reason": e.reason},
+        )
 
     @handles(CampaignCancelled)
     async def _cancelled(self, e: CampaignCancelled, tx: ReadModelTx) -> None:
-        tx.patch("campaigns", e.campaign_id, {"status": "cancelled", "reason": e.reason})
+        tx.patch(
+            "campaigns",
+            e.campaign_id,
+            {"status": CampaignStatus.CANCELLED.value, "reason": e.reason},
+        )
 
     @handles(BudgetIncreased)
     async def _increased(self, e: BudgetIncreased, tx: ReadModelTx) -> None:

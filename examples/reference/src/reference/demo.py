@@ -8,6 +8,8 @@ runs once it is ready, ``run_tour`` is the event store's tour.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,18 @@ async def seed(client: httpx.AsyncClient) -> None:
     )
 
 
+def _chronik() -> str:
+    """How the shell that started this demo calls the same ``chronik`` command."""
+    started = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("chronik")
+    if on_path is not None and Path(on_path).resolve() == started:
+        return "chronik"
+    try:
+        return str(started.relative_to(Path.cwd()))  # .venv/bin/chronik in a clone
+    except ValueError:
+        return str(started)
+
+
 async def seed_and_explain(base: str, data_dir: Path, console: Console) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         await _ready(client)
@@ -98,6 +112,13 @@ async def seed_and_explain(base: str, data_dir: Path, console: Console) -> None:
             seeded = "seeded example data"
         else:
             seeded = f"kept the data in {data_dir} ({len(leads)} leads)"
+        turnable = (await client.get("/admin/clock")).status_code == 200
+    clock = (
+        "The processes' clock turns (a trip awaiting approval is cancelled after 48 hours):\n"
+        f"  {_chronik()} clock advance 48h --url {base}\n\n"
+        if turnable
+        else ""
+    )
     console.print(
         f"""
 [bold]chronik demo[/]: sales, campaigns and travel in one process
@@ -116,7 +137,10 @@ Try:
   curl -s -X POST {base}/travel/trips -H 'content-type: application/json' \\
        -d '{{"traveller": "Dorothy", "destination": "Paris", "depart_on": "2030-05-01"}}'
 
-A walk through it all: docs/tour.md. Ctrl-C stops; starting again keeps the data.
+{clock}A walk through it all: docs/tour.md. Ctrl-C stops; starting again keeps the data.
 """,
         highlight=False,
+        # Lines as written, however narrow the terminal, or none (a pipe, a log file):
+        # a curl line cut in two cannot be pasted.
+        soft_wrap=True,
     )

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from chronik.domain import Aggregate, DomainError, Personal, ValueObject, applies, event
+
+#: Every event of the context, in the order they were declared: ``@_event`` registers a
+#: class here as it names it, so an event is declared once (the service, the codec and
+#: the tests read this list).
+EVENTS: list[type] = []
+
+
+def _event(
+    name: str, *, version: int = 1, subject: str | None = None, forgets: bool = False
+) -> Callable[[type[T]], type[T]]:
+    """``chronik.domain.event`` that also lists the class in ``EVENTS``."""
+
+    def register(cls: type[T]) -> type[T]:
+        EVENTS.append(event(name, version=version, subject=subject, forgets=forgets)(cls))
+        return cls
+
+    return register
+
+
+T = TypeVar("T")
 
 _PHONE = re.compile(r"\+?[0-9 ()\-]{5,20}")
 #: A name holds at least one character that is not white space. The class is spelled out
@@ -58,6 +79,28 @@ class Money(ValueObject):
 FOLLOW_UP_HORIZON = timedelta(days=730)
 
 
+# The rules a lead keeps, each a DomainError of its own: callers tell them apart by class
+# (the HTTP adapter maps each to a problem type), never by the text.
+
+
+class LeadAlreadyClosed(DomainError):
+    """Nothing happens to a closed lead."""
+
+    def __init__(self, lead_id: str) -> None:
+        self.lead_id = lead_id
+        super().__init__(f"lead {lead_id} is closed")
+
+
+class LeadForgotten(DomainError):
+    """An anonymized lead takes no contact details again: forgotten stays forgotten."""
+
+    def __init__(self, lead_id: str) -> None:
+        self.lead_id = lead_id
+        super().__init__(
+            f"lead {lead_id} was anonymized at their request: it takes no contact details"
+        )
+
+
 class FollowUpOutOfRange(DomainError):
     """A follow-up date that is not in the future, lies beyond the horizon, or has no timezone."""
 
@@ -70,6 +113,45 @@ class FollowUpOutOfRange(DomainError):
         )
 
 
+class VisitWithoutCity(DomainError):
+    """A follow-up on site says where."""
+
+    def __init__(self) -> None:
+        super().__init__("a follow-up visit needs a city")
+
+
+class OrderAlreadySubmitted(DomainError):
+    """A lead orders once."""
+
+    def __init__(self, lead_id: str, order_id: str) -> None:
+        self.lead_id, self.order_id = lead_id, order_id
+        super().__init__(f"lead {lead_id} already has order {order_id}")
+
+
+class NoOrderToPay(DomainError):
+    """A payment confirms an order: there is none yet."""
+
+    def __init__(self, lead_id: str) -> None:
+        self.lead_id = lead_id
+        super().__init__(f"lead {lead_id} has no order to pay")
+
+
+class NotThisLeadsOrder(DomainError):
+    """A payment confirms the order the lead submitted, not another."""
+
+    def __init__(self, order_id: str, expected: str) -> None:
+        self.order_id, self.expected = order_id, expected
+        super().__init__(f"order {order_id} is not this lead's order ({expected})")
+
+
+class OrderAlreadyPaid(DomainError):
+    """An order is paid once."""
+
+    def __init__(self, order_id: str) -> None:
+        self.order_id = order_id
+        super().__init__(f"order {order_id} is paid already")
+
+
 class Status(StrEnum):
     NEW = "new"
     CONTACTED = "contacted"
@@ -79,7 +161,7 @@ class Status(StrEnum):
     CLOSED = "closed"
 
 
-@event("sales.lead_initialized", subject="lead_id")
+@_event("sales.lead_initialized", subject="lead_id")
 @dataclass(frozen=True, slots=True)
 class LeadInitialized:
     lead_id: str
@@ -88,7 +170,7 @@ class LeadInitialized:
     at: datetime
 
 
-@event("sales.contact_details_changed", subject="lead_id")
+@_event("sales.contact_details_changed", subject="lead_id")
 @dataclass(frozen=True, slots=True)
 class ContactDetailsChanged:
     lead_id: str
@@ -97,7 +179,7 @@ class ContactDetailsChanged:
     at: datetime
 
 
-@event("sales.contacted")
+@_event("sales.contacted")
 @dataclass(frozen=True, slots=True)
 class Contacted:
     lead_id: str
@@ -105,7 +187,7 @@ class Contacted:
     at: datetime
 
 
-@event("sales.follow_up_set")
+@_event("sales.follow_up_set")
 @dataclass(frozen=True, slots=True)
 class FollowUpSet:
     lead_id: str
@@ -115,7 +197,7 @@ class FollowUpSet:
     at: datetime
 
 
-@event("sales.order_submitted")
+@_event("sales.order_submitted")
 @dataclass(frozen=True, slots=True)
 class OrderSubmitted:
     lead_id: str
@@ -125,7 +207,7 @@ class OrderSubmitted:
     at: datetime
 
 
-@event("sales.payment_confirmed")
+@_event("sales.payment_confirmed")
 @dataclass(frozen=True, slots=True)
 class PaymentConfirmed:
     lead_id: str
@@ -133,7 +215,7 @@ class PaymentConfirmed:
     at: datetime
 
 
-@event("sales.lead_closed")
+@_event("sales.lead_closed")
 @dataclass(frozen=True, slots=True)
 class LeadClosed:
     lead_id: str
@@ -141,7 +223,7 @@ class LeadClosed:
     at: datetime
 
 
-@event("sales.lead_anonymized", subject="lead_id", forgets=True)
+@_event("sales.lead_anonymized", subject="lead_id", forgets=True)
 @dataclass(frozen=True, slots=True)
 class LeadAnonymized:
     """The lead asked to be forgotten: their personal data is erased everywhere.
@@ -153,16 +235,32 @@ class LeadAnonymized:
     at: datetime
 
 
-EVENTS = [
-    LeadInitialized,
-    ContactDetailsChanged,
-    Contacted,
-    FollowUpSet,
-    OrderSubmitted,
-    PaymentConfirmed,
-    LeadClosed,
-    LeadAnonymized,
-]
+@_event("sales.visit_booked")
+@dataclass(frozen=True, slots=True)
+class VisitBooked:
+    """Travel booked the trip of a visit this lead needs (told by travel's public event)."""
+
+    lead_id: str
+    trip_id: str
+    at: datetime
+
+
+@_event("sales.visit_to_reschedule")
+@dataclass(frozen=True, slots=True)
+class VisitToReschedule:
+    """Travel could not make the visit happen: the lead needs another follow-up."""
+
+    lead_id: str
+    trip_id: str
+    reason: str
+    at: datetime
+
+
+class Visit(StrEnum):
+    """Where the lead's latest visit stands, as travel told sales."""
+
+    BOOKED = "booked"
+    TO_RESCHEDULE = "to_reschedule"
 
 
 class Lead(Aggregate):
@@ -171,28 +269,33 @@ class Lead(Aggregate):
     Invariants: nothing happens to a closed lead; a follow-up is in the future and
     within ``FOLLOW_UP_HORIZON``; an order is submitted once; a payment confirms the
     order that was submitted; an anonymized lead gets no contact details again
-    (forgotten stays forgotten).
+    (forgotten stays forgotten). What travel tells of a visit is recorded in any state:
+    it happened elsewhere, and sales keeps its word on every message.
     """
 
     name: str
     phone: str
     anonymized: bool
-    status: str
+    status: Status
     contacts: int
     follow_ups: int
     order_id: str | None
     order_cents: int
+    visit: Visit | None
+    visit_trip: str | None
 
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.name = ""
         self.phone = ""
         self.anonymized = False
-        self.status = Status.NEW.value
+        self.status = Status.NEW
         self.contacts = 0
         self.follow_ups = 0
         self.order_id = None
         self.order_cents = 0
+        self.visit = None
+        self.visit_trip = None
 
     @classmethod
     def initialize(cls, lead_id: str, details: ContactDetails, at: datetime) -> Lead:
@@ -202,14 +305,12 @@ class Lead(Aggregate):
 
     def _open(self) -> None:
         if self.status == Status.CLOSED:
-            raise DomainError(f"lead {self.id} is closed")
+            raise LeadAlreadyClosed(self.id)
 
     def change_contact_details(self, details: ContactDetails, at: datetime) -> None:
         self._open()
         if self.anonymized:
-            raise DomainError(
-                f"lead {self.id} was anonymized at their request: it takes no contact details"
-            )
+            raise LeadForgotten(self.id)
         if (details.name, details.phone) != (self.name, self.phone):
             self.record(ContactDetailsChanged(self.id, details.name, details.phone, at))
 
@@ -224,23 +325,23 @@ class Lead(Aggregate):
         if on.utcoffset() is None or not at < on <= at + FOLLOW_UP_HORIZON:
             raise FollowUpOutOfRange(on, at)
         if needs_visit and not city.strip():
-            raise DomainError("a follow-up visit needs a city")
+            raise VisitWithoutCity()
         self.record(FollowUpSet(self.id, on, needs_visit, city, at))
 
     def submit_order(self, order_id: str, amount: Money, at: datetime) -> None:
         self._open()
         if self.order_id is not None:
-            raise DomainError(f"lead {self.id} already has order {self.order_id}")
+            raise OrderAlreadySubmitted(self.id, self.order_id)
         self.record(OrderSubmitted(self.id, order_id, amount.cents, amount.currency, at))
 
     def confirm_payment(self, order_id: str, at: datetime) -> None:
         self._open()
         if self.order_id is None:
-            raise DomainError(f"lead {self.id} has no order to pay")
+            raise NoOrderToPay(self.id)
         if order_id != self.order_id:
-            raise DomainError(f"order {order_id} is not this lead's order ({self.order_id})")
+            raise NotThisLeadsOrder(order_id, self.order_id)
         if self.status == Status.PAID:
-            raise DomainError(f"order {order_id} is paid already")
+            raise OrderAlreadyPaid(order_id)
         self.record(PaymentConfirmed(self.id, order_id, at))
 
     def anonymize(self, at: datetime) -> None:
@@ -251,6 +352,16 @@ class Lead(Aggregate):
         self._open()
         self.record(LeadClosed(self.id, reason, at))
 
+    def visit_booked(self, trip_id: str, at: datetime) -> None:
+        """Record travel's word that the visit's trip is booked (a fact: even if closed)."""
+        if (self.visit, self.visit_trip) != (Visit.BOOKED, trip_id):
+            self.record(VisitBooked(self.id, trip_id, at))
+
+    def visit_cancelled(self, trip_id: str, reason: str, at: datetime) -> None:
+        """Record that the visit will not happen: the lead is to be followed up again."""
+        if (self.visit, self.visit_trip) != (Visit.TO_RESCHEDULE, trip_id):
+            self.record(VisitToReschedule(self.id, trip_id, reason, at))
+
     @applies(LeadInitialized, ContactDetailsChanged)
     def _details(self, e: LeadInitialized | ContactDetailsChanged) -> None:
         self.name, self.phone = e.name, e.phone
@@ -259,28 +370,67 @@ class Lead(Aggregate):
     def _contacted(self, e: Contacted) -> None:
         self.contacts += 1
         if self.status == Status.NEW:
-            self.status = Status.CONTACTED.value
+            self.status = Status.CONTACTED
 
     @applies(FollowUpSet)
     def _follow_up(self, e: FollowUpSet) -> None:
         self.follow_ups += 1
         if self.status in (Status.NEW, Status.CONTACTED):
-            self.status = Status.FOLLOW_UP.value
+            self.status = Status.FOLLOW_UP
 
     @applies(OrderSubmitted)
     def _ordered(self, e: OrderSubmitted) -> None:
         self.order_id, self.order_cents = e.order_id, e.amount_cents
-        self.status = Status.ORDERED.value
+        self.status = Status.ORDERED
 
     @applies(PaymentConfirmed)
     def _paid(self, e: PaymentConfirmed) -> None:
-        self.status = Status.PAID.value
+        self.status = Status.PAID
 
     @applies(LeadClosed)
     def _closed(self, e: LeadClosed) -> None:
-        self.status = Status.CLOSED.value
+        self.status = Status.CLOSED
+
+    @applies(VisitBooked)
+    def _visit_booked(self, e: VisitBooked) -> None:
+        self.visit, self.visit_trip = Visit.BOOKED, e.trip_id
+
+    @applies(VisitToReschedule)
+    def _visit_to_reschedule(self, e: VisitToReschedule) -> None:
+        self.visit, self.visit_trip = Visit.TO_RESCHEDULE, e.trip_id
 
     @applies(LeadAnonymized)
     def _anonymized(self, e: LeadAnonymized) -> None:
         self.name = self.phone = ""
         self.anonymized = True
+
+
+@_event("sales.campaign_went_live")
+@dataclass(frozen=True, slots=True)
+class CampaignWentLive:
+    """A campaign went live (told by campaigns' public event): sales may pitch it."""
+
+    campaign_id: str
+    name: str
+    at: datetime
+
+
+class Promotions(Aggregate):
+    """The campaigns sales staff may mention to leads: those that went live.
+
+    One stream (``PROMOTIONS``) holds them; hearing of a campaign twice changes nothing.
+    """
+
+    live: dict[str, str]
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.live = {}
+
+    def went_live(self, campaign_id: str, name: str, at: datetime) -> None:
+        if campaign_id not in self.live:
+            self.record(CampaignWentLive(campaign_id, name, at))
+
+    @applies(CampaignWentLive)
+    def _live(self, e: CampaignWentLive) -> None:
+        self.live = {**self.live, e.campaign_id: e.name}

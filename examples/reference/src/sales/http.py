@@ -1,23 +1,64 @@
-"""Sales over HTTP: thin routes turning requests into commands on leads."""
+"""Sales over HTTP: each route translates a request into a command or a query, and back.
+
+The use cases live in ``sales.handlers`` and the questions in ``sales.views``; a
+broken rule (a ``DomainError`` subclass) answers 409 with a problem type of its own.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from chronik.errors import StreamNotFoundError
+from chronik.domain import DomainError
 from chronik.http.app import CommandResult, run_command, wait_consistent
 from chronik.http.auth import PERSONAL_DATA
 from chronik.http.fields import WholeNumber
+from chronik.http.problems import problem
 from chronik.runtime.service import Runtime
-from sales import domain, handlers
+from sales import commands, domain
+from sales.handlers import PREFIX, Changed, LeadHandlers, leads
+from sales.views import MAX_PAGE, LeadViews
 
-PROJECTIONS = ["lead_search", "lead_analysis"]
+PROJECTIONS = ["lead_search", "lead_analysis", "promotions"]
+
+#: each broken rule's problem type (RFC 9457): clients tell them apart by it, not by text
+PROBLEM_TYPES: dict[type[DomainError], str] = {
+    domain.LeadAlreadyClosed: "lead-closed",
+    domain.LeadForgotten: "lead-forgotten",
+    domain.FollowUpOutOfRange: "follow-up-out-of-range",
+    domain.VisitWithoutCity: "visit-without-city",
+    domain.OrderAlreadySubmitted: "order-already-submitted",
+    domain.NoOrderToPay: "no-order-to-pay",
+    domain.NotThisLeadsOrder: "not-this-leads-order",
+    domain.OrderAlreadyPaid: "order-already-paid",
+}
+PROBLEM_BASE = "tag:chronik.dev,2026:reference/sales/"
+
+
+class ProblemTypes(APIRoute):
+    """A route that answers a known broken rule with its problem type (others: chronik's)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except DomainError as exc:
+                kind = PROBLEM_TYPES.get(type(exc))
+                if kind is None:
+                    raise
+                return problem(
+                    409, "Not allowed now", str(exc), request=request, type=PROBLEM_BASE + kind
+                )
+
+        return handler
 
 
 class NewLead(BaseModel):
@@ -63,22 +104,25 @@ class LeadView(BaseModel):
     lead_id: str
     name: str
     phone: str
-    status: str
+    status: domain.Status
     contacts: int
     order_id: str | None = None
+    visit: domain.Visit | None = None
     updated_at: str
 
 
 class LeadState(BaseModel):
     lead_id: str
     version: int
-    status: str
+    status: domain.Status
     name: str
     phone: str
     contacts: int
     follow_ups: int
     order_id: str | None
     order_cents: int
+    visit: domain.Visit | None = None
+    visit_trip: str | None = None
 
 
 class HistoryEntry(BaseModel):
@@ -93,95 +137,87 @@ class Funnel(BaseModel):
     counts: dict[str, int]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class PromotionView(BaseModel):
+    campaign_id: str
+    name: str
+    since: str
 
 
-def routes(runtime: Runtime) -> APIRouter:
-    router = APIRouter()
-    store = runtime.store
+def _utc(moment: datetime) -> datetime:
+    """A time without a timezone is taken as UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
-    def id_of(stream_id: str) -> str:
-        return stream_id.removeprefix(handlers.PREFIX)
+
+def routes(runtime: Runtime, handlers: Callable[[Runtime], LeadHandlers]) -> APIRouter:
+    router = APIRouter(route_class=ProblemTypes)
+
+    # Made when asked: the routes are made before the runtime opened its store.
+    def views() -> LeadViews:
+        return LeadViews(runtime.engine.read_models, leads(runtime.store))
 
     async def consistent(request: Request) -> None:
         await wait_consistent(request, PROJECTIONS)
 
+    def command(
+        request: Request, response: Response, work: Callable[[], Awaitable[Changed]]
+    ) -> Awaitable[CommandResult]:
+        return run_command(request, response, work, id_of=lambda s: s.removeprefix(PREFIX))
+
     @router.post("/leads", status_code=201, response_model=CommandResult)
-    async def create_lead(body: NewLead, request: Request, response: Response) -> Any:
-        async def work() -> tuple[str, Any]:
-            lead_id = uuid.uuid4().hex[:12]
-            details = domain.ContactDetails(body.name, body.phone)
-            return lead_id, await handlers.initialize(store, lead_id, details, _now())
-
-        return await run_command(request, response, work, id_of=id_of)
-
-    async def change(
-        request: Request, response: Response, lead_id: str, act: Callable[[domain.Lead], object]
-    ) -> CommandResult:
-        """Load the lead, run the domain method, save: one command, one aggregate."""
-
-        async def work() -> tuple[str, Any]:
-            return lead_id, await handlers.change(store, lead_id, act)
-
-        return await run_command(request, response, work, id_of=id_of)
+    async def create_lead(body: NewLead, request: Request, response: Response) -> CommandResult:
+        c = commands.CreateLead(body.name, body.phone)
+        return await command(request, response, lambda: handlers(runtime).create_lead(c))
 
     @router.post("/leads/{lead_id}/contact", response_model=CommandResult)
-    async def contact(lead_id: str, body: Note, request: Request, response: Response) -> Any:
-        return await change(
-            request, response, lead_id, lambda lead: lead.contact(body.note, _now())
-        )
+    async def contact(
+        lead_id: str, body: Note, request: Request, response: Response
+    ) -> CommandResult:
+        c = commands.ContactLead(lead_id, body.note)
+        return await command(request, response, lambda: handlers(runtime).contact(c))
 
     @router.put("/leads/{lead_id}/contact-details", response_model=CommandResult)
     async def contact_details(
         lead_id: str, body: NewLead, request: Request, response: Response
-    ) -> Any:
-        details = domain.ContactDetails(body.name, body.phone)
-        return await change(
-            request, response, lead_id, lambda lead: lead.change_contact_details(details, _now())
-        )
+    ) -> CommandResult:
+        c = commands.ChangeContactDetails(lead_id, body.name, body.phone)
+        return await command(request, response, lambda: handlers(runtime).change_contact_details(c))
 
     @router.post("/leads/{lead_id}/follow-up", response_model=CommandResult)
-    async def follow_up(lead_id: str, body: FollowUp, request: Request, response: Response) -> Any:
-        on = body.on if body.on.tzinfo else body.on.replace(tzinfo=UTC)
-        return await change(
-            request,
-            response,
-            lead_id,
-            lambda lead: lead.set_follow_up(on, body.needs_visit, body.city, _now()),
-        )
+    async def follow_up(
+        lead_id: str, body: FollowUp, request: Request, response: Response
+    ) -> CommandResult:
+        c = commands.SetFollowUp(lead_id, _utc(body.on), body.needs_visit, body.city)
+        return await command(request, response, lambda: handlers(runtime).set_follow_up(c))
 
     @router.post("/leads/{lead_id}/orders", response_model=CommandResult)
     async def submit_order(
         lead_id: str, body: NewOrder, request: Request, response: Response
-    ) -> Any:
-        amount = domain.Money(body.amount_cents, body.currency)
-        order_id = f"order-{uuid.uuid4().hex[:8]}"
-        return await change(
-            request, response, lead_id, lambda lead: lead.submit_order(order_id, amount, _now())
-        )
+    ) -> CommandResult:
+        c = commands.SubmitOrder(lead_id, body.amount_cents, body.currency)
+        return await command(request, response, lambda: handlers(runtime).submit_order(c))
 
     @router.post("/leads/{lead_id}/payment", response_model=CommandResult)
     async def confirm_payment(
         lead_id: str, body: Payment, request: Request, response: Response
-    ) -> Any:
-        return await change(
-            request, response, lead_id, lambda lead: lead.confirm_payment(body.order_id, _now())
-        )
+    ) -> CommandResult:
+        c = commands.ConfirmPayment(lead_id, body.order_id)
+        return await command(request, response, lambda: handlers(runtime).confirm_payment(c))
 
     @router.post("/leads/{lead_id}/close", response_model=CommandResult)
-    async def close(lead_id: str, body: Reason, request: Request, response: Response) -> Any:
-        return await change(
-            request, response, lead_id, lambda lead: lead.close(body.reason, _now())
-        )
+    async def close(
+        lead_id: str, body: Reason, request: Request, response: Response
+    ) -> CommandResult:
+        c = commands.CloseLead(lead_id, body.reason)
+        return await command(request, response, lambda: handlers(runtime).close(c))
 
     @router.post("/leads/{lead_id}/anonymize", response_model=CommandResult)
-    async def anonymize(lead_id: str, request: Request, response: Response) -> Any:
+    async def anonymize(lead_id: str, request: Request, response: Response) -> CommandResult:
         """Forget the lead's personal data: events keep their shape, names read as placeholders.
 
         LeadAnonymized forgets the lead in its own append: there is no second step to miss.
         """
-        return await change(request, response, lead_id, lambda lead: lead.anonymize(_now()))
+        c = commands.AnonymizeLead(lead_id)
+        return await command(request, response, lambda: handlers(runtime).anonymize(c))
 
     @router.get(
         "/leads",
@@ -192,39 +228,18 @@ def routes(runtime: Runtime) -> APIRouter:
         q: Annotated[
             str | None, Query(max_length=100, description="Part of a name or phone")
         ] = None,
-        status: Annotated[str | None, Query(max_length=20)] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> Any:
-        rm = runtime.engine.read_models
-        if q:
-            # With a status the matches are filtered after the search: search them all
-            # (the most a page may hold), or a lead of that status may be cut off.
-            wide = 200 if status else limit
-            found = {
-                d["lead_id"]: d
-                for d in await rm.search("lead_search", "leads", "name", q, limit=wide)
-            }
-            for d in await rm.search("lead_search", "leads", "phone", q, limit=wide):
-                found.setdefault(d["lead_id"], d)
-            docs = list(found.values())
-            if status:
-                docs = [d for d in docs if d["status"] == status]
-            return docs[:limit]
-        where = {"status": status} if status else None
-        return await rm.find(
-            "lead_search", "leads", where=where, order_by="updated_at", descending=True, limit=limit
-        )
+        status: domain.Status | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> list[LeadView]:
+        return [LeadView.model_validate(d) for d in await views().find(q, status, limit)]
 
     @router.get(
         "/leads/{lead_id}",
         response_model=LeadView,
         dependencies=[PERSONAL_DATA, Depends(consistent)],
     )
-    async def get_lead(lead_id: str) -> Any:
-        doc = await runtime.engine.read_models.get("lead_search", "leads", lead_id)
-        if doc is None:
-            raise StreamNotFoundError(handlers.PREFIX + lead_id)
-        return doc
+    async def get_lead(lead_id: str) -> LeadView:
+        return LeadView.model_validate(await views().get(lead_id))
 
     @router.get("/leads/{lead_id}/state", response_model=LeadState, dependencies=[PERSONAL_DATA])
     async def lead_state(
@@ -235,20 +250,12 @@ def routes(runtime: Runtime) -> APIRouter:
         at: Annotated[
             datetime | None, Query(description="As of this time (with a timezone)")
         ] = None,
-    ) -> Any:
+    ) -> LeadState:
         """The lead as the aggregate was: now, as of a version, or as of a time.
 
         Given both a version and a time, the lead as of whichever came first.
         """
-        if at is not None and at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
-        leads = handlers.leads(store)
-        if version is not None and at is not None:
-            version = min(version, await store.version_at(leads.stream_id(lead_id), at))
-            at = None
-            if version == 0:
-                raise StreamNotFoundError(leads.stream_id(lead_id), "at or before that time")
-        lead = await leads.load(lead_id, version=version, at=at)
+        lead = await views().state(lead_id, version, None if at is None else _utc(at))
         return LeadState(
             lead_id=lead.id,
             version=lead.version,
@@ -259,6 +266,8 @@ def routes(runtime: Runtime) -> APIRouter:
             follow_ups=lead.follow_ups,
             order_id=lead.order_id,
             order_cents=lead.order_cents,
+            visit=lead.visit,
+            visit_trip=lead.visit_trip,
         )
 
     @router.get(
@@ -266,12 +275,7 @@ def routes(runtime: Runtime) -> APIRouter:
         response_model=list[HistoryEntry],
         dependencies=[PERSONAL_DATA],
     )
-    async def lead_history(lead_id: str) -> Any:
-        import msgspec
-
-        records = await store.read_stream(handlers.PREFIX + lead_id)
-        if not records:
-            raise StreamNotFoundError(handlers.PREFIX + lead_id)
+    async def lead_history(lead_id: str) -> list[HistoryEntry]:
         return [
             HistoryEntry(
                 version=r.version,
@@ -280,12 +284,18 @@ def routes(runtime: Runtime) -> APIRouter:
                 recorded_at=r.recorded_at,
                 data=msgspec.to_builtins(r.event),
             )
-            for r in records
+            for r in await views().history(lead_id)
         ]
 
     @router.get("/funnel", response_model=Funnel, dependencies=[Depends(consistent)])
-    async def funnel() -> Any:
-        doc = await runtime.engine.read_models.get("lead_analysis", "funnel", "all") or {}
-        return Funnel(counts={k: int(v) for k, v in doc.items()})
+    async def funnel() -> Funnel:
+        return Funnel(counts=await views().funnel())
+
+    @router.get(
+        "/promotions", response_model=list[PromotionView], dependencies=[Depends(consistent)]
+    )
+    async def promotions() -> list[PromotionView]:
+        """The campaigns that went live (campaigns publishes them; sales listens)."""
+        return [PromotionView.model_validate(d) for d in await views().promotions()]
 
     return router

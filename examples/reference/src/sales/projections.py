@@ -1,4 +1,4 @@
-"""Sales' read models: find leads by name or phone; the sales funnel."""
+"""Sales' read models: find leads by name or phone; the sales funnel; live campaigns."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from chronik.projections import Projection, ReadModelTx, handles
 from sales.domain import (
+    CampaignWentLive,
     ContactDetailsChanged,
     Contacted,
     FollowUpSet,
@@ -14,14 +15,18 @@ from sales.domain import (
     LeadInitialized,
     OrderSubmitted,
     PaymentConfirmed,
+    Status,
+    Visit,
+    VisitBooked,
+    VisitToReschedule,
 )
 
 _STATUS_OF = {
-    Contacted: "contacted",
-    FollowUpSet: "follow_up",
-    OrderSubmitted: "ordered",
-    PaymentConfirmed: "paid",
-    LeadClosed: "closed",
+    Contacted: Status.CONTACTED,
+    FollowUpSet: Status.FOLLOW_UP,
+    OrderSubmitted: Status.ORDERED,
+    PaymentConfirmed: Status.PAID,
+    LeadClosed: Status.CLOSED,
 }
 
 
@@ -41,9 +46,10 @@ class LeadSearch(Projection):
                 "lead_id": e.lead_id,
                 "name": e.name,
                 "phone": e.phone,
-                "status": "new",
+                "status": Status.NEW.value,
                 "contacts": 0,
                 "order_id": None,
+                "visit": None,
                 "updated_at": e.at.isoformat(),
             },
         )
@@ -61,7 +67,7 @@ class LeadSearch(Projection):
         tx: ReadModelTx,
     ) -> None:
         lead = await tx.get("leads", e.lead_id) or {}
-        status = _next_status(lead.get("status", "new"), type(e))
+        status = _next_status(lead.get("status", Status.NEW), type(e))
         changes: dict[str, object] = {"status": status, "updated_at": e.at.isoformat()}
         if isinstance(e, Contacted):
             changes["contacts"] = lead.get("contacts", 0) + 1
@@ -73,13 +79,21 @@ class LeadSearch(Projection):
     async def _anonymized(self, e: LeadAnonymized, tx: ReadModelTx) -> None:
         tx.patch("leads", e.lead_id, {"name": "[forgotten]", "phone": "[forgotten]"})
 
+    @handles(VisitBooked, VisitToReschedule)
+    async def _visit(self, e: VisitBooked | VisitToReschedule, tx: ReadModelTx) -> None:
+        visit = Visit.BOOKED if isinstance(e, VisitBooked) else Visit.TO_RESCHEDULE
+        tx.patch("leads", e.lead_id, {"visit": visit.value, "updated_at": e.at.isoformat()})
+
 
 def _next_status(current: str, event: type) -> str:
-    """The funnel only moves forward (contacting again does not undo a follow-up)."""
-    order = ["new", "contacted", "follow_up", "ordered", "paid", "closed"]
+    """The funnel only moves forward (contacting again does not undo a follow-up).
+
+    ``Status`` lists the funnel's steps in order; closing ends it from any step.
+    """
+    order = list(Status)
     proposed = _STATUS_OF[event]
-    if proposed == "closed" or order.index(proposed) > order.index(current):
-        return proposed
+    if proposed is Status.CLOSED or order.index(proposed) > order.index(Status(current)):
+        return proposed.value
     return current
 
 
@@ -91,8 +105,8 @@ class LeadAnalysis(Projection):
 
     @handles(LeadInitialized)
     async def _new(self, e: LeadInitialized, tx: ReadModelTx) -> None:
-        tx.put("statuses", e.lead_id, {"status": "new"})
-        tx.increment("funnel", "all", "new")
+        tx.put("statuses", e.lead_id, {"status": Status.NEW.value})
+        tx.increment("funnel", "all", Status.NEW.value)
 
     @handles(Contacted, FollowUpSet, OrderSubmitted, PaymentConfirmed, LeadClosed)
     async def _moved(
@@ -100,7 +114,7 @@ class LeadAnalysis(Projection):
         e: Contacted | FollowUpSet | OrderSubmitted | PaymentConfirmed | LeadClosed,
         tx: ReadModelTx,
     ) -> None:
-        current = (await tx.get("statuses", e.lead_id) or {}).get("status", "new")
+        current = (await tx.get("statuses", e.lead_id) or {}).get("status", Status.NEW.value)
         status = _next_status(current, type(e))
         if status != current:
             tx.put("statuses", e.lead_id, {"status": status})
@@ -110,3 +124,18 @@ class LeadAnalysis(Projection):
             tx.increment("follow_ups", e.lead_id, "count")
             if e.needs_visit:
                 tx.increment("follow_ups", e.lead_id, "visits")
+
+
+class Promotions(Projection):
+    """The campaigns that went live, which sales staff may pitch."""
+
+    name = "promotions"
+    tables = ("live",)
+
+    @handles(CampaignWentLive)
+    async def _live(self, e: CampaignWentLive, tx: ReadModelTx) -> None:
+        tx.put(
+            "live",
+            e.campaign_id,
+            {"campaign_id": e.campaign_id, "name": e.name, "since": e.at.isoformat()},
+        )

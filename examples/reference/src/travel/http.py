@@ -1,30 +1,69 @@
-"""Travel over HTTP: request trips, approve or reject them, follow their booking."""
+"""Travel over HTTP: each route translates a request into a command or a query, and back.
+
+The use cases live in ``travel.handlers`` and the questions in ``travel.views``; a
+broken rule (a ``DomainError`` subclass) answers 409 with a problem type of its own.
+"""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import date
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from chronik.errors import StreamNotFoundError
+from chronik.domain import DomainError
+from chronik.eventstore import Metadata
 from chronik.http.app import CommandResult, run_command, wait_consistent
 from chronik.http.auth import PERSONAL_DATA
-from chronik.processes import ProcessesAdmin, process_stream
+from chronik.http.problems import problem
+from chronik.processes import ProcessesAdmin
 from chronik.runtime.service import Runtime
-from travel.domain import Trip
-from travel.handlers import trips
-from travel.processes import TripBooking
+from travel import commands, domain
+from travel.bookings import SIMULATE_HEADER, Simulate
+from travel.handlers import TRIPS, Changed, TravelHandlers
+from travel.views import TripViews
+
+#: each broken rule's problem type (RFC 9457): clients tell them apart by it, not by text
+PROBLEM_TYPES: dict[type[DomainError], str] = {
+    domain.DepartureInPast: "departure-in-past",
+    domain.NotAwaitingApproval: "not-awaiting-approval",
+}
+PROBLEM_BASE = "tag:chronik.dev,2026:reference/travel/"
+
+
+class ProblemTypes(APIRoute):
+    """A route that answers a known broken rule with its problem type (others: chronik's)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except DomainError as exc:
+                kind = PROBLEM_TYPES.get(type(exc))
+                if kind is None:
+                    raise
+                return problem(
+                    409, "Not allowed now", str(exc), request=request, type=PROBLEM_BASE + kind
+                )
+
+        return handler
 
 
 class NewTrip(BaseModel):
     traveller: str = Field(min_length=1, max_length=200, examples=["Grace"])
     destination: str = Field(min_length=1, max_length=100, examples=["Lyon"])
     depart_on: date
-    simulate: Literal["none", "no_flight", "no_hotel"] = Field(
-        "none", description="Make a booking fail: the unhappy paths on demand"
+    simulate: Simulate = Field(
+        "none",
+        description=(
+            "Make a booking of the demo's fake suppliers fail (the unhappy paths on demand): "
+            "a setting of the fakes, kept beside the trip's first event, never in it"
+        ),
     )
 
 
@@ -38,7 +77,7 @@ class TripView(BaseModel):
     traveller: str
     destination: str
     depart_on: str
-    status: str
+    status: domain.TripStatus
     flight: str | None = None
     hotel: str | None = None
     lead_id: str | None = None
@@ -52,57 +91,44 @@ class BookingView(BaseModel):
     timeouts: dict[str, Any]
 
 
-def routes(runtime: Runtime) -> APIRouter:
-    router = APIRouter()
-    store = runtime.store
+def routes(runtime: Runtime, handlers: Callable[[Runtime], TravelHandlers]) -> APIRouter:
+    router = APIRouter(route_class=ProblemTypes)
 
-    def processes() -> ProcessesAdmin:
-        # Made when asked: the routes are made before the runtime opened its database.
-        return ProcessesAdmin(runtime.database.projections(), runtime.store)
-
-    def id_of(stream_id: str) -> str:
-        return stream_id.removeprefix("trip-")
+    # Made when asked: the routes are made before the runtime opened its store.
+    def views() -> TripViews:
+        admin = ProcessesAdmin(runtime.database.projections(), runtime.store)
+        return TripViews(runtime.engine.read_models, admin)
 
     async def consistent(request: Request) -> None:
         await wait_consistent(request, ["trip_board"])
 
+    def command(
+        request: Request, response: Response, work: Callable[[], Awaitable[Changed]]
+    ) -> Awaitable[CommandResult]:
+        return run_command(request, response, work, id_of=lambda s: s.removeprefix(TRIPS))
+
     @router.post("/trips", status_code=201, response_model=CommandResult)
-    async def request_trip(body: NewTrip, request: Request, response: Response) -> Any:
+    async def request_trip(body: NewTrip, request: Request, response: Response) -> CommandResult:
         """Start the booking process: flight, hotel, approval (48 hours at most)."""
-
-        async def work() -> tuple[str, Any]:
-            trip_id = uuid.uuid4().hex[:12]
-            trip = Trip.request(
-                trip_id,
-                body.traveller,
-                body.destination,
-                body.depart_on,
-                datetime.now(UTC),
-                simulate=body.simulate,
-            )
-            return trip_id, await trips(store).save(trip)
-
-        return await run_command(request, response, work, id_of=id_of)
+        c = commands.RequestTrip(body.traveller, body.destination, body.depart_on)
+        demo = Metadata(headers={SIMULATE_HEADER: body.simulate})
+        return await command(
+            request, response, lambda: handlers(runtime).request_trip(c, metadata=demo)
+        )
 
     @router.post("/trips/{trip_id}/approve", response_model=CommandResult)
-    async def approve(trip_id: str, body: Decision, request: Request, response: Response) -> Any:
-        async def work() -> tuple[str, Any]:
-            _, result = await trips(store).handle(
-                trip_id, lambda t: t.approve(body.by, datetime.now(UTC))
-            )
-            return trip_id, result
-
-        return await run_command(request, response, work, id_of=id_of)
+    async def approve(
+        trip_id: str, body: Decision, request: Request, response: Response
+    ) -> CommandResult:
+        c = commands.ApproveTrip(trip_id, body.by)
+        return await command(request, response, lambda: handlers(runtime).approve(c))
 
     @router.post("/trips/{trip_id}/reject", response_model=CommandResult)
-    async def reject(trip_id: str, body: Decision, request: Request, response: Response) -> Any:
-        async def work() -> tuple[str, Any]:
-            _, result = await trips(store).handle(
-                trip_id, lambda t: t.reject(body.by, body.reason, datetime.now(UTC))
-            )
-            return trip_id, result
-
-        return await run_command(request, response, work, id_of=id_of)
+    async def reject(
+        trip_id: str, body: Decision, request: Request, response: Response
+    ) -> CommandResult:
+        c = commands.RejectTrip(trip_id, body.by, body.reason)
+        return await command(request, response, lambda: handlers(runtime).reject(c))
 
     @router.get(
         "/trips",
@@ -110,36 +136,23 @@ def routes(runtime: Runtime) -> APIRouter:
         dependencies=[PERSONAL_DATA, Depends(consistent)],
     )
     async def list_trips(
-        status: Annotated[str | None, Query(max_length=30)] = None,
+        status: domain.TripStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> Any:
-        where = {"status": status} if status else None
-        return await runtime.engine.read_models.find(
-            "trip_board", "trips", where=where, limit=limit
-        )
+    ) -> list[TripView]:
+        return [TripView.model_validate(d) for d in await views().trips(status, limit)]
 
     @router.get(
         "/trips/{trip_id}",
         response_model=TripView,
         dependencies=[PERSONAL_DATA, Depends(consistent)],
     )
-    async def get_trip(trip_id: str) -> Any:
-        doc = await runtime.engine.read_models.get("trip_board", "trips", trip_id)
-        if doc is None:
-            raise StreamNotFoundError(f"trip-{trip_id}")
-        return doc
+    async def get_trip(trip_id: str) -> TripView:
+        return TripView.model_validate(await views().trip(trip_id))
 
     @router.get("/trips/{trip_id}/booking", response_model=BookingView)
-    async def booking(trip_id: str) -> Any:
+    async def booking(trip_id: str) -> BookingView:
         """Where the booking process stands: its state, steps and pending timeout."""
-        process = await processes().instance(TripBooking.name, trip_id)
-        if process is None:
-            raise StreamNotFoundError(process_stream(TripBooking.name, trip_id))
-        return BookingView(
-            status=process.status,
-            finished=process.finished,
-            steps=process.steps,
-            timeouts=process.timeouts,
-        )
+        p = await views().booking(trip_id)
+        return BookingView(status=p.status, finished=p.finished, steps=p.steps, timeouts=p.timeouts)
 
     return router

@@ -14,6 +14,7 @@ from travel.domain import (
     TripConfirmed,
     TripRejected,
     TripRequested,
+    TripStatus,
     VisitDeclined,
 )
 
@@ -32,7 +33,7 @@ class TripBoard(Projection):
                 "traveller": e.traveller,
                 "destination": e.destination,
                 "depart_on": e.depart_on.isoformat(),
-                "status": "requested",
+                "status": TripStatus.REQUESTED.value,
                 "flight": None,
                 "hotel": None,
                 "lead_id": e.lead_id,
@@ -42,7 +43,7 @@ class TripBoard(Projection):
 
     @handles(FlightBooked)
     async def _flight(self, e: FlightBooked, tx: ReadModelTx) -> None:
-        tx.patch("trips", e.trip_id, {"flight": e.reference, "status": "booking"})
+        tx.patch("trips", e.trip_id, {"flight": e.reference, "status": TripStatus.BOOKING.value})
 
     @handles(HotelBooked)
     async def _hotel(self, e: HotelBooked, tx: ReadModelTx) -> None:
@@ -58,23 +59,23 @@ class TripBoard(Projection):
 
     @handles(ApprovalRequested)
     async def _awaiting(self, e: ApprovalRequested, tx: ReadModelTx) -> None:
-        tx.patch("trips", e.trip_id, {"status": "awaiting_approval"})
+        tx.patch("trips", e.trip_id, {"status": TripStatus.AWAITING_APPROVAL.value})
 
     @handles(TripApproved)
     async def _approved(self, e: TripApproved, tx: ReadModelTx) -> None:
-        tx.patch("trips", e.trip_id, {"status": "approved"})
+        tx.patch("trips", e.trip_id, {"status": TripStatus.APPROVED.value})
 
     @handles(TripRejected)
     async def _rejected(self, e: TripRejected, tx: ReadModelTx) -> None:
-        tx.patch("trips", e.trip_id, {"status": "rejected", "reason": e.reason})
+        tx.patch("trips", e.trip_id, {"status": TripStatus.REJECTED.value, "reason": e.reason})
 
     @handles(TripConfirmed)
     async def _confirmed(self, e: TripConfirmed, tx: ReadModelTx) -> None:
-        tx.patch("trips", e.trip_id, {"status": "confirmed"})
+        tx.patch("trips", e.trip_id, {"status": TripStatus.CONFIRMED.value})
 
     @handles(TripCancelled)
     async def _cancelled(self, e: TripCancelled, tx: ReadModelTx) -> None:
-        tx.patch("trips", e.trip_id, {"status": "cancelled", "reason": e.reason})
+        tx.patch("trips", e.trip_id, {"status": TripStatus.CANCELLED.value, "reason": e.reason})
 
     @handles(VisitDeclined)
     async def _declined(self, e: VisitDeclined, tx: ReadModelTx) -> None:
@@ -86,7 +87,7 @@ class TripBoard(Projection):
                 "traveller": e.traveller,
                 "destination": e.destination,
                 "depart_on": e.on.date().isoformat(),  # the day as sales gave it
-                "status": "declined",
+                "status": TripStatus.DECLINED.value,
                 "flight": None,
                 "hotel": None,
                 "lead_id": e.lead_id,

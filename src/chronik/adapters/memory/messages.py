@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from chronik.errors import DuplicateMessageError
 from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+from chronik.worker import GRANTED, REFUSED, Lease
 
 if TYPE_CHECKING:
     from chronik.adapters.memory.database import MemoryDatabase
@@ -80,6 +81,16 @@ class MemoryMessageStorage:
             yield True
         finally:
             self.state.relay_leader = False
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[Lease]:
+        """The named lease: ``relay`` as above; any other is granted (one process owns
+        the memory)."""
+        if name != "relay":
+            yield GRANTED
+            return
+        async with self.relay_leadership() as leading:
+            yield GRANTED if leading else REFUSED
 
     async def mark_handled(
         self, conn: object, consumer: str, message_id: str

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from chronik.errors import LostLeadershipError
 from chronik.eventstore.port import RecordedEvent
 from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical
+from chronik.worker import GRANTED, Lease
 
 if TYPE_CHECKING:
     from chronik.adapters.memory.database import MemoryDatabase
@@ -139,6 +140,11 @@ class MemoryProjectionBackend:
     @contextlib.asynccontextmanager
     async def leadership(self, name: str) -> AsyncIterator[bool]:
         yield True
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[Lease]:
+        """Granted: one process owns the memory, and its engine runs each worker once."""
+        yield GRANTED
 
     async def forgotten(self) -> None:
         """Memory keeps no old copies."""

@@ -35,7 +35,7 @@ from chronik.eventstore.signal import HeadSignal
 
 __all__ = ["PostgresDatabase"]
 
-log = logging.getLogger("chronik.eventstore.postgres")
+log = logging.getLogger(__name__)
 
 
 class PostgresDatabase:
@@ -262,7 +262,10 @@ class PostgresDatabase:
                 async with self.pool.connection() as conn:
                     await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
             except psycopg.Error as exc:
-                log.warning("NOTIFY on %s failed; listeners will poll: %s", self.channel, exc)
+                log.warning(
+                    "NOTIFY failed; listeners will poll",
+                    extra={"channel": self.channel, "error": str(exc)},
+                )
                 return
             self._announced = max(self._announced, upto)
 
@@ -284,7 +287,10 @@ class PostgresDatabase:
                     async for _ in conn.notifies():
                         self.signal.poke()
             except psycopg.Error as exc:
-                log.warning("LISTEN on %s lost (%s); retrying in %.1f s", self.channel, exc, delay)
+                log.warning(
+                    "LISTEN lost",
+                    extra={"channel": self.channel, "error": str(exc), "retry_in": delay},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

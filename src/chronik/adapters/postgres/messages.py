@@ -11,11 +11,9 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-import psycopg.errors
-
 from chronik.adapters.postgres import schema as ddl
-from chronik.adapters.postgres.schema import in_schema, lock_key
+from chronik.adapters.postgres.leases import AdvisoryLease, advisory_lease
+from chronik.adapters.postgres.schema import in_schema
 from chronik.errors import DuplicateMessageError
 from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
 
@@ -99,14 +97,12 @@ class PostgresMessageStorage:
 
     @contextlib.asynccontextmanager
     async def relay_leadership(self) -> AsyncIterator[bool]:
-        key = lock_key(f"{self.schema}:relay")
-        conn = await psycopg.AsyncConnection.connect(self.database.conninfo, autocommit=True)
-        try:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            row = await cur.fetchone()
-            yield bool(row and row[0])
-        finally:
-            await conn.close()
+        async with self.lease("relay") as lease:
+            yield lease.held
+
+    def lease(self, name: str) -> contextlib.AbstractAsyncContextManager[AdvisoryLease]:
+        """The named lease (``chronik.adapters.postgres.leases``): ``relay``, ``consumer:NAME``."""
+        return advisory_lease(self.database, name)
 
     async def mark_handled(self, conn: Any, consumer: str, message_id: str) -> None:
         cur = await conn.execute(

@@ -18,6 +18,7 @@ import msgspec
 import psycopg
 
 from chronik.adapters.postgres import schema as ddl
+from chronik.adapters.postgres.leases import AdvisoryLease, advisory_lease
 from chronik.adapters.postgres.schema import in_schema, lock_key
 from chronik.errors import LostLeadershipError, StoreUnavailableError
 from chronik.eventstore.port import RecordedEvent
@@ -210,24 +211,12 @@ class PostgresProjectionBackend:
         A database that cannot be reached is a StoreUnavailableError, as everywhere else
         in chronik: the runner retries it, and the driver's errors stay in this module.
         """
-        key = lock_key(f"{self.schema}:projection:{name}")
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.database.conninfo, autocommit=True)
-        except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
-        try:
-            yield await self._try_lock(conn, key)
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()  # closing the session releases the lock
+        async with self.lease(f"projection:{name}") as lease:
+            yield lease.held
 
-    async def _try_lock(self, conn: psycopg.AsyncConnection[Any], key: int) -> bool:
-        try:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            row = await cur.fetchone()
-        except psycopg.Error as exc:
-            raise self._unavailable(exc) from exc
-        return bool(row and row[0])
+    def lease(self, name: str) -> contextlib.AbstractAsyncContextManager[AdvisoryLease]:
+        """The named lease (``chronik.adapters.postgres.leases``)."""
+        return advisory_lease(self.database, name)
 
     def _unavailable(self, exc: psycopg.Error) -> StoreUnavailableError:
         return self.database.unavailable(exc)

@@ -37,7 +37,7 @@ __all__ = ["SQLiteDatabase"]
 
 T = TypeVar("T")
 
-log = logging.getLogger("chronik.eventstore.sqlite")
+log = logging.getLogger(__name__)
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 
@@ -230,7 +230,10 @@ class SQLiteDatabase:
                 except sqlite3.Error as exc:
                     # What called it has committed: a failure here must not undo that.
                     if not _is_busy(exc):
-                        log.warning("SQLite %s: checkpoint failed: %s", self.path, exc)
+                        log.warning(
+                            "SQLite checkpoint failed",
+                            extra={"database": str(self.path), "error": str(exc)},
+                        )
                         return False
                     busy = 1
             if not busy:
@@ -238,11 +241,10 @@ class SQLiteDatabase:
             if loop.time() >= deadline:
                 if wait:
                     log.warning(
-                        "SQLite %s: the write-ahead log could not be checkpointed within "
-                        "%g s (another connection reads an old snapshot); forgotten data "
-                        "may stay in it until the next checkpoint",
-                        self.path,
-                        self.lock_timeout,
+                        "SQLite write-ahead log not checkpointed in time (another connection "
+                        "reads an old snapshot); forgotten data may stay in it until the next "
+                        "checkpoint",
+                        extra={"database": str(self.path), "timeout": self.lock_timeout},
                     )
                 return False
             await asyncio.sleep(delay)

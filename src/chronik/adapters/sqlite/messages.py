@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chronik.adapters.sqlite import schema
 from chronik.errors import DuplicateMessageError, StoreUnavailableError
 from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+from chronik.worker import GRANTED, REFUSED, Lease
 
 if TYPE_CHECKING:
     from chronik.adapters.sqlite.database import SQLiteDatabase
@@ -100,6 +101,16 @@ class SQLiteMessageStorage:
             yield leading
         finally:
             os.close(fd)  # releases the lock
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[Lease]:
+        """The named lease: ``relay`` as above; any other is granted (one process owns
+        the file)."""
+        if name != "relay":
+            yield GRANTED
+            return
+        async with self.relay_leadership() as leading:
+            yield GRANTED if leading else REFUSED
 
     async def mark_handled(self, conn: Any, consumer: str, message_id: str) -> None:
         try:

@@ -19,6 +19,7 @@ from chronik.adapters.sqlite import schema
 from chronik.errors import LostLeadershipError
 from chronik.eventstore.port import RecordedEvent
 from chronik.projections.port import Doc, Parked, ProjectionRow, Writes, physical, view
+from chronik.worker import GRANTED, Lease
 
 if TYPE_CHECKING:
     from chronik.adapters.sqlite.database import SQLiteDatabase
@@ -224,6 +225,11 @@ class SQLiteProjectionBackend:
     async def leadership(self, name: str) -> AsyncIterator[bool]:
         # Embedded mode is one process: its engine runs each projection once.
         yield True
+
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[Lease]:
+        """Granted: one process owns the file, and its engine runs each worker once."""
+        yield GRANTED
 
     async def forgotten(self) -> None:
         # The page overwrote the documents (secure_delete zeroes the old bytes); the
