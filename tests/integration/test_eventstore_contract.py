@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -13,12 +15,14 @@ import pytest
 
 from chronik.adapters import Database, open_database, open_event_store
 from chronik.adapters.memory.eventstore import MemoryEventStore
+from chronik.adapters.postgres.database import PostgresDatabase
 from chronik.adapters.postgres.eventstore import PostgresEventStore
 from chronik.adapters.sqlite.eventstore import SQLiteEventStore
 from chronik.errors import StoreUnavailableError
 from chronik.eventstore import BaseEventStore, RecordedEvent
 from chronik.testing.eventstore_contract import (
     CONTRACT_TYPES,
+    Deposited,
     DurableEventStoreContract,
     EventStoreContract,
     _only_the_culprit_failed,
@@ -87,6 +91,22 @@ class TestSQLiteEventStore(DurableEventStoreContract):
 
     async def fail_in_database(self, conn: Any) -> None:
         conn.execute("INSERT INTO chronik_refused_by_the_test VALUES (1)")
+
+    async def test_a_lone_append_waits_for_another_connection_holding_the_write_lock(
+        self, store: BaseEventStore
+    ) -> None:
+        assert isinstance(store, SQLiteEventStore)
+        other = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            append = asyncio.ensure_future(store.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")]))
+            await asyncio.sleep(0.05)
+            assert not append.done()  # it waits, it does not fail
+            other.execute("COMMIT")
+            result = await asyncio.wait_for(append, 30)
+            assert result.version == 1
+        finally:
+            other.close()
 
     @pytest.mark.parametrize("how", ["FAIL", "ROLLBACK"])
     @pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-a-hook"])
@@ -187,6 +207,38 @@ class TestPostgresEventStore(DurableEventStoreContract):
 
     async def fail_in_database(self, conn: Any) -> None:
         await conn.execute("DO $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
+
+    async def test_another_processs_append_wakes_a_waiting_reader_by_notify(
+        self, store: BaseEventStore
+    ) -> None:
+        assert isinstance(store, PostgresEventStore)
+        head = await store.head_position()
+        other = await open_event_store(f"{self.url}?schema={store.schema}", CONTRACT_TYPES)
+        try:
+            waiting = asyncio.ensure_future(store.wait_for_events(head, max_wait=300))
+            await asyncio.sleep(0.5)  # the listener connects (and pokes once) meanwhile
+            if waiting.done():  # the first poke of the new listener: wait again
+                waiting = asyncio.ensure_future(store.wait_for_events(head, max_wait=300))
+            await other.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")])
+            # Without a NOTIFY the wait lasts its 300 s; with one it ends at once.
+            await asyncio.wait_for(waiting, 60)
+        finally:
+            await other.close()
+
+    async def test_an_append_due_to_notify_carries_it_in_its_own_commit(
+        self, store: BaseEventStore
+    ) -> None:
+        assert isinstance(store, PostgresEventStore)
+        database = self.opened
+        assert isinstance(database, PostgresDatabase)
+        database.notify_interval = 3600.0
+        database._notified_at = -math.inf  # due now
+        await store.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")])
+        assert database._announced == database._committed  # carried: nothing left to send
+        assert database._notifier is None or database._notifier.done()
+        await store.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")])
+        assert database._announced < database._committed  # within the interval: pending
+        assert database._notifier is not None and not database._notifier.done()
 
     async def corrupt(
         self, store: BaseEventStore, stream_id: str, version: int, data: bytes

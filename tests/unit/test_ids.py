@@ -117,3 +117,28 @@ def test_uuid_from_bytes_reads_sixteen_big_endian_bytes() -> None:
     assert uuid_from_bytes(value.bytes) == value
     with pytest.raises(ValueError, match="16 bytes, got 15"):
         uuid_from_bytes(value.bytes[:15])
+
+
+def test_uuids_from_bytes_reads_a_page_and_names_a_value_that_is_not_an_id() -> None:
+    values = uuid7s(3)
+    assert ids.uuids_from_bytes([v.bytes for v in values]) == values
+    with pytest.raises(ValueError, match="not a UUID"):
+        ids.uuids_from_bytes([values[0].bytes, b"short"])
+
+
+def test_a_forked_child_does_not_repeat_the_random_bits_its_parent_uses_next() -> None:
+    import os
+
+    uuid7s(1)  # the parent now holds unused random bits
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, uuid7s(1)[0].bytes)
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = uuid7s(1)[0].bytes
+    # The last 8 bytes: variant and the 62 random bits (the clock part may match).
+    assert child[8:] != parent[8:]

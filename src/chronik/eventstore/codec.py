@@ -179,6 +179,10 @@ class EventTypes:
         self.forgetting_names: set[str] = {
             name for name, info in self._by_name.items() if info.forgets
         }
+        #: the event classes with personal fields (whose events have a data subject)
+        self.personal_classes: set[type] = {
+            cls for cls, info in self._by_class.items() if info.personal
+        }
 
     def include(self, *classes: type) -> None:
         """Register more event classes (the framework's own, like ``ProcessStepped``)."""
@@ -196,6 +200,8 @@ class EventTypes:
                     self.fast_decoders[name] = (info.version, info.decoder.decode)
                 if info.forgets:
                     self.forgetting_names.add(name)
+            if info.personal:
+                self.personal_classes.add(cls)
 
     @property
     def classes(self) -> tuple[type, ...]:

@@ -31,13 +31,25 @@ class _Lead:
 _LEAD = _Lead()
 
 
+def _others_ready() -> bool:
+    """Whether other callbacks wait to run on this loop: if none does, yielding to it
+    lets no append join the batch, and costs a turn of the loop (a poll included).
+
+    asyncio has no public view of its ready queue; a loop without one (uvloop) is
+    taken to have callbacks waiting, so it always yields.
+    """
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready is None or len(ready) > 0
+
+
 class GroupCommitter(Generic[Req, Res]):
     """Runs ``commit`` on batches of concurrent requests, one batch at a time.
 
     ``commit`` gets the requests in arrival order and returns, for each, a result or
     the exception to raise to that caller. With ``gather`` the first caller yields to
-    the event loop once before committing, so callers that are ready to run join its
-    batch: needed when ``commit`` blocks (SQLite) and nobody could queue meanwhile.
+    the event loop once before committing, if other callbacks are ready to run, so
+    callers among them join its batch: needed when ``commit`` blocks (SQLite) and nobody
+    could queue meanwhile.
     """
 
     def __init__(
@@ -67,7 +79,7 @@ class GroupCommitter(Generic[Req, Res]):
                 return outcome
         else:
             self._busy = True
-            if self._gather:
+            if self._gather and _others_ready():
                 try:
                     await asyncio.sleep(0)
                 except BaseException:

@@ -14,13 +14,43 @@ import threading
 import time
 from uuid import UUID, SafeUUID
 
-__all__ = ["uuid7", "uuid7s", "uuid_from_bytes"]
+import msgspec
+
+__all__ = ["uuid7", "uuid7s", "uuid_from_bytes", "uuids_from_bytes"]
 
 _RAND_B = (1 << 62) - 1
 _VV = 0x7 << 76 | 0b10 << 62  # the version and variant bits
 # The last id's (millisecond << 12 | counter): ids are handed out along this sequence.
 _last = [0]
 _lock = threading.Lock()
+# Random bits are read from the OS a few kilobytes at a time, not once per append (a
+# system call each); a forked child starts with none, so it never repeats its parent's.
+_POOL_BYTES = 4096
+
+
+class _Pool:
+    bytes = b""
+    used = 0
+
+
+_pool = _Pool()
+
+
+def _forget_pool() -> None:
+    _pool.bytes, _pool.used = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _random_words(n: int) -> tuple[int, ...]:
+    """``n`` random 64-bit words; the caller holds ``_lock``."""
+    start = _pool.used
+    end = start + 8 * n
+    if end > len(_pool.bytes):
+        _pool.bytes, start, end = os.urandom(max(_POOL_BYTES, 8 * n)), 0, 8 * n
+    _pool.used = end
+    return struct.unpack_from(f">{n}Q", _pool.bytes, start)
 
 
 def uuid7s(n: int) -> list[UUID]:
@@ -29,11 +59,11 @@ def uuid7s(n: int) -> list[UUID]:
     More than 4096 ids in one millisecond borrow from the next millisecond, as RFC
     9562's counter method allows; the clock going back never makes an id go back.
     """
-    lows = struct.unpack(f">{n}Q", os.urandom(8 * n))
     now = (time.time_ns() // 1_000_000) << 12
     with _lock:
         start = max(_last[0], now - 1)
         _last[0] = start + n
+        lows = _random_words(n)
     out: list[UUID] = []
     new = UUID.__new__
     setattr_ = object.__setattr__
@@ -63,3 +93,12 @@ def uuid_from_bytes(raw: bytes) -> UUID:
     object.__setattr__(u, "int", int.from_bytes(raw, "big"))
     object.__setattr__(u, "is_safe", SafeUUID.unknown)
     return u
+
+
+def uuids_from_bytes(raws: list[bytes]) -> list[UUID]:
+    """The UUIDs of a page of 16-byte values, in one call to msgspec's C conversion (about
+    a quarter of the cost of ``uuid_from_bytes`` per value)."""
+    try:
+        return msgspec.convert(raws, list[UUID])
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"a stored event id is not a UUID: {exc}") from None

@@ -110,18 +110,20 @@ class Repository(Generic[A]):
                 if aggregate is not None:
                     subjects.update(snapshot.subjects)
         start = aggregate.version + 1 if aggregate is not None else 1
-        records = await self.store.read_stream(stream_id, start, to_version=version)
+        store = self.store
+        events, last = await store.load_events(stream_id, start, version)
         if aggregate is None:
-            if not records:
+            if not events:
                 raise StreamNotFoundError(stream_id)
             aggregate = self.aggregate.blank(aggregate_id)
-        if records:
-            types = self.store.types
-            for r in records:
-                subject = types.subject_of(r.event, stream_id)
-                if subject is not None:
-                    subjects.add(subject)
-            aggregate.replay([r.event for r in records], records[-1].version)
+        if events:
+            types = store.types
+            if types.personal_classes:
+                for e in events:
+                    subject = types.subject_of(e, stream_id)
+                    if subject is not None:
+                        subjects.add(subject)
+            aggregate.replay(events, last)
         if version is not None and aggregate.version < version:
             raise StreamNotFoundError(
                 stream_id, f"at version {version}: it has {aggregate.version} events"

@@ -19,11 +19,15 @@ class HeadSignal:
     def __init__(self) -> None:
         self.head = 0
         self._event = asyncio.Event()
+        #: how many wait on ``_event``: with none, a poke has nobody to wake (every
+        #: append pokes, so it must cost nothing then)
+        self._waiting = 0
 
     def advance(self, position: int) -> None:
         if position > self.head:
             self.head = position
-        self.poke()
+        if self._waiting:
+            self.poke()
 
     def poke(self) -> None:
         event, self._event = self._event, asyncio.Event()
@@ -34,5 +38,9 @@ class HeadSignal:
         if self.head > after:
             return
         event = self._event
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), max_wait)
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), max_wait)
+        finally:
+            self._waiting -= 1

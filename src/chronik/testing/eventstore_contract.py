@@ -972,6 +972,31 @@ class EventStoreContract:
         with pytest.raises(StreamNotFoundError):
             await repo.load("nobody")
 
+    async def test_loading_events_gives_what_a_stream_read_gives_without_the_records(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        holder = f"holder-{uuid.uuid4()}"
+        await store.with_types(V1_TYPES).append(sid, [DepositedV1(7)])
+        await store.append(sid, [Opened(holder, "Ada Lovelace", NOW), Deposited(2, "USD")])
+        await store.append(sid, [Renamed("Ada King", "wed")], expected=3)
+        read = [r.event for r in await store.read_stream(sid)]
+        assert read[0] == Deposited(7, "EUR")  # upcast
+        assert await store.load_events(sid) == (read, 4)
+        assert await store.load_events(sid, 2, 3) == (read[1:3], 3)
+        assert await store.load_events(sid, 5) == ([], 0)
+        assert await store.load_events(_sid()) == ([], 0)
+        await store.forget(holder)
+        events, version = await store.load_events(sid)
+        assert (events[1], version) == (Opened(holder, "[forgotten]", NOW), 4)
+        with pytest.raises(InvalidInputError):
+            await store.load_events(sid, 0)
+        with pytest.raises(InvalidInputError):
+            await store.load_events("")
+        await self.corrupt(store, sid, 3, b"{broken")
+        with pytest.raises(CorruptEventError, match="version 3: "):
+            await store.load_events(sid)
+
     async def test_a_snapshot_spares_the_replay_and_a_changed_shape_ignores_it(
         self, store: BaseEventStore
     ) -> None:

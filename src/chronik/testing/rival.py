@@ -13,7 +13,8 @@ __all__ = ["RivalWriterStore"]
 class RivalWriterStore(MemoryEventStore):
     """A memory store where a rival appends ``rival_event`` right after each stream read.
 
-    While ``times`` is above zero, every ``read_stream`` is followed by such an append,
+    While ``times`` is above zero, every ``read_stream`` (and ``load_events``, a
+    repository's read) is followed by such an append,
     so the reader's next append finds the stream a version further on: a real conflict,
     ``times`` times in a row.
     """
@@ -38,3 +39,12 @@ class RivalWriterStore(MemoryEventStore):
             self.times -= 1
             await self.append(stream_id, [self.rival_event])
         return records
+
+    async def load_events(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> tuple[list[object], int]:
+        loaded = await super().load_events(stream_id, from_version, to_version)
+        if self.times > 0:
+            self.times -= 1
+            await self.append(stream_id, [self.rival_event])
+        return loaded

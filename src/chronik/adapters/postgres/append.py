@@ -69,7 +69,6 @@ class PostgresAppends(BaseEventStore):
         self.schema = database.schema
         self._pool = database.pool
         self._url = database.url
-        self._notify_soon = database.notify_soon
         # Appends go through one connection of their own: the group committer runs one
         # commit at a time, and a pool check-out per append costs 10-20% of it.
         self._writer: psycopg.AsyncConnection[Any] | None = None
@@ -90,6 +89,12 @@ class PostgresAppends(BaseEventStore):
             "%b::int[], %b::text[])",
             self.schema,
         )
+        # The same statements carrying the NOTIFY that announces their commit.
+        notify = f", pg_notify('{database.channel}', '')"
+        self._notifying = {
+            self._sql_one: self._sql_one + notify,
+            self._sql_group: self._sql_group.replace(" FROM ", f"{notify} FROM ", 1),
+        }
 
     async def close(self) -> None:
         """Close the append connection (and the database, if this store owns it)."""
@@ -114,18 +119,27 @@ class PostgresAppends(BaseEventStore):
         return conn
 
     async def _execute_write(self, query: str, params: Sequence[Any]) -> Any:
-        """Run one append statement on the writer connection; reconnect after a failure."""
+        """Run one append statement on the writer connection; reconnect after a failure.
+
+        In autocommit, the statement carries the NOTIFY when one is due (its first columns
+        are the append's, whichever it runs).
+        """
         conn = self._writer
         try:
             conn = await self._writer_connection()
+            alone = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            carried = alone and self._database.carry_notify()
             cur = self._write_cursor
-            await cur.execute(query, params)
-            return await cur.fetchone()
+            await cur.execute(self._notifying[query] if carried else query, params)
+            row = await cur.fetchone()
         except psycopg.OperationalError:
             if conn is not None:
                 await conn.close()
             self._writer = None
             raise
+        if alone:
+            self._database.committed(carried)
+        return row
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(f"PostgreSQL at {self._url}: {exc}")
@@ -139,9 +153,7 @@ class PostgresAppends(BaseEventStore):
     # -- writing -----------------------------------------------------------------------
 
     async def _append(self, request: AppendRequest) -> AppendResult:
-        result = await self._committer.submit(request)
-        self._notify_soon()
-        return result
+        return await self._committer.submit(request)
 
     async def _commit_batch(
         self, requests: list[AppendRequest]
@@ -214,7 +226,8 @@ class PostgresAppends(BaseEventStore):
             conn = await self._writer_connection()
             async with conn.transaction():
                 if len(requests) == 1:
-                    return [await self._append_hooked(conn, requests[0])]
+                    results.append(await self._append_hooked(conn, requests[0]))
+                    requests = []
                 for request in requests:
                     try:
                         async with conn.transaction():
@@ -230,6 +243,7 @@ class PostgresAppends(BaseEventStore):
                         results.append(result)
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
+        self._database.committed(False)
         return results
 
     async def _append_hooked(
@@ -337,7 +351,7 @@ class PostgresAppends(BaseEventStore):
         except psycopg.Error as exc:
             raise self._refused(exc) from exc
         assert row is not None
-        versions, first, _last, at = row
+        versions, first, _last, at = row[:4]
         results: list[AppendResult | BaseException] = []
         position = first
         for request, current in zip(requests, versions, strict=True):

@@ -3,9 +3,11 @@
 Every role it hands out (event store, message storage, read models) uses its pool and
 its transactions, renders its statements into its schema (``schema.in_schema``) and
 reports an unreachable server as ``StoreUnavailableError``. Commits are announced to
-other processes by NOTIFY, sent after commits (never inside an append: a NOTIFY takes a
-cluster-wide lock at commit) and at most once per ``notify_interval``; a listener turns
-other processes' NOTIFYs into wake-ups of this process's readers.
+other processes by NOTIFY, at most once per ``notify_interval`` (a NOTIFY takes a
+cluster-wide lock at commit): carried by an append's own statement when one is due, so
+that slow appends do not pay a second commit each, else sent after the commits it
+announces; a listener turns other processes' NOTIFYs into wake-ups of this process's
+readers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import textwrap
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -64,7 +68,9 @@ class PostgresDatabase:
         self.signal = HeadSignal()
         self.channel = "chronik_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
         self.notify_interval = 0.02
-        self._notify_pending = False
+        self._notified_at = -math.inf  # time.monotonic() of the last NOTIFY sent or carried
+        self._committed = 0  # appends committed through this database, counted
+        self._announced = 0  # of which a NOTIFY delivered at or after their commit covers
         self._notifier: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._stores: list[PostgresEventStore] = []
@@ -273,15 +279,42 @@ class PostgresDatabase:
 
     # -- notifications -----------------------------------------------------------------
 
-    def notify_soon(self) -> None:
-        """Tell other processes, soon, that events were committed (coalesced)."""
-        self._notify_pending = True
-        if self._notifier is None or self._notifier.done():
+    def carry_notify(self) -> bool:
+        """Whether the append about to run in autocommit should carry the NOTIFY itself.
+
+        At most once per ``notify_interval``: then the append's own commit announces it
+        (and every commit before it), with no transaction of its own.
+        """
+        now = time.monotonic()
+        if now - self._notified_at >= self.notify_interval:
+            self._notified_at = now
+            return True
+        return False
+
+    def committed(self, carried: bool) -> None:
+        """An append committed; ``carried``: its own transaction sent the NOTIFY.
+
+        One that did not is announced within ``notify_interval``: by the next append that
+        carries it, or else by a NOTIFY of its own, sent after that time (coalesced).
+        """
+        self._committed += 1
+        if carried:
+            self._announced = self._committed
+        elif self._notifier is None or self._notifier.done():
             self._notifier = asyncio.get_running_loop().create_task(self._notify_loop())
 
+    def notify_soon(self) -> None:
+        """Tell other processes, soon, that something was committed (coalesced)."""
+        self.committed(False)
+
     async def _notify_loop(self) -> None:
-        while self._notify_pending:
-            self._notify_pending = False
+        while self._announced < self._committed:
+            wait = self._notified_at + self.notify_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue  # an append may have carried it meanwhile
+            upto = self._committed
+            self._notified_at = time.monotonic()
             try:
                 async with self.pool.connection() as conn:
                     await conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
@@ -291,7 +324,7 @@ class PostgresDatabase:
                     extra={"channel": self.channel, "error": str(exc)},
                 )
                 return
-            await asyncio.sleep(self.notify_interval)
+            self._announced = max(self._announced, upto)
 
     def listen(self) -> None:
         """Wake this process's readers when another process commits (started once)."""

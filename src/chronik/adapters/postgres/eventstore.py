@@ -7,6 +7,7 @@ schema's tables and the notifications are the database's (``database.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -19,20 +20,27 @@ from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.port import Snapshot
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from chronik.adapters.postgres.database import PostgresDatabase
 
 __all__ = ["PostgresEventStore"]
 
+# The time as UTC without a zone: psycopg's timestamptz loader converts every value into
+# the session's zone (a tzinfo call per row); one replace(tzinfo=UTC) per distinct time
+# is cheaper, and events appended together share their time.
 _COLUMNS = (
-    "position, stream_id, version, id, type, schema_version, recorded_at, data, "
-    "correlation_id, causation_id, headers"
+    "position, stream_id, version, id, type, schema_version, recorded_at AT TIME ZONE 'UTC', "
+    "data, correlation_id, causation_id, headers"
 )
+
+
+def _utc(naive: datetime) -> datetime:
+    return naive.replace(tzinfo=UTC)
 
 
 class PostgresEventStore(PostgresAppends):
     """An event store in one PostgreSQL schema, handed out by its ``PostgresDatabase``."""
+
+    _load_time = staticmethod(_utc)
 
     def __init__(
         self, database: PostgresDatabase, types: EventTypes, *, closes_database: bool = False
@@ -57,6 +65,12 @@ class PostgresEventStore(PostgresAppends):
         self._sql_stream_back = in_schema(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
             "AND version <= %s ORDER BY version DESC LIMIT %s",
+            s,
+        )
+
+        self._sql_payloads = in_schema(
+            "SELECT version, type, schema_version, data FROM {s}.chronik_events "
+            "WHERE stream_id = %s AND version >= %s AND version <= %s ORDER BY version",
             s,
         )
 
@@ -86,6 +100,12 @@ class PostgresEventStore(PostgresAppends):
         return await self._fetch(
             self._sql_stream, (stream_id, start, stop if stop is not None else 2**31 - 1, lim)
         )
+
+    async def _payload_rows(
+        self, stream_id: str, start: int, stop: int | None
+    ) -> list[tuple[int, str, int, bytes]]:
+        top = stop if stop is not None else 2**31 - 1
+        return await self._fetch(self._sql_payloads, (stream_id, start, top))
 
     async def _all_rows(
         self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from chronik.adapters.port import Migration
 from chronik.adapters.sqlite import schema
-from chronik.adapters.sqlite.eventstore import SQLiteEventStore
+from chronik.adapters.sqlite.eventstore import NOT_NOW, NotNow, SQLiteEventStore
 from chronik.adapters.sqlite.messages import SQLiteMessageStorage
 from chronik.adapters.sqlite.readmodels import SQLiteProjectionBackend
 from chronik.errors import (
@@ -169,6 +169,34 @@ class SQLiteDatabase:
                 if isinstance(exc, sqlite3.Error):
                     raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
                 raise
+
+    def write_now(self, work: Callable[[sqlite3.Connection], T]) -> T | NotNow:
+        """Run ``work`` in one write transaction at once, or return ``NOT_NOW`` untouched
+        when that needs a wait (a writer of this process has its turn, or another process
+        holds SQLite's write lock).
+
+        For a lone append with nothing async in its transaction: no coroutine can run
+        between the check and the commit, so it takes no turn on the asyncio lock.
+        """
+        if self._write_lock.locked() or self.writer.in_transaction:
+            return NOT_NOW
+        conn = self.writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return NOT_NOW
+            raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailableError(f"SQLite {self.path}: {exc}") from exc
+            raise
+        return result
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction, waiting (without blocking) for the lock."""

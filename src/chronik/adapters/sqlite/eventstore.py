@@ -8,6 +8,7 @@ checkpointed into the database and truncated.
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,13 +26,22 @@ from chronik.errors import (
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.groupcommit import GroupCommitter
-from chronik.eventstore.ids import uuid_from_bytes
+from chronik.eventstore.ids import uuid_from_bytes, uuids_from_bytes
 from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
 
 if TYPE_CHECKING:
     from chronik.adapters.sqlite.database import SQLiteDatabase
 
-__all__ = ["SQLiteEventStore"]
+__all__ = ["NOT_NOW", "NotNow", "SQLiteEventStore"]
+
+
+class NotNow(enum.Enum):
+    """What ``SQLiteDatabase.write_now`` returns when it would have had to wait."""
+
+    NOT_NOW = "not now"
+
+
+NOT_NOW = NotNow.NOT_NOW
 
 
 _COLUMNS = (
@@ -56,6 +66,14 @@ _INSERT_CHECKED = (
 _VERSION = (
     "SELECT coalesce((SELECT version FROM chronik_events WHERE stream_id = ? "
     "ORDER BY version DESC LIMIT 1), 0)"
+)
+_PAYLOADS = (
+    "SELECT version, type, schema_version, data FROM chronik_events "
+    "WHERE stream_id = ? AND version >= ? ORDER BY version"
+)
+_PAYLOADS_TO = (
+    "SELECT version, type, schema_version, data FROM chronik_events "
+    "WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version"
 )
 _subjects_encode = msgspec.json.Encoder().encode
 _subjects_decode = msgspec.json.Decoder(tuple[str, ...]).decode
@@ -82,6 +100,7 @@ class SQLiteEventStore(BaseEventStore):
     """An event store in one SQLite file, handed out by its ``SQLiteDatabase``."""
 
     _load_id = staticmethod(uuid_from_bytes)
+    _load_ids = staticmethod(uuids_from_bytes)
     _load_time = datetime.fromisoformat
 
     def __init__(
@@ -133,8 +152,16 @@ class SQLiteEventStore(BaseEventStore):
         """
         if len(requests) == 1:
             # Alone in its transaction: whatever fails, fails this append only.
+            request = requests[0]
+            if not self._hooks:
+                # Nothing to await inside: at once, when nobody holds the write lock.
+                at_once = self._database.write_now(
+                    lambda conn: _append_request(conn, request, _now())
+                )
+                if not isinstance(at_once, NotNow):
+                    return [at_once]
             async with self._transaction() as conn:
-                return [await self._apply(conn, requests[0], _now())]
+                return [await self._apply(conn, request, _now())]
         outcomes: dict[int, AppendResult | BaseException] = {}
         pending = list(range(len(requests)))
         careful = False
@@ -210,6 +237,13 @@ class SQLiteEventStore(BaseEventStore):
             return self._query(sql, (stream_id, start, lim))
         sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE stream_id = ? AND version >= ? AND version <= ? ORDER BY version LIMIT ?"  # noqa: E501
         return self._query(sql, (stream_id, start, stop, lim))
+
+    async def _payload_rows(
+        self, stream_id: str, start: int, stop: int | None
+    ) -> list[tuple[int, str, int, bytes]]:
+        if stop is None:
+            return self._query(_PAYLOADS, (stream_id, start))
+        return self._query(_PAYLOADS_TO, (stream_id, start, stop))
 
     async def _all_rows(
         self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
