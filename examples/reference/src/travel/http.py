@@ -107,7 +107,12 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], TravelHandlers]) -> A
     ) -> Awaitable[CommandResult]:
         return run_command(request, response, work, id_of=lambda s: s.removeprefix(TRIPS))
 
-    @router.post("/trips", status_code=201, response_model=CommandResult)
+    @router.post(
+        "/trips",
+        status_code=201,
+        response_model=CommandResult,
+        responses={409: {"description": "The departure is in the past"}},
+    )
     async def request_trip(body: NewTrip, request: Request, response: Response) -> CommandResult:
         """Start the booking process: flight, hotel, approval (48 hours at most)."""
         c = commands.RequestTrip(body.traveller, body.destination, body.depart_on)
