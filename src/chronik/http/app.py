@@ -16,11 +16,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import fastapi.routing
 import structlog
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.middleware import Middleware
@@ -44,6 +44,7 @@ from chronik.runtime.service import Runtime
 
 __all__ = [
     "CommandResult",
+    "consistent_with",
     "create_app",
     "lifespan",
     "operation_ids",
@@ -293,6 +294,14 @@ IDEMPOTENCY_KEY = {
 }
 
 
+MIN_POSITION_SCHEMA = {"type": "string", "pattern": "^[ \t]*[0-9]+[ \t]*$"}
+MIN_POSITION_TEXT = (
+    "Read your own writes: a Chronik-Position a command answered. The read waits (at "
+    "most CHRONIK_CONSISTENCY_WAIT) until the read model passed it, else 503 with "
+    "Retry-After; one above 2**63-1, which no store reaches, is refused with 400"
+)
+
+
 def _is_command(operation: dict[str, Any]) -> bool:
     """An operation whose success answers a CommandResult: ``run_command``'s."""
     for code, response in operation.get("responses", {}).items():
@@ -309,6 +318,8 @@ _UNCONSTRAINED = {"type", "title", "description", "examples", "example", "defaul
 
 def _refusable(parameter: dict[str, Any]) -> bool:
     """Whether request validation can refuse this parameter (then: 422)."""
+    if parameter.get("name") == MIN_POSITION:
+        return False  # chronik's: 400
     if parameter.get("in") != "path" and parameter.get("required"):
         return True
     schema = parameter.get("schema", {})
@@ -328,8 +339,10 @@ def _errors_of(method: str, operation: dict[str, Any], context: bool, command: b
     codes = {500}
     parameters = operation.get("parameters", [])
     path = any(p.get("in") == "path" for p in parameters)
+    if "requestBody" in operation or any(p.get("name") == MIN_POSITION for p in parameters):
+        codes.add(400)
     if "requestBody" in operation:
-        codes |= {400, 422}
+        codes.add(422)
     if command or any(_refusable(p) for p in parameters):
         codes.add(422)
     if path:
@@ -355,6 +368,9 @@ def document_operations(document: dict[str, Any], contexts: set[str]) -> None:
         for method, operation in item.items():
             context = bool(set(operation.get("tags", [])) & contexts)
             command = _is_command(operation)
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == MIN_POSITION and parameter.get("in") == "header":
+                    parameter.update(description=MIN_POSITION_TEXT, schema={**MIN_POSITION_SCHEMA})
             if command:
                 parameters = operation.setdefault("parameters", [])
                 if not any(p.get("name") == IDEMPOTENCY_KEY["name"] for p in parameters):
@@ -645,6 +661,24 @@ def _answer(response: Response, aggregate_id: str, result: AppendResult) -> Comm
     )
 
 
+def consistent_with(
+    projections: list[str] | None = None,
+) -> Callable[..., Awaitable[None]]:
+    """A read's dependency: it waits for the request's ``Chronik-Min-Position``.
+
+    ``dependencies=[Depends(consistent_with(["lead_search"]))]``: as ``wait_consistent``,
+    and the OpenAPI document names the header on the route (and its 400).
+    """
+
+    async def consistent(
+        request: Request,
+        _position: Annotated[str | None, Header(alias=MIN_POSITION)] = None,
+    ) -> None:
+        await wait_consistent(request, projections)
+
+    return consistent
+
+
 async def wait_consistent(request: Request, projections: list[str] | None = None) -> None:
     """Wait until these projections passed the request's ``Chronik-Min-Position``.
 
@@ -654,7 +688,7 @@ async def wait_consistent(request: Request, projections: list[str] | None = None
     raw = request.headers.get(MIN_POSITION)
     if raw is None:
         return
-    raw = raw.strip()
+    raw = raw.strip(" \t")  # optional whitespace (RFC 9110, 5.6.3)
     if not _WHOLE.fullmatch(raw):
         raise InvalidInputError(f"{MIN_POSITION} must be a whole number from 0 to {MAX_POSITION}")
     if len(raw.lstrip("0")) > len(str(MAX_POSITION)) or int(raw) > MAX_POSITION:

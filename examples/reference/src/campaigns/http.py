@@ -19,7 +19,7 @@ from campaigns.partner import BEHAVIOUR_HEADER, Behaviour
 from campaigns.views import CampaignViews
 from chronik.domain import DomainError
 from chronik.eventstore import Metadata
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.fields import WholeNumber
 from chronik.http.problems import problem
 from chronik.processes import ProcessesAdmin
@@ -101,8 +101,7 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], CampaignHandlers]) ->
         admin = ProcessesAdmin(runtime.database.projections(), runtime.store)
         return CampaignViews(runtime.engine.read_models, admin)
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, ["campaign_board"])
+    consistent = consistent_with(["campaign_board"])
 
     def command(
         request: Request, response: Response, work: Callable[[], Awaitable[Changed]], prefix: str

@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from chronik.domain import DomainError
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.auth import PERSONAL_DATA
 from chronik.http.fields import WholeNumber
 from chronik.http.problems import problem
@@ -155,8 +155,7 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], LeadHandlers]) -> API
     def views() -> LeadViews:
         return LeadViews(runtime.engine.read_models, leads(runtime.store))
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, PROJECTIONS)
+    consistent = consistent_with(PROJECTIONS)
 
     def command(
         request: Request, response: Response, work: Callable[[], Awaitable[Changed]]

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from chronik.domain import DomainError
 from chronik.eventstore import Metadata
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.auth import PERSONAL_DATA
 from chronik.http.problems import problem
 from chronik.processes import ProcessesAdmin
@@ -99,8 +99,7 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], TravelHandlers]) -> A
         admin = ProcessesAdmin(runtime.database.projections(), runtime.store)
         return TripViews(runtime.engine.read_models, admin)
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, ["trip_board"])
+    consistent = consistent_with(["trip_board"])
 
     def command(
         request: Request, response: Response, work: Callable[[], Awaitable[Changed]]
