@@ -185,7 +185,8 @@ _KEYS = itertools.count()
 
 def one_key_per_request(case: schemathesis.Case[Any]) -> None:
     """A generated Idempotency-Key made unique: a key reused for another body is refused
-    with 422 (test_http.py pins it), which generated "valid" data must not meet by chance."""
+    with 422 (test_runtime_http.py pins it; the probes below send one), which generated
+    "valid" data must not meet by chance."""
     headers = case.headers
     for name in list(headers or ()):
         if name.lower() == "idempotency-key":
@@ -198,7 +199,7 @@ _WHOLE = re.compile(r"[ \t]*[0-9]+[ \t]*")
 def aim_at_reached(case: schemathesis.Case[Any]) -> None:
     """A generated Chronik-Min-Position the document calls valid made one the store has
     reached (0 or 1), as a client sends back a position it was answered: a random one
-    beyond waits for the consistency wait and answers 503 (test_http.py pins that)."""
+    beyond waits for the consistency wait and answers 503 (test_runtime_http.py pins it)."""
     headers = case.headers
     for name in list(headers or ()):
         if name.lower() == "chronik-min-position" and _WHOLE.fullmatch(headers[name]):
@@ -342,9 +343,12 @@ def test_sales_with_a_token_refuses_without_it_exactly_what_its_document_secures
 #: documented answers neither the fuzzing above nor the probes below reach, and why
 #: they are documented all the same (each is pinned elsewhere, or needs a failure outside)
 JUSTIFIED: dict[str, str] = {
-    "500": "an unexpected error: no correct request reaches it (test_http.py pins its shape)",
+    "500": "an unexpected error: no correct request reaches it (its answer is pinned by "
+    "tests/integration/test_observability.py::test_a_500_logs_one_traceback_and_is_"
+    "answered_as_a_problem)",
     "503": "the store unavailable, or a read model behind Chronik-Min-Position beyond the "
-    "wait (test_http.py, tests/integration/test_runtime_http.py)",
+    "wait (tests/integration/test_runtime_http.py::test_a_position_the_read_model_does_"
+    "not_reach_in_time_is_a_503_to_retry)",
     "POST /leads/{lead_id}/follow-up 200": "a time within the horizon; random ones seldom are",
     "POST /leads/{lead_id}/payment 200": "the order's id; random ones never are",
     "POST /leads/{lead_id}/anonymize 409": "anonymizing is always allowed: only a concurrent "
