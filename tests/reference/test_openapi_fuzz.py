@@ -353,6 +353,14 @@ JUSTIFIED: dict[str, str] = {
     "POST /leads/{lead_id}/payment 200": "the order's id; random ones never are",
     "POST /leads/{lead_id}/anonymize 409": "anonymizing is always allowed: only a concurrent "
     "change that came first (a race) answers 409",
+    "POST /trips/{trip_id}/approve 200": "a trip awaiting approval: when its booking process "
+    "got there (reached by the fuzzing most runs; tests/reference/test_http.py)",
+    "POST /trips/{trip_id}/approve 409": "a trip past approval: when its booking process got "
+    "there (reached by the fuzzing most runs; tests/reference/test_http.py)",
+    "POST /trips/{trip_id}/reject 200": "a trip awaiting approval: when its booking process "
+    "got there (reached by the fuzzing most runs; tests/reference/test_http.py)",
+    "POST /trips/{trip_id}/reject 409": "a trip past approval: when its booking process got "
+    "there (reached by the fuzzing most runs; tests/reference/test_http.py)",
 }
 DOCUMENTS = {
     "sales": SALES,
@@ -386,6 +394,21 @@ BODIES: dict[str, dict[str, Any]] = {
 }
 #: aggregates the seeds left where a command is refused: a closed lead, a live campaign
 REFUSING = {"lead_id": "cy", "campaign_id": "summer"}
+#: aggregates the seeds left where a command succeeds: an open lead, a draft campaign
+ACCEPTING = {"lead_id": "bob", "campaign_id": "spring"}
+#: bodies of the requests aimed at a success, beside BODIES
+CREATIONS: dict[str, dict[str, Any]] = {
+    "POST /leads": {"name": "Eve", "phone": "12345"},
+    "POST /campaigns": {"name": "Autumn sale", "cost_cents": 100},
+    "POST /budget/top-up": {"amount_cents": 100},
+    "POST /trips": {"traveller": "Ada", "destination": "Rome", "depart_on": "2999-01-01"},
+}
+#: requests aimed at what only a body of the operation's own can meet
+OWN: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "POST /trips": [
+        ("409", {"json": {"traveller": "Ada", "destination": "Rome", "depart_on": "2000-01-01"}})
+    ],
+}
 
 
 def _invalid(schema: dict[str, Any]) -> str | None:
@@ -405,7 +428,9 @@ def _invalid(schema: dict[str, Any]) -> str | None:
 def _probes(
     name: str, method: str, path: str, operation: dict[str, Any]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Requests aimed at each error the operation documents: (status, request arguments)."""
+    """Requests aimed at each status the operation documents: (status, request arguments).
+
+    A success is aimed at where the seeds let one happen; the rest is the fuzzing's."""
     parameters = operation.get("parameters", [])
     values = {p["name"]: SEEDED.get(p["name"], ("x",))[0] for p in parameters if p["in"] == "path"}
     url = path.format(**values)
@@ -417,7 +442,13 @@ def _probes(
     for parameter in parameters:
         if parameter["in"] == "query" and (bad := _invalid(parameter["schema"])) is not None:
             yield "422", {"url": url, "params": {parameter["name"]: bad}, "headers": auth}
-    body = BODIES.get(f"{method.upper()} {path}", {})
+    which = f"{method.upper()} {path}"
+    body = BODIES.get(which, CREATIONS.get(which, {}))
+    for status, extra in OWN.get(which, []):
+        yield status, {"url": url, "headers": auth, **extra}
+    if method.upper() == "GET" or set(values) <= set(ACCEPTING):
+        accepting = path.format(**{**values, **ACCEPTING})
+        yield "2xx", {"url": accepting, "headers": auth, "json": body}
     if values:
         missing = path.format(**{k: "no-such-aggregate" for k in values})
         yield "404", {"url": missing, "headers": auth, "json": body}
