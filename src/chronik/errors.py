@@ -30,6 +30,9 @@ Errors carry the facts as attributes as well as in the message, so that callers
 
 from __future__ import annotations
 
+import re
+from typing import Any, ClassVar
+
 __all__ = [
     "BrokerUnavailableError",
     "ChronikError",
@@ -58,12 +61,49 @@ class ChronikError(Exception):
     """Root of every error chronik raises on purpose."""
 
 
+#: an absolute URI, as RFC 9457 recommends for a problem type (``tag:``, ``https:``, ``urn:``)
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
+
+
 class DomainError(ChronikError):
-    """A command would break a business rule. Domain code raises it or a subclass."""
+    """A command would break a business rule. Domain code raises it or a subclass.
+
+    A subclass may name the problem an HTTP adapter answers it with (RFC 9457), as plain
+    class attributes, so the domain stays free of HTTP: ``problem_type`` (an absolute
+    URI clients branch on), ``problem_title`` and ``problem_status`` (a 4xx). Undeclared,
+    a rule is ``about:blank``, "Not allowed now", 409. They are checked as the class is
+    defined: a malformed one is a ``ConfigurationError`` naming the class.
+    """
+
+    problem_type: ClassVar[str] = "about:blank"
+    problem_title: ClassVar[str] = "Not allowed now"
+    problem_status: ClassVar[int] = 409
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        kind, title, status = cls.problem_type, cls.problem_title, cls.problem_status
+        if not isinstance(kind, str) or not _ABSOLUTE_URI.fullmatch(kind):
+            raise ConfigurationError(
+                f"{name}.problem_type must be an absolute URI such as "
+                f"'tag:example.com,2026:orders/closed', not {kind!r}"
+            )
+        if not isinstance(title, str) or not title.strip():
+            raise ConfigurationError(
+                f"{name}.problem_title must be a non-empty string, not {title!r}"
+            )
+        if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 499:
+            raise ConfigurationError(
+                f"{name}.problem_status must be a 4xx status (a broken rule is the "
+                f"client's to fix), not {status!r}"
+            )
 
 
 class InvalidValueError(DomainError, ValueError):
     """A value object (or command field) was given a value it does not accept."""
+
+    problem_title = "Invalid value"
+    problem_status = 422
 
     def __init__(self, owner: str, field: str, reason: str) -> None:
         self.owner = owner

@@ -1,9 +1,10 @@
 """``chronik demo`` as a person runs it: its printed lines, its clock, and how it stops.
 
 The demo runs as a subprocess whose stdout is a pipe (never a terminal), on its own port
-and data directory. ``docs/tour.md``'s "Turning the clock" block is run line by line
-against it, as a shell would run it; each line whose comment is JSON must print that
-JSON (reads are repeated until they do: the processes act within a second or two).
+and data directory. ``docs/tour.md``'s "Turning the clock" and "Flows back into sales"
+blocks are run line by line against it, as a shell would run them; each line whose
+comment is JSON must print that JSON (reads are repeated until they do: the processes
+and consumers act within a second or two).
 SIGTERM (or Ctrl-C) in the middle of a burst of requests answers every one of them;
 SIGTERM while the demo seeds ends it cleanly, with exit code 0.
 """
@@ -225,14 +226,18 @@ async def shell(command: str, env: dict[str, str]) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_the_tours_clock_cancels_a_trip_nobody_approved_and_a_campaign_of_a_silent_partner(
-    demo: Demo,
-) -> None:
-    await demo.said("seeded example data")
-    lines = tour_block("Turning the clock")
-    assert [line.sets for line in lines if line.sets] == ["T", "C"]
-    assert sum(line.expected is not None for line in lines) == 5, lines
-    assert sum("clock advance" in line.command for line in lines) == 2, lines
+#: what a line that sets a shell variable must print: an id, or a time (one word)
+_VALUE = re.compile(r"[0-9A-Za-z:_.-]+\n")
+
+
+async def run_tour_block(lines: list[Line], demo: Demo) -> dict[str, str]:
+    """Runs a block's lines in order as a shell would; returns the environment they left.
+
+    Each line must exit 0 and print the JSON its comment shows; a read (a GET) is
+    repeated until it does, since the processes and consumers act a moment later. A
+    line that sets a variable must print one word (an id, a time): a read that does not
+    yet is repeated too.
+    """
     env = {**BASE_ENV, "B": demo.url, "PATH": f"{Path(CHRONIK).parent}:/usr/bin:/bin"}
     for line in lines:
         command = line.command.replace(".venv/bin/chronik", shlex.quote(CHRONIK))
@@ -241,14 +246,30 @@ async def test_the_tours_clock_cancels_a_trip_nobody_approved_and_a_campaign_of_
         while True:
             code, out, err = await shell(command, env)
             assert code == 0, (line, out, err, str(demo))
-            if line.expected is None or json.loads(out) == line.expected:
+            if line.sets:
+                done = _VALUE.fullmatch(out) is not None and out != "null\n"
+            else:
+                done = line.expected is None or json.loads(out) == line.expected
+            if done:
                 break
             assert reads, (line, out, str(demo))
             assert time.monotonic() < deadline, (line, out, str(demo))
             await asyncio.sleep(0.2)
         if line.sets:
-            assert re.fullmatch(r"[0-9a-f-]+\n", out), (line, out)
             env[line.sets] = out.strip()
+    return env
+
+
+async def test_the_tours_clock_cancels_a_trip_nobody_approved_and_a_campaign_of_a_silent_partner(
+    demo: Demo,
+) -> None:
+    await demo.said("seeded example data")
+    lines = tour_block("Turning the clock")
+    assert [line.sets for line in lines if line.sets] == ["T", "C"]
+    assert sum(line.expected is not None for line in lines) == 5, lines
+    assert sum("clock advance" in line.command for line in lines) == 2, lines
+    env = await run_tour_block(lines, demo)
+    assert all(re.fullmatch(r"[0-9a-f-]+", env[name]) for name in "TC"), env
 
     # What the block's comments say besides the JSON: compensations, the budget back.
     async with httpx.AsyncClient(base_url=demo.url, timeout=10) as client:
@@ -263,6 +284,27 @@ async def test_the_tours_clock_cancels_a_trip_nobody_approved_and_a_campaign_of_
         clock = (await client.get("/admin/clock")).json()
         assert clock["ahead_seconds"] == pytest.approx(48 * 3600 + 120)
     assert (demo.data_dir / "virtual-clock").read_text().strip() == f"{48 * 3600 + 120:.6f}"
+
+
+async def test_the_tours_flows_back_into_sales_record_the_visits_and_list_the_promotion(
+    demo: Demo,
+) -> None:
+    await demo.said("seeded example data")
+    lines = tour_block("Flows back into sales")
+    assert [line.sets for line in lines if line.sets] == ["L", "ON", "T", "T", "C"]
+    assert sum(line.expected is not None for line in lines) == 8, lines
+    env = await run_tour_block(lines, demo)
+
+    # What the block's comments say besides the JSON: the lead's history holds travel's
+    # word for both trips, in the order they ended.
+    async with httpx.AsyncClient(base_url=demo.url, timeout=10) as client:
+        history = (await client.get(f"/sales/leads/{env['L']}/history")).json()
+        told = [(e["type"], e["data"]["trip_id"]) for e in history if "trip_id" in e["data"]]
+        assert [kind for kind, _ in told] == ["sales.visit_booked", "sales.visit_to_reschedule"]
+        assert told[1][1] == env["T"]
+        trips = (await client.get("/travel/trips")).json()
+        mine = {t["trip_id"]: t for t in trips if t["lead_id"] == env["L"]}
+        assert sorted(t["status"] for t in mine.values()) == ["cancelled", "confirmed"], mine
 
 
 # -- stopping ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ is awaited by polling, with a deadline.
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ import pytest
 import campaigns
 import sales
 import travel
-from chronik.errors import StoreUnavailableError, SubjectForgottenError
+from chronik.errors import DomainError, StoreUnavailableError, SubjectForgottenError
 from chronik.http.app import create_app
 from chronik.http.problems import PROBLEM
 from chronik.runtime.service import Runtime, ServiceSpec
@@ -546,6 +547,22 @@ class TestBrokenRulesHaveProblemTypes:
         assert (
             refused.json()["type"] == "tag:chronik.dev,2026:reference/travel/not-awaiting-approval"
         )
+
+    @pytest.mark.parametrize("context", ["sales", "campaigns", "travel"])
+    def test_every_rule_of_a_context_declares_a_type_of_its_own(self, context: str) -> None:
+        domain = importlib.import_module(f"{context}.domain")
+        rules = [
+            kind
+            for kind in vars(domain).values()
+            if isinstance(kind, type)
+            and issubclass(kind, DomainError)
+            and kind.__module__ == domain.__name__
+        ]
+        assert rules, context
+        types = [rule.problem_type for rule in rules]
+        base = f"tag:chronik.dev,2026:reference/{context}/"
+        assert all(t.startswith(base) and t != base for t in types), types
+        assert len(set(types)) == len(types), types
 
     async def test_an_unknown_status_is_refused_naming_the_choices(self) -> None:
         async with serving(sales.spec()) as svc:

@@ -3,7 +3,9 @@
 ValidationError of a request   -> 422 (malformed JSON: 400)
 InvalidInputError              -> 400
 InvalidValueError              -> 422   a value object refused a field
-DomainError                    -> 409   a business rule forbids it in this state
+DomainError                    -> 409   a business rule forbids it in this state; a subclass
+                                        may declare its own problem_type, problem_title
+                                        and problem_status (a 4xx)
 ConcurrencyError               -> 409   with the stream's current version
 DuplicateEventError            -> 409
 SubjectForgottenError          -> 409   personal data of a forgotten data subject
@@ -42,6 +44,7 @@ __all__ = [
     "allowed_methods",
     "install_problem_handlers",
     "problem",
+    "rule_problem",
 ]
 
 #: the media type of a problem's body (RFC 9457)
@@ -87,6 +90,13 @@ def problem(
         **extra,
     )
     return ProblemResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def rule_problem(exc: DomainError, *, request: Request | None = None) -> ProblemResponse:
+    """The answer to a broken rule: the problem its class declares (by default 409, no type)."""
+    return problem(
+        exc.problem_status, exc.problem_title, str(exc), request=request, type=exc.problem_type
+    )
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -144,16 +154,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidValueError)
     async def _invalid_value(request: Request, exc: InvalidValueError) -> ProblemResponse:
         return problem(
-            422,
-            "Invalid value",
+            exc.problem_status,
+            exc.problem_title,
             str(exc),
             request=request,
+            type=exc.problem_type,
             errors=[{"loc": [exc.field], "msg": exc.reason}],
         )
 
     @app.exception_handler(DomainError)
     async def _rule(request: Request, exc: DomainError) -> ProblemResponse:
-        return problem(409, "Not allowed now", str(exc), request=request)
+        return rule_problem(exc, request=request)
 
     @app.exception_handler(StreamNotFoundError)
     async def _missing(request: Request, exc: StreamNotFoundError) -> ProblemResponse:

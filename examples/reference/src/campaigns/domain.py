@@ -40,8 +40,15 @@ class CampaignStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+#: the prefix of each broken rule's problem type (RFC 9457): clients tell the rules apart
+#: by it, not by the text; chronik's HTTP adapter answers a rule with the type it declares
+RULES = "tag:chronik.dev,2026:reference/campaigns/"
+
+
 class CostNotPositive(DomainError):
     """A campaign costs something."""
+
+    problem_type = RULES + "cost-not-positive"
 
     def __init__(self, cost_cents: int) -> None:
         self.cost_cents = cost_cents
@@ -51,6 +58,8 @@ class CostNotPositive(DomainError):
 class IncreaseNotPositive(DomainError):
     """The budget grows by something."""
 
+    problem_type = RULES + "increase-not-positive"
+
     def __init__(self, amount_cents: int) -> None:
         self.amount_cents = amount_cents
         super().__init__("a budget grows by a positive amount")
@@ -58,6 +67,8 @@ class IncreaseNotPositive(DomainError):
 
 class CampaignNotDraft(DomainError):
     """Only a draft can be activated: a campaign is published once."""
+
+    problem_type = RULES + "campaign-not-draft"
 
     def __init__(self, campaign_id: str, status: CampaignStatus) -> None:
         self.campaign_id, self.status = campaign_id, status

@@ -1,57 +1,26 @@
 """Campaigns over HTTP: each route translates a request into a command or a query, and back.
 
 The use cases live in ``campaigns.handlers`` and the questions in ``campaigns.views``;
-a broken rule (a ``DomainError`` subclass) answers 409 with a problem type of its own.
+a broken rule (a ``DomainError`` subclass) answers 409 with the problem type it declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from campaigns import commands, domain
 from campaigns.handlers import BUDGETS, CAMPAIGNS, CampaignHandlers, Changed
 from campaigns.partner import BEHAVIOUR_HEADER, Behaviour
 from campaigns.views import CampaignViews
-from chronik.domain import DomainError
 from chronik.eventstore import Metadata
 from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.fields import WholeNumber
-from chronik.http.problems import problem
 from chronik.processes import ProcessesAdmin
 from chronik.runtime.service import Runtime
-
-#: each broken rule's problem type (RFC 9457): clients tell them apart by it, not by text
-PROBLEM_TYPES: dict[type[DomainError], str] = {
-    domain.CostNotPositive: "cost-not-positive",
-    domain.IncreaseNotPositive: "increase-not-positive",
-    domain.CampaignNotDraft: "campaign-not-draft",
-}
-PROBLEM_BASE = "tag:chronik.dev,2026:reference/campaigns/"
-
-
-class ProblemTypes(APIRoute):
-    """A route that answers a known broken rule with its problem type (others: chronik's)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await handle(request)
-            except DomainError as exc:
-                kind = PROBLEM_TYPES.get(type(exc))
-                if kind is None:
-                    raise
-                return problem(
-                    409, "Not allowed now", str(exc), request=request, type=PROBLEM_BASE + kind
-                )
-
-        return handler
 
 
 class NewCampaign(BaseModel):
@@ -94,7 +63,7 @@ class ProcessView(BaseModel):
 
 
 def routes(runtime: Runtime, handlers: Callable[[Runtime], CampaignHandlers]) -> APIRouter:
-    router = APIRouter(route_class=ProblemTypes)
+    router = APIRouter()
 
     # Made when asked: the routes are made before the runtime opened its store.
     def views() -> CampaignViews:

@@ -79,12 +79,18 @@ class Money(ValueObject):
 FOLLOW_UP_HORIZON = timedelta(days=730)
 
 
-# The rules a lead keeps, each a DomainError of its own: callers tell them apart by class
-# (the HTTP adapter maps each to a problem type), never by the text.
+# The rules a lead keeps, each a DomainError of its own: callers tell them apart by class,
+# never by the text, and HTTP clients by the problem type each declares (chronik's HTTP
+# adapter answers a broken rule with it).
+
+#: the prefix of each rule's problem type (RFC 9457)
+RULES = "tag:chronik.dev,2026:reference/sales/"
 
 
 class LeadAlreadyClosed(DomainError):
     """Nothing happens to a closed lead."""
+
+    problem_type = RULES + "lead-closed"
 
     def __init__(self, lead_id: str) -> None:
         self.lead_id = lead_id
@@ -93,6 +99,8 @@ class LeadAlreadyClosed(DomainError):
 
 class LeadForgotten(DomainError):
     """An anonymized lead takes no contact details again: forgotten stays forgotten."""
+
+    problem_type = RULES + "lead-forgotten"
 
     def __init__(self, lead_id: str) -> None:
         self.lead_id = lead_id
@@ -103,6 +111,8 @@ class LeadForgotten(DomainError):
 
 class FollowUpOutOfRange(DomainError):
     """A follow-up date that is not in the future, lies beyond the horizon, or has no timezone."""
+
+    problem_type = RULES + "follow-up-out-of-range"
 
     def __init__(self, on: datetime, at: datetime) -> None:
         self.on = on
@@ -116,12 +126,16 @@ class FollowUpOutOfRange(DomainError):
 class VisitWithoutCity(DomainError):
     """A follow-up on site says where."""
 
+    problem_type = RULES + "visit-without-city"
+
     def __init__(self) -> None:
         super().__init__("a follow-up visit needs a city")
 
 
 class OrderAlreadySubmitted(DomainError):
     """A lead orders once."""
+
+    problem_type = RULES + "order-already-submitted"
 
     def __init__(self, lead_id: str, order_id: str) -> None:
         self.lead_id, self.order_id = lead_id, order_id
@@ -131,6 +145,8 @@ class OrderAlreadySubmitted(DomainError):
 class NoOrderToPay(DomainError):
     """A payment confirms an order: there is none yet."""
 
+    problem_type = RULES + "no-order-to-pay"
+
     def __init__(self, lead_id: str) -> None:
         self.lead_id = lead_id
         super().__init__(f"lead {lead_id} has no order to pay")
@@ -139,6 +155,8 @@ class NoOrderToPay(DomainError):
 class NotThisLeadsOrder(DomainError):
     """A payment confirms the order the lead submitted, not another."""
 
+    problem_type = RULES + "not-this-leads-order"
+
     def __init__(self, order_id: str, expected: str) -> None:
         self.order_id, self.expected = order_id, expected
         super().__init__(f"order {order_id} is not this lead's order ({expected})")
@@ -146,6 +164,8 @@ class NotThisLeadsOrder(DomainError):
 
 class OrderAlreadyPaid(DomainError):
     """An order is paid once."""
+
+    problem_type = RULES + "order-already-paid"
 
     def __init__(self, order_id: str) -> None:
         self.order_id = order_id

@@ -1,64 +1,28 @@
 """Sales over HTTP: each route translates a request into a command or a query, and back.
 
 The use cases live in ``sales.handlers`` and the questions in ``sales.views``; a
-broken rule (a ``DomainError`` subclass) answers 409 with a problem type of its own.
+broken rule (a ``DomainError`` subclass) answers 409 with the problem type it declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from chronik.domain import DomainError
 from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.auth import PERSONAL_DATA
 from chronik.http.fields import WholeNumber
-from chronik.http.problems import problem
 from chronik.runtime.service import Runtime
 from sales import commands, domain
 from sales.handlers import PREFIX, Changed, LeadHandlers, leads
 from sales.views import MAX_PAGE, LeadViews
 
 PROJECTIONS = ["lead_search", "lead_analysis", "promotions"]
-
-#: each broken rule's problem type (RFC 9457): clients tell them apart by it, not by text
-PROBLEM_TYPES: dict[type[DomainError], str] = {
-    domain.LeadAlreadyClosed: "lead-closed",
-    domain.LeadForgotten: "lead-forgotten",
-    domain.FollowUpOutOfRange: "follow-up-out-of-range",
-    domain.VisitWithoutCity: "visit-without-city",
-    domain.OrderAlreadySubmitted: "order-already-submitted",
-    domain.NoOrderToPay: "no-order-to-pay",
-    domain.NotThisLeadsOrder: "not-this-leads-order",
-    domain.OrderAlreadyPaid: "order-already-paid",
-}
-PROBLEM_BASE = "tag:chronik.dev,2026:reference/sales/"
-
-
-class ProblemTypes(APIRoute):
-    """A route that answers a known broken rule with its problem type (others: chronik's)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await handle(request)
-            except DomainError as exc:
-                kind = PROBLEM_TYPES.get(type(exc))
-                if kind is None:
-                    raise
-                return problem(
-                    409, "Not allowed now", str(exc), request=request, type=PROBLEM_BASE + kind
-                )
-
-        return handler
 
 
 class NewLead(BaseModel):
@@ -149,7 +113,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def routes(runtime: Runtime, handlers: Callable[[Runtime], LeadHandlers]) -> APIRouter:
-    router = APIRouter(route_class=ProblemTypes)
+    router = APIRouter()
 
     # Made when asked: the routes are made before the runtime opened its store.
     def views() -> LeadViews:

@@ -45,7 +45,14 @@ class TripStatus(StrEnum):
     DECLINED = "declined"
 
 
+#: the prefix of each broken rule's problem type (RFC 9457): clients tell the rules apart
+#: by it, not by the text; chronik's HTTP adapter answers a rule with the type it declares
+RULES = "tag:chronik.dev,2026:reference/travel/"
+
+
 class DepartureInPast(DomainError):
+    problem_type = RULES + "departure-in-past"
+
     def __init__(self, depart_on: date) -> None:
         self.depart_on = depart_on
         super().__init__("a trip cannot depart in the past")
@@ -53,6 +60,8 @@ class DepartureInPast(DomainError):
 
 class NotAwaitingApproval(DomainError):
     """Only a trip that asked for approval can be approved or rejected, once."""
+
+    problem_type = RULES + "not-awaiting-approval"
 
     def __init__(self, trip_id: str, status: TripStatus, decision: str) -> None:
         self.trip_id, self.status = trip_id, status

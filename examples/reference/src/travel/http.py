@@ -1,57 +1,27 @@
 """Travel over HTTP: each route translates a request into a command or a query, and back.
 
 The use cases live in ``travel.handlers`` and the questions in ``travel.views``; a
-broken rule (a ``DomainError`` subclass) answers 409 with a problem type of its own.
+broken rule (a ``DomainError`` subclass) answers 409 with the problem type it declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from chronik.domain import DomainError
 from chronik.eventstore import Metadata
 from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.auth import PERSONAL_DATA
-from chronik.http.problems import problem
 from chronik.processes import ProcessesAdmin
 from chronik.runtime.service import Runtime
 from travel import commands, domain
 from travel.bookings import SIMULATE_HEADER, Simulate
 from travel.handlers import TRIPS, Changed, TravelHandlers
 from travel.views import TripViews
-
-#: each broken rule's problem type (RFC 9457): clients tell them apart by it, not by text
-PROBLEM_TYPES: dict[type[DomainError], str] = {
-    domain.DepartureInPast: "departure-in-past",
-    domain.NotAwaitingApproval: "not-awaiting-approval",
-}
-PROBLEM_BASE = "tag:chronik.dev,2026:reference/travel/"
-
-
-class ProblemTypes(APIRoute):
-    """A route that answers a known broken rule with its problem type (others: chronik's)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await handle(request)
-            except DomainError as exc:
-                kind = PROBLEM_TYPES.get(type(exc))
-                if kind is None:
-                    raise
-                return problem(
-                    409, "Not allowed now", str(exc), request=request, type=PROBLEM_BASE + kind
-                )
-
-        return handler
 
 
 class NewTrip(BaseModel):
@@ -92,7 +62,7 @@ class BookingView(BaseModel):
 
 
 def routes(runtime: Runtime, handlers: Callable[[Runtime], TravelHandlers]) -> APIRouter:
-    router = APIRouter(route_class=ProblemTypes)
+    router = APIRouter()
 
     # Made when asked: the routes are made before the runtime opened its store.
     def views() -> TripViews:
