@@ -14,21 +14,29 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any
 
 import fastapi.routing
 import structlog
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chronik.errors import DuplicateEventError, InvalidInputError, TokenRequiredError
+from chronik.errors import (
+    ConfigurationError,
+    DuplicateEventError,
+    InvalidInputError,
+    TokenRequiredError,
+)
 from chronik.eventstore import AppendResult
 from chronik.eventstore.context import IdempotencyScope, ambient_metadata, idempotency_scope
 from chronik.eventstore.port import MAX_POSITION, Metadata
-from chronik.http.auth import Access, unauthorized
+from chronik.http.auth import WRITES, Access, unauthorized
 from chronik.http.clock import routes as clock_routes
 from chronik.http.problems import PROBLEM, Problem, install_problem_handlers, problem
 from chronik.runtime.observability import Metrics
@@ -36,7 +44,10 @@ from chronik.runtime.service import Runtime
 
 __all__ = [
     "CommandResult",
+    "consistent_with",
     "create_app",
+    "lifespan",
+    "operation_ids",
     "run_command",
     "wait_consistent",
 ]
@@ -235,22 +246,161 @@ class RootPath:
 # Documented under the media type they are sent as; FastAPI's "model" would put the
 # schema under the route's application/json instead. ``_ChronikAPI`` adds the schema.
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"content": {PROBLEM: {"schema": _PROBLEM_REF}}, "description": text}
-    for code, text in (
-        (400, "Malformed request"),
-        (401, "Missing or wrong API token"),
-        (404, "Not found"),
-        (409, "Conflict with the current state"),
-        (422, "The request does not fit"),
-        (503, "Unavailable, or not consistent yet"),
-    )
+#: what each error an operation may answer means, when it may
+ERRORS: dict[int, str] = {
+    400: "Malformed request: a body that is no JSON, or a bad Chronik-Min-Position",
+    401: "Missing or wrong API token",
+    404: "No such aggregate",
+    409: "A business rule forbids it in this state, or a concurrent change came first",
+    422: "The request does not fit: the body, a parameter, or an Idempotency-Key reused "
+    "for another request",
+    500: "An unexpected error (logged with the request's X-Correlation-Id; no detail)",
+    503: "The store is unavailable, or the read model has not reached "
+    "Chronik-Min-Position within the wait (Retry-After)",
 }
+#: headers every answer carries, and a command's
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Correlation-Id": {
+        "description": "The request's correlation id: the one sent, or one made here",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "traceparent": {
+        "description": "W3C Trace Context: the request's trace (the one sent, or a new one)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    POSITION: {
+        "description": "The global position of the command's last event: send it back as "
+        f"{MIN_POSITION} to read your own writes",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "Idempotent-Replayed": {
+        "description": "true: this answer is the first one to this Idempotency-Key, replayed",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+_EVERY = {"X-Correlation-Id", "traceparent"}
+_COMMAND_RESULT = "#/components/schemas/CommandResult"
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: a retry with the same key and body is answered as "
+    "the first request was (Idempotent-Replayed: true), without running the command "
+    "again; the same key with another body is refused (422)",
+    "schema": {"type": "string"},
+}
+
+
+MIN_POSITION_SCHEMA = {"type": "string", "pattern": "^[ \t]*[0-9]+[ \t]*$"}
+MIN_POSITION_TEXT = (
+    "Read your own writes: a Chronik-Position a command answered. The read waits (at "
+    "most CHRONIK_CONSISTENCY_WAIT) until the read model passed it, else 503 with "
+    "Retry-After; one above 2**63-1, which no store reaches, is refused with 400"
+)
+
+
+def _is_command(operation: dict[str, Any]) -> bool:
+    """An operation whose success answers a CommandResult: ``run_command``'s."""
+    for code, response in operation.get("responses", {}).items():
+        if str(code).startswith("2"):
+            for media in response.get("content", {}).values():
+                if media.get("schema", {}).get("$ref") == _COMMAND_RESULT:
+                    return True
+    return False
+
+
+#: what a string parameter's schema may hold and still take any value
+_UNCONSTRAINED = {"type", "title", "description", "examples", "example", "default"}
+
+
+def _refusable(parameter: dict[str, Any]) -> bool:
+    """Whether request validation can refuse this parameter (then: 422)."""
+    if parameter.get("name") == MIN_POSITION:
+        return False  # chronik's: 400
+    if parameter.get("in") != "path" and parameter.get("required"):
+        return True
+    schema = parameter.get("schema", {})
+    return schema.get("type") != "string" or not set(schema) <= _UNCONSTRAINED
+
+
+def _errors_of(method: str, operation: dict[str, Any], context: bool, command: bool) -> set[int]:
+    """The errors an operation can answer (401 is the token's: ``Access.document``).
+
+    500 always; 400 and 422 for a body (no JSON; JSON that does not fit); 422 for a
+    parameter validation can refuse, and for a command (an Idempotency-Key reused for
+    another request); 404 for a path parameter (no such aggregate); 409 for a write
+    to an existing aggregate (a business rule, a concurrent change); 503 for a
+    context's operation (the store). A route adds what else it answers with
+    ``responses=`` (a creation a business rule may refuse: 409).
+    """
+    codes = {500}
+    parameters = operation.get("parameters", [])
+    path = any(p.get("in") == "path" for p in parameters)
+    if "requestBody" in operation or any(p.get("name") == MIN_POSITION for p in parameters):
+        codes.add(400)
+    if "requestBody" in operation:
+        codes.add(422)
+    if command or any(_refusable(p) for p in parameters):
+        codes.add(422)
+    if path:
+        codes.add(404)
+    if context:
+        codes.add(503)  # the store
+        if path and method.upper() in WRITES:
+            codes.add(409)
+    return codes
+
+
+def document_operations(document: dict[str, Any], contexts: set[str]) -> None:
+    """Each operation's true errors and the headers behind chronik's features.
+
+    Errors are problem details; a context's operations may meet an unavailable store;
+    a command (it answers a CommandResult) takes an Idempotency-Key and answers its
+    position in Chronik-Position; every answer carries X-Correlation-Id and traceparent.
+    """
+    components = document.setdefault("components", {})
+    headers = components.setdefault("headers", {})
+    headers.update({name: {**spec} for name, spec in HEADERS.items()})
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            context = bool(set(operation.get("tags", [])) & contexts)
+            command = _is_command(operation)
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == MIN_POSITION and parameter.get("in") == "header":
+                    parameter.update(description=MIN_POSITION_TEXT, schema={**MIN_POSITION_SCHEMA})
+            if command:
+                parameters = operation.setdefault("parameters", [])
+                if not any(p.get("name") == IDEMPOTENCY_KEY["name"] for p in parameters):
+                    parameters.append({**IDEMPOTENCY_KEY})
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            fastapis = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if fastapis.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]  # FastAPI's, on any parameter: put back where true
+            for error in _errors_of(method, operation, context, command):
+                responses[str(error)] = {
+                    "description": ERRORS[error],
+                    "content": {PROBLEM: {"schema": _PROBLEM_REF}},
+                }
+            for code, response in responses.items():
+                if code.startswith(("4", "5")) and (path, code) != ("/readyz", "503"):
+                    # a route's own (a 409 of its rules) too: problem details, as all errors
+                    response["content"] = {PROBLEM: {"schema": _PROBLEM_REF}}
+            for code, response in responses.items():
+                named = set(_EVERY)
+                if command and code.startswith("2"):
+                    named |= {POSITION, "Idempotent-Replayed"}
+                response.setdefault("headers", {}).update(
+                    {name: {"$ref": f"#/components/headers/{name}"} for name in sorted(named)}
+                )
 
 
 class _ChronikAPI(FastAPI):
     """FastAPI whose OpenAPI document defines the Problem schema its errors refer to,
-    and names the bearer scheme on the operations that need the API token."""
+    documents each operation's errors and headers, and names the bearer scheme on the
+    operations that need the API token."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema:
@@ -260,26 +410,65 @@ class _ChronikAPI(FastAPI):
         schemas["Problem"] = Problem.model_json_schema(
             ref_template="#/components/schemas/{model}", mode="serialization"
         )
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        document_operations(document, self.state.contexts)
         access: Access = self.state.access
         access.document(document)
+        _unique_operation_ids(document)
         return document
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """The FastAPI app of a runtime: each context's routes, probes and /metrics."""
+def _unique_operation_ids(document: dict[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            name = operation.get("operationId")
+            where = f"{method.upper()} {path}"
+            if name in seen:
+                raise ConfigurationError(
+                    f"operation id {name!r} of {where} is also {seen[name]}'s: give one of "
+                    "the routes another function name, or name=..."
+                )
+            seen[name] = where
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    title: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    middleware: Sequence[Middleware] = (),
+    own_lifespan: bool = False,
+) -> FastAPI:
+    """The FastAPI app of a runtime: each context's routes, probes and /metrics.
+
+    ``title``, ``version`` and ``description`` are the OpenAPI document's ``info``
+    (default: the settings' ``api_*``). ``middleware`` (Starlette's ``Middleware``) runs
+    inside chronik's request middleware, outermost first: its answers carry the
+    request's ids and are counted, and a request it lets through has passed the token
+    check. ``own_lifespan``: the app starts and stops the runtime itself (its ASGI
+    lifespan), for a server or ``TestClient`` that runs one; ``chronik serve`` starts
+    the runtime itself and runs the app without.
+    """
     settings = runtime.settings
     metrics = runtime.metrics
     routes = Routes()
     app = _ChronikAPI(
-        title=" + ".join(s.name for s in runtime.specs) + " (chronik)",
-        responses=_PROBLEMS,
+        title=title or settings.api_title or _default_title(runtime),
+        version=version or settings.api_version,
+        description=settings.api_description if description is None else description,
+        generate_unique_id_function=operation_ids(None),
+        lifespan=lifespan(runtime) if own_lifespan else None,
     )
-    description = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
-    open_paths = PROBES | {path for path in description if path is not None}
+    describing = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    open_paths = PROBES | {path for path in describing if path is not None}
     access = Access(settings.api_token, settings.read_auth, open_paths)
     app.state.runtime = runtime
     app.state.metrics = metrics
     app.state.access = access
+    app.state.contexts = {spec.name for spec in runtime.specs}
     install_problem_handlers(app)
 
     @app.exception_handler(TokenRequiredError)
@@ -320,7 +509,14 @@ def create_app(runtime: Runtime) -> FastAPI:
             return {"status": "not ready", "reasons": reasons, **body}
         return {"status": "ready", "reasons": [], **body}
 
-    @app.get("/metrics", tags=["probes"], summary="Prometheus metrics", response_class=Response)
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        name="metrics",
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_endpoint() -> Response:
         await metrics.refresh(runtime)
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
@@ -330,17 +526,65 @@ def create_app(runtime: Runtime) -> FastAPI:
             continue
         router: APIRouter = spec.routes(runtime)
         prefix = f"/{spec.name}" if len(runtime.specs) > 1 else ""
-        app.include_router(router, prefix=prefix, tags=[spec.name])
+        app.include_router(
+            router,
+            prefix=prefix,
+            tags=[spec.name],
+            generate_unique_id_function=operation_ids(spec.name),
+        )
         routes.add(router.routes, prefix, spec.name)
 
     if settings.clock == "virtual":
-        app.include_router(clock_routes(runtime))
+        app.include_router(
+            clock_routes(runtime), generate_unique_id_function=operation_ids("clock")
+        )
     routes.add(app.router.routes)
 
+    for added in reversed(middleware):  # the first given is the outermost of them
+        app.add_middleware(added.cls, *added.args, **added.kwargs)
     app.add_middleware(RequestContext, access=access, metrics=metrics, routes=routes)
     if settings.http_root_path:
         app.add_middleware(RootPath, root_path=settings.http_root_path)  # outermost
     return app
+
+
+def _default_title(runtime: Runtime) -> str:
+    return " + ".join(s.name for s in runtime.specs) + " (chronik)"
+
+
+def operation_ids(context: str | None) -> Callable[[APIRoute], str]:
+    """Operation ids of a context's routes: ``<context>_<route name>`` (``sales_create_lead``).
+
+    The route's name is its function's name unless the route names itself (``name=``);
+    chronik's own routes (probes) have no prefix. A generated client names its methods
+    after these, where FastAPI's own ids read ``create_lead_sales_leads_post``.
+    """
+
+    def operation_id(route: APIRoute) -> str:
+        return f"{context}_{route.name}" if context else route.name
+
+    return operation_id
+
+
+def lifespan(runtime: Runtime) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """An ASGI lifespan that starts ``runtime`` and stops it: ``FastAPI(lifespan=...)``.
+
+    For an app of one's own that mounts chronik's (``app.mount("/api", create_app(rt))``):
+    a mounted app is given no lifespan events, so the app that mounts it runs this.
+    Combine it with a lifespan of one's own by entering it there
+    (``async with chronik_lifespan(app): ...``).
+    """
+
+    @asynccontextmanager
+    async def running(_app: Any) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            runtime.shutting_down = True
+            await runtime.stop()
+
+    return running
 
 
 async def run_command(
@@ -417,6 +661,24 @@ def _answer(response: Response, aggregate_id: str, result: AppendResult) -> Comm
     )
 
 
+def consistent_with(
+    projections: list[str] | None = None,
+) -> Callable[..., Awaitable[None]]:
+    """A read's dependency: it waits for the request's ``Chronik-Min-Position``.
+
+    ``dependencies=[Depends(consistent_with(["lead_search"]))]``: as ``wait_consistent``,
+    and the OpenAPI document names the header on the route (and its 400).
+    """
+
+    async def consistent(
+        request: Request,
+        _position: Annotated[str | None, Header(alias=MIN_POSITION)] = None,
+    ) -> None:
+        await wait_consistent(request, projections)
+
+    return consistent
+
+
 async def wait_consistent(request: Request, projections: list[str] | None = None) -> None:
     """Wait until these projections passed the request's ``Chronik-Min-Position``.
 
@@ -426,7 +688,7 @@ async def wait_consistent(request: Request, projections: list[str] | None = None
     raw = request.headers.get(MIN_POSITION)
     if raw is None:
         return
-    raw = raw.strip()
+    raw = raw.strip(" \t")  # optional whitespace (RFC 9110, 5.6.3)
     if not _WHOLE.fullmatch(raw):
         raise InvalidInputError(f"{MIN_POSITION} must be a whole number from 0 to {MAX_POSITION}")
     if len(raw.lstrip("0")) > len(str(MAX_POSITION)) or int(raw) > MAX_POSITION:

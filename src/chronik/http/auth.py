@@ -25,7 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from chronik.errors import TokenRequiredError
-from chronik.http.problems import ProblemResponse, problem
+from chronik.http.problems import PROBLEM, ProblemResponse, problem
 
 __all__ = ["PERSONAL_DATA", "SCHEME", "WRITES", "Access", "personal_data"]
 
@@ -105,9 +105,23 @@ class Access:
                     or self.reads == "all"
                     or (personal and self.reads == "personal")
                 )
+                responses = operation.setdefault("responses", {})
                 if needs:
                     operation["security"] = required
                     secured = True
+                    responses["401"] = {
+                        "description": "Missing or wrong API token",
+                        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                        "headers": {
+                            "WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}},
+                            **{
+                                name: {"$ref": f"#/components/headers/{name}"}
+                                for name in ("X-Correlation-Id", "traceparent")
+                            },
+                        },
+                    }
+                else:
+                    responses.pop("401", None)
         if secured:
             needed_by = {
                 "personal": "writes and reads of personal data",

@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         description="With an API token, the reads that need it too: those that return "
         "personal data, all, or none.",
     )
+    api_title: str | None = Field(
+        None, description="The OpenAPI document's title (default: the contexts' names)."
+    )
+    api_version: str = Field(
+        "0.1.0", min_length=1, description="The OpenAPI document's version of the API."
+    )
+    api_description: str = Field("", description="The OpenAPI document's description.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )

@@ -17,7 +17,7 @@ from campaigns.handlers import BUDGETS, CAMPAIGNS, CampaignHandlers, Changed
 from campaigns.partner import BEHAVIOUR_HEADER, Behaviour
 from campaigns.views import CampaignViews
 from chronik.eventstore import Metadata
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.fields import WholeNumber
 from chronik.processes import ProcessesAdmin
 from chronik.runtime.service import Runtime
@@ -70,8 +70,7 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], CampaignHandlers]) ->
         admin = ProcessesAdmin(runtime.database.projections(), runtime.store)
         return CampaignViews(runtime.engine.read_models, admin)
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, ["campaign_board"])
+    consistent = consistent_with(["campaign_board"])
 
     def command(
         request: Request, response: Response, work: Callable[[], Awaitable[Changed]], prefix: str

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from chronik.errors import StreamNotFoundError
 from chronik.eventstore import AppendResult, Repository
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.projections import Projection, ReadModelTx, handles
 from chronik.runtime.service import Runtime, ServiceSpec
 from reference.tour import Ticket, TicketClosed, TicketCommented, TicketOpened
@@ -110,8 +110,7 @@ def _routes(runtime: Runtime) -> APIRouter:
 
         return await run_command(request, response, work, id_of=id_of)
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, ["ticket_board"])
+    consistent = consistent_with(["ticket_board"])
 
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketView, dependencies=[Depends(consistent)]

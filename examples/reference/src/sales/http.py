@@ -14,7 +14,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.auth import PERSONAL_DATA
 from chronik.http.fields import WholeNumber
 from chronik.runtime.service import Runtime
@@ -119,8 +119,7 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], LeadHandlers]) -> API
     def views() -> LeadViews:
         return LeadViews(runtime.engine.read_models, leads(runtime.store))
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, PROJECTIONS)
+    consistent = consistent_with(PROJECTIONS)
 
     def command(
         request: Request, response: Response, work: Callable[[], Awaitable[Changed]]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from chronik.eventstore import Metadata
-from chronik.http.app import CommandResult, run_command, wait_consistent
+from chronik.http.app import CommandResult, consistent_with, run_command
 from chronik.http.auth import PERSONAL_DATA
 from chronik.processes import ProcessesAdmin
 from chronik.runtime.service import Runtime
@@ -69,15 +69,19 @@ def routes(runtime: Runtime, handlers: Callable[[Runtime], TravelHandlers]) -> A
         admin = ProcessesAdmin(runtime.database.projections(), runtime.store)
         return TripViews(runtime.engine.read_models, admin)
 
-    async def consistent(request: Request) -> None:
-        await wait_consistent(request, ["trip_board"])
+    consistent = consistent_with(["trip_board"])
 
     def command(
         request: Request, response: Response, work: Callable[[], Awaitable[Changed]]
     ) -> Awaitable[CommandResult]:
         return run_command(request, response, work, id_of=lambda s: s.removeprefix(TRIPS))
 
-    @router.post("/trips", status_code=201, response_model=CommandResult)
+    @router.post(
+        "/trips",
+        status_code=201,
+        response_model=CommandResult,
+        responses={409: {"description": "The departure is in the past"}},
+    )
     async def request_trip(body: NewTrip, request: Request, response: Response) -> CommandResult:
         """Start the booking process: flight, hotel, approval (48 hours at most)."""
         c = commands.RequestTrip(body.traveller, body.destination, body.depart_on)
