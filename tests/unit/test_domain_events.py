@@ -135,3 +135,26 @@ class TestEventSpec:
 
         with pytest.raises(TypeError, match="Derived is not a registered event"):
             event_spec(Derived)
+
+
+def test_an_event_list_registers_each_class_it_declares_in_order() -> None:
+    from chronik.domain import EventList
+
+    events = EventList()
+
+    @events.event("test.first")
+    @dataclass(frozen=True)
+    class First:
+        n: int
+
+    @events.event("test.second", version=2, aliases=["test.old_second"])
+    @dataclass(frozen=True)
+    class Second:
+        n: int
+
+    assert events == [First, Second]
+    assert event_spec(Second).version == 2
+    assert event_spec(Second).aliases == ("test.old_second",)
+    with pytest.raises(TypeError, match="frozen dataclass"):
+        events.event("test.third")(type("Third", (), {}))
+    assert events == [First, Second]  # a refused class is not listed

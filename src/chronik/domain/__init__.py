@@ -7,7 +7,7 @@ database, no clock, no id generator. Time and ids are passed in by the caller.
 from chronik.domain.aggregate import Aggregate, applies
 from chronik.domain.commands import command, command_name
 from chronik.domain.decider import Decider
-from chronik.domain.events import EventSpec, Personal, event, event_spec
+from chronik.domain.events import EventList, EventSpec, Personal, event, event_spec
 from chronik.domain.values import ValueObject
 from chronik.errors import DomainError, InvalidValueError
 
@@ -15,6 +15,7 @@ __all__ = [
     "Aggregate",
     "Decider",
     "DomainError",
+    "EventList",
     "EventSpec",
     "InvalidValueError",
     "Personal",

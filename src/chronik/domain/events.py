@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-__all__ = ["EventSpec", "Personal", "event", "event_spec"]
+__all__ = ["EventList", "EventSpec", "Personal", "event", "event_spec"]
 
 T = TypeVar("T")
 
@@ -91,6 +91,33 @@ def event(
         return cls
 
     return mark
+
+
+class EventList(list[type]):
+    """The events of one context, listed as they are declared, each declared once.
+
+    ``EVENTS = EventList()`` then ``@EVENTS.event("shop.item_added")`` registers the
+    class as ``event`` does and appends it here, so the service, the codec and the tests
+    read one list instead of a second enumeration that can drift from the classes.
+    """
+
+    def event(
+        self,
+        name: str,
+        *,
+        version: int = 1,
+        subject: str | None = None,
+        aliases: Iterable[str] = (),
+        forgets: bool = False,
+    ) -> Callable[[type[T]], type[T]]:
+        """``chronik.domain.event`` that also appends the class to this list."""
+        mark = event(name, version=version, subject=subject, aliases=aliases, forgets=forgets)
+
+        def register(cls: type[T]) -> type[T]:
+            self.append(mark(cls))
+            return cls
+
+        return register
 
 
 def event_spec(cls: type) -> EventSpec:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from chronik.domain import Aggregate, DomainError, Personal, ValueObject, applies, event
+from chronik.domain import Aggregate, DomainError, EventList, Personal, ValueObject, applies
 
 #: Every event of the context, in the order they were declared: ``@_event`` registers a
 #: class here as it names it, so an event is declared once (the service, the codec and
 #: the tests read this list).
-EVENTS: list[type] = []
-
-
-def _event(
-    name: str, *, version: int = 1, subject: str | None = None, forgets: bool = False
-) -> Callable[[type[T]], type[T]]:
-    """``chronik.domain.event`` that also lists the class in ``EVENTS``."""
-
-    def register(cls: type[T]) -> type[T]:
-        EVENTS.append(event(name, version=version, subject=subject, forgets=forgets)(cls))
-        return cls
-
-    return register
+EVENTS = EventList()
+_event = EVENTS.event
 
 
 T = TypeVar("T")
