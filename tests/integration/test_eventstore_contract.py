@@ -215,10 +215,10 @@ class TestPostgresEventStore(DurableEventStoreContract):
         head = await store.head_position()
         other = await open_event_store(f"{self.url}?schema={store.schema}", CONTRACT_TYPES)
         try:
+            # The first wait starts the listener, which pokes once it has run LISTEN:
+            # from then on another process's NOTIFY reaches it (a condition, not a sleep).
+            await asyncio.wait_for(store.wait_for_events(head, max_wait=300), 60)
             waiting = asyncio.ensure_future(store.wait_for_events(head, max_wait=300))
-            await asyncio.sleep(0.5)  # the listener connects (and pokes once) meanwhile
-            if waiting.done():  # the first poke of the new listener: wait again
-                waiting = asyncio.ensure_future(store.wait_for_events(head, max_wait=300))
             await other.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")])
             # Without a NOTIFY the wait lasts its 300 s; with one it ends at once.
             await asyncio.wait_for(waiting, 60)
