@@ -1,0 +1,25 @@
+// The chronik console's one script: the API token a user typed in (kept for this tab
+// only, in sessionStorage) goes with every request htmx makes, as the API's bearer token.
+(function () {
+  "use strict";
+  var KEY = "chronik-console-token";
+  document.addEventListener("htmx:configRequest", function (event) {
+    var token = sessionStorage.getItem(KEY);
+    if (token) {
+      event.detail.headers["Authorization"] = "Bearer " + token;
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("token-form");
+    if (!form) return;
+    var input = form.querySelector("input");
+    if (sessionStorage.getItem(KEY)) input.placeholder = "token set for this tab";
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (input.value) sessionStorage.setItem(KEY, input.value);
+      else sessionStorage.removeItem(KEY);
+      input.value = "";
+      input.placeholder = sessionStorage.getItem(KEY) ? "token set for this tab" : "";
+    });
+  });
+})();
