@@ -173,7 +173,8 @@ def _seed_postgres(
     url: str, schema: str, template: list[tuple[Any, ...]], events: int, seeded: Seeded
 ) -> None:
     with psycopg.connect(url) as conn:
-        [(head,)] = conn.execute(f'SELECT coalesce(max(position), 0) FROM "{schema}".chronik_events')
+        events_table = f'"{schema}".chronik_events'
+        [(head,)] = conn.execute(f"SELECT coalesce(max(position), 0) FROM {events_table}")
         with conn.cursor() as cur:
             with cur.copy(
                 f'COPY "{schema}".chronik_events (position, stream_id, version, id, type, '
@@ -188,9 +189,7 @@ def _seed_postgres(
             ) as copy:
                 for row in _outbox_rows(head + 1, events, text=False):
                     copy.write_row(row)
-            cur.execute(
-                f"SELECT setval('\"{schema}\".chronik_positions', %s)", (head + events,)
-            )
+            cur.execute(f"SELECT setval('\"{schema}\".chronik_positions', %s)", (head + events,))
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'VACUUM ANALYZE "{schema}".chronik_events')
@@ -309,7 +308,6 @@ async def run_backend(
     backend: str, events: int, requests: int, postgres_url: str, only: list[str] | None = None
 ) -> dict[str, Any]:
     import travel
-
     from chronik.http import create_app
     from chronik.runtime.service import Runtime
     from chronik.runtime.settings import Settings
@@ -354,7 +352,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument("--postgres-url", default=os.environ.get("CHRONIK_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL))
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("CHRONIK_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--pages", default="", help="only these pages (comma list of names)")
     args = parser.parse_args(argv)

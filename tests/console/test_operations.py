@@ -141,9 +141,7 @@ def engine_beside(url: str) -> Iterator[None]:
         loop.close()
 
 
-def test_a_parked_event_is_seen_with_its_error_and_replayed(
-    page: Page, embedded: Embedded
-) -> None:
+def test_a_parked_event_is_seen_with_its_error_and_replayed(page: Page, embedded: Embedded) -> None:
     data_dir = Path(embedded.service.env["CHRONIK_DATA_DIR"])
     LeadNames.poison = {"Poison Pill"}
     with engine_beside(embedded_url(data_dir)):

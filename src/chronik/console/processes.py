@@ -9,7 +9,6 @@ index keeps an index on process and status): the states no handler finishes in.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -106,7 +105,10 @@ def draw(found: Diagram, current: str | None = None) -> Drawing:
         if source == target:
             x0, y0 = sx + BOX_W * 0.35, sy
             x1 = sx + BOX_W * 0.65
-            path = f"M{x0:.0f},{y0:.0f} C{x0:.0f},{y0 - 26:.0f} {x1:.0f},{y0 - 26:.0f} {x1:.0f},{y0:.0f}"
+            path = (
+                f"M{x0:.0f},{y0:.0f} C{x0:.0f},{y0 - 26:.0f} "
+                f"{x1:.0f},{y0 - 26:.0f} {x1:.0f},{y0:.0f}"
+            )
             arrows.append(Arrow(label, path, sx + BOX_W / 2, sy - 22, True))
             continue
         tx, ty = places[target]
@@ -133,11 +135,15 @@ def draw(found: Diagram, current: str | None = None) -> Drawing:
     return Drawing(found.process, width, height, boxes, tuple(arrows))
 
 
-@functools.cache
+_SHAPES: dict[type[ProcessManager], Diagram] = {}
+
+
 def shape_of(process: type[ProcessManager]) -> Diagram:
     """The diagram of a process class, read once (its source does not change while the
     service runs)."""
-    return diagram(process)
+    if process not in _SHAPES:
+        _SHAPES[process] = diagram(process)
+    return _SHAPES[process]
 
 
 def admin(console: Console) -> ProcessesAdmin:

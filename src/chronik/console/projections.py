@@ -80,9 +80,7 @@ def routes(console: Console) -> APIRouter:
             "notice": request.query_params.get("done"),
         }
 
-    @router.get(
-        "/projections/{name}", name="console_projection", response_class=HTMLResponse
-    )
+    @router.get("/projections/{name}", name="console_projection", response_class=HTMLResponse)
     async def projection(request: Request, name: str, samples: Samples = None) -> HTMLResponse:
         return console.render(
             request, "projection.html", await live_context(request, name, samples)

@@ -12,7 +12,7 @@ from types import ModuleType
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 
-from chronik.console import causation, home, streams
+from chronik.console import causation, home, messaging, processes, projections, streams
 from chronik.console.app import PREFIX, STATIC, Console
 from chronik.runtime.service import Runtime
 
@@ -24,7 +24,7 @@ _MEDIA = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 def pages() -> list[ModuleType]:
     """The page modules, in menu order."""
-    return [home, streams, causation]
+    return [home, streams, causation, projections, messaging, processes]
 
 
 def console_router(runtime: Runtime) -> APIRouter:
