@@ -9,10 +9,10 @@ the version changed highlighted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from chronik.console.app import Console, Nav
@@ -79,17 +79,36 @@ def routes(console: Console) -> APIRouter:
     router = console.router()
 
     @router.get("/streams", name="console_streams")
-    async def streams(request: Request, prefix: str = "", category: str = "") -> HTMLResponse:
+    async def streams(
+        request: Request,
+        prefix: str = "",
+        category: str = "",
+        event_type: Annotated[str, Query(alias="type")] = "",
+        after: str = "",
+    ) -> HTMLResponse:
         store = console.runtime.store
-        rows = [
-            {"stream_id": s, "version": v}
-            for s, v in await store.list_streams(prefix or category, PAGE)
-        ]
+        types = store.types
+        # A category is a stream id prefix (an aggregate's, as registered); a prefix typed
+        # in narrows it further.
+        start = prefix if prefix.startswith(category) else category + prefix
+        page = await store.list_streams(start, PAGE + 1, after=after, event_type=event_type or None)
+        rows = [{"stream_id": s, "version": v} for s, v in page[:PAGE]]
+        more = rows[-1]["stream_id"] if len(page) > PAGE else None
         categories = sorted({p for spec in console.runtime.specs for p in spec.aggregates})
+        known = sorted(types.name_of(cls) for cls in types.classes)
         return console.render(
             request,
             "streams.html",
-            {"rows": rows, "prefix": prefix, "category": category, "categories": categories},
+            {
+                "rows": rows,
+                "prefix": prefix,
+                "category": category,
+                "type": event_type,
+                "after": after,
+                "next_after": more,
+                "categories": categories,
+                "event_types": known,
+            },
         )
 
     @router.get("/streams/{stream_id:path}", name="console_stream")

@@ -282,10 +282,53 @@ class BaseEventStore(abc.ABC):
     async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """(stream id, version) of streams whose id starts with ``prefix``, by id."""
 
-    async def list_streams(self, prefix: str = "", limit: int = 100) -> list[tuple[str, int]]:
-        """Stream ids starting with ``prefix`` and their versions, in id order."""
+    async def list_streams(
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        *,
+        after: str = "",
+        event_type: str | None = None,
+    ) -> list[tuple[str, int]]:
+        """Stream ids starting with ``prefix`` and their versions, in id order.
+
+        A page: ``after`` is the last id of the page before (the next page starts past
+        it); ``event_type`` (a stored type name) keeps the streams that have an event of
+        that type. Each page is a range on an index, whatever the store's size.
+        """
         _check_limit(limit)
-        return await self._stream_list(prefix, limit)
+        if not isinstance(after, str) or not isinstance(prefix, str):
+            raise InvalidInputError("a stream id prefix and 'after' must be strings")
+        if event_type is None:
+            if not after:
+                return await self._stream_list(prefix, limit)
+            return await self._stream_page(prefix, after, None, limit)
+        if not isinstance(event_type, str) or not event_type:
+            raise InvalidInputError(f"an event type must be a non-empty string, got {event_type!r}")
+        return await self._stream_page(prefix, after, event_type, limit)
+
+    @abc.abstractmethod
+    async def _stream_page(
+        self, prefix: str, after: str, event_type: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """(stream id, version) of the streams with ``prefix``, ids above ``after``, with an
+        event of ``event_type`` if given, by id; at most ``limit``."""
+
+    async def correlated(
+        self, correlation_id: str, *, limit: int = 500, decrypt: bool = True
+    ) -> list[ShownEvent]:
+        """The events of one correlation (all that one request or message set off), in
+        position order, at most ``limit``: what the console draws causation from."""
+        if not isinstance(correlation_id, str) or not correlation_id:
+            raise InvalidInputError("a correlation id must be a non-empty string")
+        _check_limit(limit)
+        return await self.shown(
+            await self._correlation_rows(correlation_id, limit), decrypt=decrypt
+        )
+
+    @abc.abstractmethod
+    async def _correlation_rows(self, correlation_id: str, limit: int) -> list[Row]:
+        """Rows with this correlation id, by position; at most ``limit``."""
 
     async def read_stream_raw(self, stream_id: str) -> list[dict[str, Any]]:
         """A stream's events as stored (JSON data not decoded into classes): for tools.
