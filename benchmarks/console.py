@@ -64,6 +64,7 @@ class Seeded:
     def __init__(self) -> None:
         self.streams: list[str] = []
         self.event_ids: list[str] = []
+        self.correlations: list[str] = []
         self.instances: list[str] = []
 
 
@@ -107,7 +108,10 @@ def _event_rows(
             if len(seeded.event_ids) < 5000 or random.random() < 0.001:
                 seeded.event_ids.append(str(event_id))
             at = start + step * made
-            correlation = correlation or str(event_id)
+            if correlation is None:
+                correlation = str(event_id)
+                if len(seeded.correlations) < 5000 or random.random() < 0.001:
+                    seeded.correlations.append(correlation)
             yield (
                 position,
                 stream,
@@ -253,9 +257,16 @@ def _pages(seeded: Seeded) -> dict[str, Callable[[], str]]:
     return {
         "streams (list)": lambda: "/console/streams",
         "streams (prefix)": lambda: f"/console/streams?prefix={pick(seeded.streams)[:-2]}",
+        "streams (next page)": lambda: (
+            f"/console/streams?category=trip-&after={pick(seeded.streams)}"
+        ),
+        "streams (event type)": lambda: (
+            f"/console/streams?type=travel.trip_approved&after={pick(seeded.streams)}"
+        ),
         "stream timeline": lambda: f"/console/streams/{pick(seeded.streams)}",
         "stream time travel": lambda: f"/console/streams/{pick(seeded.streams)}?at=3",
         "event causation": lambda: f"/console/events/{pick(seeded.event_ids)}",
+        "correlation": lambda: f"/console/correlations/{pick(seeded.correlations)}",
         "projections": lambda: "/console/projections",
         "projection": lambda: f"/console/projections/{pick(PROJECTIONS)}",
         "projection (live)": lambda: f"/console/projections/{pick(PROJECTIONS)}/live",
