@@ -17,11 +17,12 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chronik.console.app import Console, Nav
 from chronik.console.live import join_samples, parse_samples, rate, sparkline
+from chronik.errors import NotFoundError
 from chronik.messaging.admin import MessagingAdmin
 
 __all__ = ["NAV", "admin", "routes"]
@@ -126,7 +127,10 @@ def routes(console: Console) -> APIRouter:
     )
     async def redeliver(request: Request, consumer: str, message_id: str) -> Response:
         console.check_action(request)
-        await admin(console).redeliver(consumer, message_id)
+        try:
+            await admin(console).redeliver(consumer, message_id)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
         done = f"redelivery of {message_id} to {consumer} asked for"
         url = console.href(request, "console_messaging", {"done": done})
         if request.headers.get("hx-request") == "true":

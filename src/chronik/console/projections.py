@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from chronik.console.app import Console, Nav
 from chronik.console.live import join_samples, parse_samples, sparkline
+from chronik.errors import NotFoundError
 from chronik.projections.admin import ProjectionsAdmin
 from chronik.projections.health import RebuildProgress
 
@@ -64,7 +65,10 @@ def routes(console: Console) -> APIRouter:
 
     async def live_context(request: Request, name: str, samples: str | None) -> dict[str, object]:
         found = admin(console)
-        status = await found.status_of(name)
+        try:
+            status = await found.status_of(name)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
         lag = [*parse_samples(samples), float(status.lag_events)]
         parked = await found.parked(name)
         return {
@@ -103,7 +107,10 @@ def routes(console: Console) -> APIRouter:
     @router.post("/projections/{name}/rebuild", name="console_projection_rebuild")
     async def rebuild(request: Request, name: str) -> Response:
         console.check_action(request)
-        asked = await admin(console).rebuild(name)
+        try:
+            asked = await admin(console).rebuild(name)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
         note = "rebuild asked for" + (
             " (no runner reported lately: it begins when one runs)" if asked.unattended else ""
         )
@@ -112,13 +119,19 @@ def routes(console: Console) -> APIRouter:
     @router.post("/projections/{name}/replay-parked", name="console_projection_replay")
     async def replay(request: Request, name: str) -> Response:
         console.check_action(request)
-        asked = await admin(console).replay_parked(name)
+        try:
+            asked = await admin(console).replay_parked(name)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
         return back(request, name, f"replay of {len(asked.before)} parked event(s) asked for")
 
     @router.post("/projections/{name}/skip-parked", name="console_projection_skip")
     async def skip(request: Request, name: str) -> Response:
         console.check_action(request)
-        asked = await admin(console).skip_parked(name)
+        try:
+            asked = await admin(console).skip_parked(name)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
         return back(request, name, f"skip of {len(asked.before)} parked event(s) asked for")
 
     return router
