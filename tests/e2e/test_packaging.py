@@ -88,6 +88,9 @@ def test_the_wheel_holds_the_chronik_package_and_its_type_marker_and_nothing_els
             "static/htmx.LICENSE",
             "static/console.css",
             "static/console.js",
+            "templates/projection_live.html",
+            "templates/diagram.html",
+            "static/ops.css",
         ):
             assert f"chronik/console/{data}" in names, data
         assert f"{info}/licenses/LICENSE" in names
