@@ -31,6 +31,7 @@ def test_a_sparkline_scales_its_samples_into_the_box_with_zero_at_the_bottom() -
     points = [tuple(map(float, p.split(","))) for p in line.points.split()]
     assert [x for x, _ in points] == [0.0, 50.0, 100.0]
     assert points[0][1] == 18.0 and points[1][1] == 2.0  # 0 at the bottom, the top at the top
+    assert (line.last_x, line.last_y) == points[-1]
     assert sparkline([]).points == ""
 
 

@@ -64,6 +64,9 @@ class Sparkline:
     points: str
     top: float
     last: float | None
+    #: where the last sample is drawn (a dot: one sample makes no line)
+    last_x: float = 0.0
+    last_y: float = 0.0
 
 
 def sparkline(samples: Sequence[float], width: int = 240, height: int = 48) -> Sparkline:
@@ -73,8 +76,6 @@ def sparkline(samples: Sequence[float], width: int = 240, height: int = 48) -> S
     top = max(max(samples), 1.0)
     step = width / max(len(samples) - 1, 1)
     pad = 2
-    points = " ".join(
-        f"{i * step:.1f},{pad + (height - 2 * pad) * (1 - s / top):.1f}"
-        for i, s in enumerate(samples)
-    )
-    return Sparkline(width, height, points, top, samples[-1])
+    xy = [(i * step, pad + (height - 2 * pad) * (1 - s / top)) for i, s in enumerate(samples)]
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    return Sparkline(width, height, points, top, samples[-1], *xy[-1])
