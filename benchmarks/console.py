@@ -2,6 +2,7 @@
 
     python -m benchmarks.console [--backends sqlite,postgres] [--events 1000000]
         [--requests 40] [--postgres-url URL] [--out benchmarks/results/console.json]
+        [--pages NAME,...] [--markdown-only]
 
 For each backend, a fresh store (a SQLite file in a temporary directory, a PostgreSQL
 schema of its own) is seeded, untimed, through the adapters' schema: the travel context
@@ -358,6 +359,26 @@ async def run_backend(
     return {"backend": backend, "events": head, "seed_seconds": seed_seconds, "pages": pages}
 
 
+def render(report: dict[str, Any]) -> str:
+    """The measured figures as a markdown table: p95 (p50) in ms per page and backend."""
+    results = report["results"]
+    backends = [r["backend"] for r in results]
+    head = "| page | " + " | ".join(f"{b} p95 (p50), ms" for b in backends) + " |"
+    lines = [head, "|---|" + "--:|" * len(backends)]
+    pages = list(results[0]["pages"])
+    for page in pages:
+        cells = []
+        for result in results:
+            m = result["pages"].get(page, {})
+            if "error" in m:
+                cells.append(f"failed: {m['error'][:60]}")
+            else:
+                mark = "" if m["p95_ms"] < report["target_p95_ms"] else " **over target**"
+                cells.append(f"{m['p95_ms']:.1f} ({m['p50_ms']:.1f}){mark}")
+        lines.append(f"| {page} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -369,7 +390,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--pages", default="", help="only these pages (comma list of names)")
+    parser.add_argument(
+        "--markdown-only", action="store_true", help="print the table of --out, measure nothing"
+    )
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        print(render(json.loads(args.out.read_text())))
+        return
     load_before = os.getloadavg()
     results = [
         asyncio.run(
@@ -397,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"load average before {load_before}, after {report['load_after']}; wrote {args.out}")
+    print(render(report))
 
 
 if __name__ == "__main__":
