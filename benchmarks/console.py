@@ -379,6 +379,36 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def section(report: dict[str, Any]) -> list[str]:
+    """docs/benchmarks.md's section on the console (``benchmarks.report`` appends it when
+    ``benchmarks/results/console.json`` exists)."""
+    results = report["results"]
+    before = " / ".join(f"{x:.2f}" for x in report["load_before"])
+    after = " / ".join(f"{x:.2f}" for x in report["load_after"])
+    seeded = ", ".join(
+        f"{r['backend']} {r['events']:,} events (seeded in {r['seed_seconds']:.0f} s)"
+        for r in results
+    )
+    return [
+        "",
+        "## Console pages on a million events",
+        "",
+        "Measured by `python -m benchmarks.console` (`benchmarks/results/console.json`, "
+        f"run {report['run_at']}): {seeded}, in streams of {STREAM_LENGTH} events with "
+        "their correlation and causation ids, an outbox row per event (all published but "
+        f"{PENDING}), {len(PROJECTIONS)} projections with {PARKED_EACH} parked events each, "
+        f"{DEAD_LETTERS} dead letters and {INSTANCES:,} trip bookings awaiting approval. "
+        "The service's app (the `http` role only) answers "
+        f"{report['requests_per_page']} requests per page, each for a random stream, event, "
+        "correlation or instance, through httpx's ASGI transport: queries and rendering, "
+        f"no network. Target: p95 < {report['target_p95_ms']:.0f} ms per page. Load average "
+        f"(1 / 5 / 15 min) {before} before, {after} after, on {report['cpus']} CPUs shared "
+        "with other work: read the figures as +-30%.",
+        "",
+        render(report),
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -395,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.markdown_only:
-        print(render(json.loads(args.out.read_text())))
+        print("\n".join(section(json.loads(args.out.read_text()))))
         return
     load_before = os.getloadavg()
     results = [
