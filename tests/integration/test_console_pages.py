@@ -225,3 +225,20 @@ def test_the_tree_hangs_events_under_their_cause_and_a_consumers_under_the_messa
     assert [c.event.id for c in message.children if c.event] == ["e3", "e4"]
     assert outside.detail == "x9"
     assert [c.children[0].event.id for c in outside.children if c.children[0].event] == ["e5"]
+
+
+async def test_a_long_streams_timeline_is_a_window_around_the_version_shown(
+    client: httpx.AsyncClient,
+) -> None:
+    runtime: Runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
+    events = [BudgetIncreased(n, f"order-{n}", datetime.now(UTC)) for n in range(1, 121)]
+    await runtime.store.append("budget-main", events)
+    page = await client.get(f"{PREFIX}/console/streams/budget-main", params={"at": 60})
+    versions = [int(v) for v in re.findall(r'aria-label="State at version (\d+)"', page.text)]
+    assert versions == list(range(35, 85))
+    assert f"{PREFIX}/console/streams/budget-main?at=34" in links(page.text)
+    assert f"{PREFIX}/console/streams/budget-main?at=85" in links(page.text)
+    assert '"amount_cents"' in page.text or "amount_cents" in page.text
+    latest = await client.get(f"{PREFIX}/console/streams/budget-main")
+    versions = [int(v) for v in re.findall(r'aria-label="State at version (\d+)"', latest.text)]
+    assert versions == list(range(95, 121))
