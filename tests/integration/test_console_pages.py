@@ -180,6 +180,11 @@ def _action(app: Any, headers: dict[str, str]) -> Request:
         ({"console_actions": True, "api_token": TOKEN}, {"authorization": f"Bearer {TOKEN}"}, None),
         ({"console_actions": True}, {"origin": "https://evil.example"}, 403),
         ({"console_actions": True}, {"origin": "http://crm"}, None),
+        (
+            {"console_actions": True},
+            {"origin": "https://crm.example", "x-forwarded-host": "crm.example"},
+            None,
+        ),
     ],
 )
 async def test_an_action_needs_actions_on_the_token_when_set_and_the_same_site(
