@@ -247,3 +247,25 @@ async def test_a_long_streams_timeline_is_a_window_around_the_version_shown(
     latest = await client.get(f"{PREFIX}/console/streams/budget-main")
     versions = [int(v) for v in re.findall(r'aria-label="State at version (\d+)"', latest.text)]
     assert versions == list(range(95, 121))
+
+
+async def test_mounted_in_a_users_own_app_the_console_links_keep_the_mount() -> None:
+    from fastapi import FastAPI
+
+    runtime = Runtime(Settings(event_store_url="memory://"), [sales.spec()])
+    await runtime.start()
+    try:
+        own = FastAPI()
+        own.mount("/api", create_app(runtime))
+        transport = httpx.ASGITransport(app=own)
+        async with httpx.AsyncClient(transport=transport, base_url="http://own") as http:
+            page = await http.get("/api/console/streams")
+            assert page.status_code == 200, page.text
+            shown = links(page.text)
+            assert "/api/console/static/console.css" in shown
+            assert "/api/console/streams" in shown
+            assert all(link.startswith(("/api/console", "#")) for link in shown), shown
+            css = await http.get("/api/console/static/console.css")
+            assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    finally:
+        await runtime.stop()
