@@ -3,7 +3,8 @@
 One browser and one embedded reference system (``chronik serve`` with
 sales, campaigns and travel, seeded through its HTTP API), shared by the tests: they
 only read, and each opens its own page. The system is served behind a path prefix, as
-behind an Ingress, so every link the console draws is checked to keep it. Screenshots
+behind an Ingress, so every link the console draws is checked to keep it, and with an
+API token, so personal data shows only once the token is typed in. Screenshots
 go to ``.artifacts/console/`` (git-ignored).
 
 Chromium is Debian's package, launched by its path: Playwright's own browser download
@@ -38,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
 #: the path prefix the system is served under (CHRONIK_HTTP_ROOT_PATH), as by an Ingress
 PREFIX = "/crm"
+#: the API token (CHRONIK_API_TOKEN): actions and personal data need it
+TOKEN = "tok-console-browser-7f3a"
 #: how long a page or an element may take on a loaded machine (ms)
 WAIT_MS = 20_000
 
@@ -95,6 +98,16 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
         context.close()
 
 
+def use_token(page: Page) -> None:
+    """Type the API token into the header's field, by the keyboard, as a user does: the
+    console sends it with the requests it makes from then on (this tab only)."""
+    field = page.get_by_role("textbox", name="API token")
+    field.focus()
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Enter")
+    expect(field).to_have_attribute("placeholder", "token set for this tab")
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Save the page as ``.artifacts/console/<name>.png`` (the tests' artifacts)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -123,6 +136,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
         "CHRONIK_DATA_DIR": str(base / "data"),
         "CHRONIK_HTTP_ROOT_PATH": PREFIX,
         "CHRONIK_CONSOLE_ACTIONS": "1",
+        "CHRONIK_API_TOKEN": TOKEN,
     }
     with launched(base / "logs") as launcher:
         service = launcher.serve("reference", env)
@@ -130,6 +144,8 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
         async def started() -> dict[str, str]:
             await service.wait_ready(within=60)
             system = System.embedded(f"{service.url}{PREFIX}")
+            for api in (system.sales, system.campaigns, system.travel):
+                api.client.headers["Authorization"] = f"Bearer {TOKEN}"
             try:
                 return await seed(system)
             finally:

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from console.a11y import check_basics
-from console.conftest import Embedded, screenshot
+from console.conftest import Embedded, screenshot, use_token
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,19 @@ def test_an_orders_causation_chain_leads_to_the_budget_change_in_campaigns(
     page: Page, embedded: Embedded
 ) -> None:
     lead_id = embedded.facts["lead_id"]
-    page.goto(f"{embedded.console}/streams?prefix=lead-{lead_id}")
+    # Without the token, the lead's personal data and state are hidden.
+    page.goto(f"{embedded.console}/streams/lead-{lead_id}")
+    expect(page.locator("main")).to_contain_text("personal: hidden")
+    expect(page.locator("main")).not_to_contain_text(embedded.facts["lead_name"])
+    expect(page.locator("#state table")).to_have_count(0)
+    screenshot(page, "stream-without-token")
+    use_token(page)
+    page.get_by_role("link", name="Streams").click()
+    page.get_by_label("Stream id starts with").fill(f"lead-{lead_id}")
+    page.get_by_role("button", name="Find").click()
     page.get_by_role("link", name=f"lead-{lead_id}").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"lead-{lead_id}")
+    expect(page.locator("main")).to_contain_text(embedded.facts["lead_name"])
 
     # The order's event, then its chain: by the keyboard.
     ordered = page.get_by_role("link", name="sales.order_submitted")

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from console.a11y import check_basics
-from console.conftest import PREFIX, Embedded, screenshot
+from console.conftest import PREFIX, Embedded, screenshot, use_token
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +21,11 @@ def test_a_leads_stream_is_found_and_two_versions_back_shows_its_older_state(
     check_basics(page)
     screenshot(page, "overview")
 
-    # From the menu to the Streams page, by the keyboard: the skip link comes first.
+    # The skip link comes first from the keyboard.
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    use_token(page)  # the state shows personal data (the lead's name)
+    # From the menu to the Streams page, by the keyboard.
     page.get_by_role("link", name="Streams").focus()
     page.keyboard.press("Enter")
     expect(page).to_have_title(re.compile("^Streams"))
@@ -54,6 +56,7 @@ def test_a_leads_stream_is_found_and_two_versions_back_shows_its_older_state(
         shown = page.get_by_role("navigation", name="Versions").locator("[aria-current=step]")
         expect(shown).to_have_text(f"Version {latest - step}")
     assert _shown_version(page) == latest - 2
+    assert _state(page, "name") == '"Ada Lovelace"'
     assert _state(page, "status") != status_now
     # What version N-2 changed is highlighted.
     expect(page.locator("#state tr.changed, #state tr.added").first).to_be_visible()

@@ -180,6 +180,11 @@ def _action(app: Any, headers: dict[str, str]) -> Request:
         ({"console_actions": True, "api_token": TOKEN}, {"authorization": f"Bearer {TOKEN}"}, None),
         ({"console_actions": True}, {"origin": "https://evil.example"}, 403),
         ({"console_actions": True}, {"origin": "http://crm"}, None),
+        (
+            {"console_actions": True},
+            {"origin": "https://crm.example", "x-forwarded-host": "crm.example"},
+            None,
+        ),
     ],
 )
 async def test_an_action_needs_actions_on_the_token_when_set_and_the_same_site(
@@ -225,3 +230,42 @@ def test_the_tree_hangs_events_under_their_cause_and_a_consumers_under_the_messa
     assert [c.event.id for c in message.children if c.event] == ["e3", "e4"]
     assert outside.detail == "x9"
     assert [c.children[0].event.id for c in outside.children if c.children[0].event] == ["e5"]
+
+
+async def test_a_long_streams_timeline_is_a_window_around_the_version_shown(
+    client: httpx.AsyncClient,
+) -> None:
+    runtime: Runtime = client._transport.app.state.runtime  # type: ignore[attr-defined]
+    events = [BudgetIncreased(n, f"order-{n}", datetime.now(UTC)) for n in range(1, 121)]
+    await runtime.store.append("budget-main", events)
+    page = await client.get(f"{PREFIX}/console/streams/budget-main", params={"at": 60})
+    versions = [int(v) for v in re.findall(r'aria-label="State at version (\d+)"', page.text)]
+    assert versions == list(range(35, 85))
+    assert f"{PREFIX}/console/streams/budget-main?at=34" in links(page.text)
+    assert f"{PREFIX}/console/streams/budget-main?at=85" in links(page.text)
+    assert '"amount_cents"' in page.text or "amount_cents" in page.text
+    latest = await client.get(f"{PREFIX}/console/streams/budget-main")
+    versions = [int(v) for v in re.findall(r'aria-label="State at version (\d+)"', latest.text)]
+    assert versions == list(range(95, 121))
+
+
+async def test_mounted_in_a_users_own_app_the_console_links_keep_the_mount() -> None:
+    from fastapi import FastAPI
+
+    runtime = Runtime(Settings(event_store_url="memory://"), [sales.spec()])
+    await runtime.start()
+    try:
+        own = FastAPI()
+        own.mount("/api", create_app(runtime))
+        transport = httpx.ASGITransport(app=own)
+        async with httpx.AsyncClient(transport=transport, base_url="http://own") as http:
+            page = await http.get("/api/console/streams")
+            assert page.status_code == 200, page.text
+            shown = links(page.text)
+            assert "/api/console/static/console.css" in shown
+            assert "/api/console/streams" in shown
+            assert all(link.startswith(("/api/console", "#")) for link in shown), shown
+            css = await http.get("/api/console/static/console.css")
+            assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    finally:
+        await runtime.stop()

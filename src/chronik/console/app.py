@@ -141,5 +141,8 @@ class Console:
             if not hmac.compare_digest(given, token):
                 raise TokenRequiredError("console actions")
         origin = request.headers.get("origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.headers.get("host"):
+        # The host the browser asked for: a proxy that rewrites Host says it in
+        # X-Forwarded-Host.
+        hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")}
+        if origin is not None and origin.split("://", 1)[-1] not in hosts:
             raise HTTPException(403, f"a console action from another site ({origin}) is refused")

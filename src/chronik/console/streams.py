@@ -22,6 +22,8 @@ from chronik.eventstore import Repository
 
 NAV = Nav("Streams", "console_streams")
 PAGE = 50
+#: the events of a stream's timeline shown at once, around the version in focus
+WINDOW = 50
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,11 @@ def routes(console: Console) -> APIRouter:
         at = version if at is None else at
         if not 1 <= at <= version:
             raise HTTPException(422, f"at={at}: the stream's versions are 1 to {version}")
-        events = await store.inspect_stream(stream_id, decrypt=console.shows_personal_data(request))
+        # A window of the timeline around the version shown: a long stream is paged.
+        first = max(1, at - WINDOW // 2)
+        events = await store.inspect_stream(
+            stream_id, first, limit=WINDOW, decrypt=console.shows_personal_data(request)
+        )
         state: list[Field] | None = None
         state_error: str | None = None
         aggregate_name: str | None = None
@@ -148,6 +154,8 @@ def routes(console: Console) -> APIRouter:
                 "version": version,
                 "at": at,
                 "events": events,
+                "earlier": first - 1 if first > 1 else None,
+                "later": first + WINDOW if first + WINDOW <= version else None,
                 "state": state,
                 "state_error": state_error,
                 "aggregate": aggregate_name,
