@@ -20,7 +20,7 @@ from chronik.cli import embedded_url
 from chronik.eventstore import EventTypes
 from chronik.projections import Projection, ProjectionEngine, ReadModelTx, handles
 from console.a11y import check_basics
-from console.conftest import PREFIX, Embedded, screenshot
+from console.conftest import PREFIX, TOKEN, Embedded, screenshot, use_token
 from sales.domain import LeadInitialized
 
 pytestmark = pytest.mark.slow
@@ -69,6 +69,7 @@ def test_a_projection_rebuild_is_asked_for_and_watched_to_its_end(
     page: Page, embedded: Embedded
 ) -> None:
     page.goto(f"{embedded.console}/projections")
+    use_token(page)  # the rebuild is an action: the service has an API token
     check_basics(page)
     expect(page.get_by_role("table", name="Projections")).to_contain_text("trip_board")
     screenshot(page, "projections")
@@ -148,10 +149,12 @@ def test_a_parked_event_is_seen_with_its_error_and_replayed(page: Page, embedded
         answer = httpx.post(
             f"{embedded.service.url}{PREFIX}/sales/leads",
             json={"name": "Poison Pill", "phone": "+44 20 7946 0000"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
             timeout=30,
         )
         assert answer.status_code in (200, 201), answer.text
         page.goto(f"{embedded.console}/projections/console_lead_names")
+        use_token(page)  # the replay is an action
         check_basics(page)
         parked = page.get_by_role("table", name="Parked events")
         expect(parked).to_contain_text("cannot take the lead named 'Poison Pill'", timeout=DONE_MS)
