@@ -42,6 +42,7 @@ import httpx
 import psycopg
 
 from benchmarks.common import DEFAULT_POSTGRES_URL
+from chronik.eventstore.ids import uuid7s
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "console.json"
@@ -101,11 +102,12 @@ def _event_rows(
         seeded.streams.append(stream)
         correlation: str | None = None
         causation: str | None = None
+        ids = uuid7s(STREAM_LENGTH)  # time-ordered, as the store makes them
         for version in range(1, STREAM_LENGTH + 1):
             if made == count:
                 break
             source = requested if version == 1 else approved
-            event_id = uuid.uuid4()
+            event_id = ids[version - 1]
             if len(seeded.event_ids) < 5000 or random.random() < 0.001:
                 seeded.event_ids.append(str(event_id))
             at = start + step * made
