@@ -252,7 +252,7 @@ async def test_a_long_streams_timeline_is_a_window_around_the_version_shown(
 async def test_mounted_in_a_users_own_app_the_console_links_keep_the_mount() -> None:
     from fastapi import FastAPI
 
-    runtime = Runtime(Settings(event_store_url="memory://"), [sales.spec()])
+    runtime = Runtime(settings(http_root_path=""), [sales.spec()])
     await runtime.start()
     try:
         own = FastAPI()
