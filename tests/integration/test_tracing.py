@@ -8,8 +8,8 @@ posted to sales makes one trace:
     POST /sales/leads/{lead_id}/orders -> append lead-… -> send sales.order_submitted.v1
         -> process sales.order_submitted.v1 (campaigns' consumer) -> append budget-main
 
-The provider is the process's global one and can be set once only: it is set for the
-first test that needs it and exports only while a test holds the exporter.
+The provider is the process's global one: each test sets its own and takes it away at
+its end, so that the tests after it run without one, as before.
 """
 
 from __future__ import annotations
@@ -22,20 +22,26 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.util._once import Once
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 import reference
 from chronik import tracing
-from chronik.http.app import create_app
+from chronik.eventstore.context import current_metadata
+from chronik.http.app import RequestContext, Routes, create_app
+from chronik.http.auth import Access
+from chronik.runtime.observability import Metrics
 from chronik.runtime.service import Runtime
 from chronik.runtime.settings import load_settings
 
@@ -44,37 +50,26 @@ CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
 
-class _Switched(SpanProcessor):
-    """Exports to the exporter a test holds, and drops every span otherwise."""
-
-    def __init__(self) -> None:
-        self.inner: SpanProcessor | None = None
-
-    def on_start(self, span: Any, parent_context: otel_context.Context | None = None) -> None:
-        pass
-
-    def on_end(self, span: ReadableSpan) -> None:
-        if self.inner is not None:
-            self.inner.on_end(span)
-
-
-_SWITCH: _Switched | None = None
+def _reset_global_provider() -> None:
+    """Back to no TracerProvider, as opentelemetry-test-utils' ``reset_trace_globals``
+    does: the API lets a process set one once, and the other tests run without."""
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace._PROXY_TRACER_PROVIDER = trace.ProxyTracerProvider()
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    global _SWITCH
-    if _SWITCH is None:
-        provider = TracerProvider()
-        _SWITCH = _Switched()
-        provider.add_span_processor(_SWITCH)
-        trace.set_tracer_provider(provider)
+    """A TracerProvider for this test only, exporting to memory."""
     exporter = InMemorySpanExporter()
-    _SWITCH.inner = SimpleSpanProcessor(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
     try:
         yield exporter
     finally:
-        _SWITCH.inner = None
+        provider.shutdown()
+        _reset_global_provider()
 
 
 @pytest.fixture(autouse=True)
@@ -266,8 +261,12 @@ def test_an_unmatched_route_and_a_refused_command_are_spans_named_as_the_convent
     assert not [s for s in found if s.name.startswith("append ")], "nothing was appended"
 
 
-def test_tracing_is_active_once_a_provider_is_set(spans: InMemorySpanExporter) -> None:
+def test_tracing_is_active_while_a_provider_is_set(spans: InMemorySpanExporter) -> None:
     assert tracing.active()
+
+
+def test_tracing_is_off_without_a_provider() -> None:
+    assert not tracing.active()
 
 
 @pytest.mark.parametrize("mode", ["blocked", "no-provider"])
@@ -297,3 +296,38 @@ def test_without_opentelemetry_or_a_provider_the_callers_trace_is_carried_as_bef
     for carried in (seen["order"], seen["budget"]):
         assert carried["traceparent"] == caller
         assert carried["tracestate"] == "vendor=ada"
+
+
+def test_without_a_server_span_around_it_chronik_starts_its_own(
+    spans: InMemorySpanExporter,
+) -> None:
+    """FastAPI before its own telemetry (or with it off) starts no server span: chronik's
+    request middleware then does, named after the route, and answers with it."""
+    seen: dict[str, str | None] = {}
+
+    async def endpoint(request: Request) -> Response:
+        current = trace.get_current_span().get_span_context()
+        seen["current"] = hex_id(current.span_id, 16)
+        metadata = current_metadata()
+        seen["carried"] = (metadata.headers or {}).get("traceparent") if metadata else None
+        return Response("{}", 500 if request.path_params["item"] == "bad" else 200)
+
+    inner = Starlette(routes=[Route("/items/{item}", endpoint, methods=["POST"])])
+    routes = Routes()
+    routes.add(inner.router.routes)
+    app = RequestContext(inner, Access(None, "none", set()), Metrics(), routes)
+    with TestClient(app) as client:
+        caller = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+        done = client.post("/items/a", headers={"traceparent": caller, "tracestate": "k=v"})
+        failed = client.post("/items/bad")
+    [ok, bad] = spans.get_finished_spans()
+    assert (ok.name, ok.kind, bad.name) == ("POST /items/{item}", SpanKind.SERVER, ok.name)
+    assert parent_id(ok) == CALLER_SPAN and trace_id(ok) == CALLER_TRACE
+    assert done.headers["traceparent"] == f"00-{CALLER_TRACE}-{span_id(ok)}-01"
+    assert seen == {"current": span_id(bad), "carried": failed.headers["traceparent"]}
+    assert ok.attributes is not None and bad.attributes is not None
+    assert ok.attributes["http.route"] == "/items/{item}"
+    assert ok.attributes["http.response.status_code"] == 200
+    assert ok.context is not None and ok.context.trace_state.to_header() == "k=v"
+    assert bad.attributes["http.response.status_code"] == 500
+    assert bad.status.status_code == StatusCode.ERROR
