@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 
 
 def one_line(span: ReadableSpan) -> str:
-    return span.to_json(indent=None) + "\n"
+    line: str = span.to_json(indent=None)
+    return line + "\n"
 
 
 def main() -> None:
