@@ -6,9 +6,10 @@ SDK reads the standard ``OTEL_*`` variables), and chronik's spans go there. Unti
 set, and when the API is not installed at all, every function here does nothing and
 chronik carries the caller's ``traceparent`` as it always did (``http.app``'s parser).
 
-The spans, and how one trace crosses contexts:
+The spans, and how one trace crosses contexts (the server span is FastAPI's own where
+FastAPI makes one; chronik starts one only where nothing did):
 
-    HTTP server span  "POST /sales/leads/{lead_id}/order"
+    HTTP server span  "POST /sales/leads/{lead_id}/orders"
       append          "append lead-…"          event metadata: this span's traceparent
         relay publish "send sales.order_submitted.v1"   (producer; the outbox message
                                                        carries the append's context)
