@@ -174,7 +174,8 @@ class RequestContext:
         correlation = headers.get("x-correlation-id") or secrets.token_hex(8)
         method = scope["method"]
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-        # chronik's server span when OpenTelemetry is set up; else the caller's context.
+        # With OpenTelemetry set up, the request's server span (FastAPI's or chronik's);
+        # else the caller's context, or a new trace.
         span = tracing.http_server(method, scope.get("scheme", "http"), path, headers)
         traceparent = span.traceparent or _traceparent(headers.get("traceparent"))
         carried = {"traceparent": traceparent}
@@ -290,7 +291,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "traceparent": {
         "description": "W3C Trace Context: the request's trace (the one sent, or a new "
-        "one); with OpenTelemetry set up, its parent id is chronik's server span",
+        "one); with OpenTelemetry set up, its parent id is the request's server span",
         "required": True,
         "schema": {"type": "string"},
     },
