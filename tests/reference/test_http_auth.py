@@ -74,6 +74,7 @@ async def reference(**values: Any) -> AsyncIterator[Reference]:
             # The console's path parameters: the lead's stream, its first event, a file.
             [first] = await runtime.store.read_stream(f"lead-{ids['lead_id']}", limit=1)
             ids |= {"stream_id": f"lead-{ids['lead_id']}", "event_id": str(first.id)}
+            ids["correlation_id"] = first.metadata.correlation_id or str(first.id)
             ids["file"] = "console.css"
             yield Reference(app, client, ids, position)
     finally:
