@@ -1,5 +1,11 @@
 """The operations pages in a browser: a rebuild watched to its end, a parked event seen and
-replayed, a trip waiting for approval on its process's state diagram."""
+replayed, a trip waiting for approval on its process's state diagram, the outbox and inbox.
+
+They share the session's system with the read-only tests and change only what those do not
+read: trip_board's generation (a rebuild serves the same documents), a lead named "Poison
+Pill" and the row of a projection of their own (``console_lead_names``), which an engine
+in this process runs on the service's store, as another process would.
+"""
 
 from __future__ import annotations
 
