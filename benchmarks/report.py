@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from benchmarks.common import (
@@ -500,4 +501,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
         out += ["", "Not applicable (shown as n/a above):", "", *not_applicable]
     if failures:
         out += ["", "Failures (shown as n/a or timed out above):", "", *failures]
+    out += _console_section()
     return "\n".join(out) + "\n"
+
+
+def _console_section() -> list[str]:
+    """The console pages' benchmark (``benchmarks.console``), from its own results file."""
+    from benchmarks.console import DEFAULT_OUT, section
+
+    if not DEFAULT_OUT.exists():
+        return []
+    return section(json.loads(DEFAULT_OUT.read_text()))

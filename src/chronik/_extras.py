@@ -21,7 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg", "psycopg_pool"),
     "nats": ("nats",),
     "rabbitmq": ("aio_pika",),
-    "http": ("fastapi", "uvicorn", "httpx"),
+    "http": ("fastapi", "uvicorn", "httpx", "jinja2"),
     "testing": ("pytest", "pytest_asyncio", "hypothesis"),
     "otel": ("opentelemetry",),
 }

@@ -233,6 +233,13 @@ async def test_streams_list_shows_each_stream_with_its_version_and_filters_by_pr
     )
     two = await chronik("streams", "list", "--limit", "2", *where)
     assert len(two.out.splitlines()) == 2
+    # The next page starts after the last id shown; --type keeps streams with such events.
+    last = two.out.splitlines()[-1].split()[0]
+    rest = await chronik("streams", "list", "--after", last, *where)
+    assert rest.code == 0, rest.err
+    assert two.out.splitlines() + rest.out.splitlines() == sorted(lines)
+    closed = await chronik("streams", "list", "--type", "tour.ticket_closed", *where)
+    assert closed.out.splitlines() == ["other-1  v1"], closed.out
 
 
 @pytest.mark.parametrize(

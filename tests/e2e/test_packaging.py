@@ -81,6 +81,18 @@ def test_the_wheel_holds_the_chronik_package_and_its_type_marker_and_nothing_els
         info = f"chronik-{chronik.__version__}.dist-info"
         assert {name.split("/")[0] for name in names} == {"chronik", info}
         assert "chronik/py.typed" in names
+        # The console's pages and files: package data, served from the installed package.
+        for data in (
+            "templates/base.html",
+            "static/htmx.min.js",
+            "static/htmx.LICENSE",
+            "static/console.css",
+            "static/console.js",
+            "templates/projection_live.html",
+            "templates/diagram.html",
+            "static/ops.css",
+        ):
+            assert f"chronik/console/{data}" in names, data
         assert f"{info}/licenses/LICENSE" in names
         metadata = wheel.read(f"{info}/METADATA").decode()
     assert f"Version: {chronik.__version__}" in metadata

@@ -195,3 +195,27 @@ async def test_a_redelivery_no_consumer_takes_stays_asked_for_without_an_outcome
 async def test_redelivering_a_letter_that_is_not_there_names_it(admin: MessagingAdmin) -> None:
     with pytest.raises(NotFoundError, match="consumer 'greeter' has no dead letter nope"):
         await admin.redeliver("greeter", "nope")
+
+
+async def test_outbox_backlog_counts_what_waits_without_the_published_rows(
+    any_database: Database, storage: MessageStorage, admin: MessagingAdmin
+) -> None:
+    empty = await admin.outbox_backlog()
+    assert (empty.pending, empty.oldest_pending) == (0, None)
+    store = any_database.event_store(EventTypes([GreetingSeen]))
+
+    def translate(recorded: RecordedEvent) -> object | None:
+        assert isinstance(recorded.event, GreetingSeen)
+        return Greeted(recorded.event.name)
+
+    outbox = Outbox(store, translate, LANGUAGE, source="admin_test", storage=storage)
+    await outbox.setup()
+    before = datetime.now(UTC)
+    await store.append("s", [GreetingSeen("a"), GreetingSeen("b"), GreetingSeen("c")])
+    [first, *_] = await storage.pending(10)
+    await storage.mark_published([first.position])
+    backlog = await admin.outbox_backlog()
+    assert backlog.pending == 2
+    assert backlog.oldest_pending is not None
+    assert backlog.oldest_pending >= before.replace(microsecond=0)
+    assert backlog.pending == (await admin.outbox_status()).pending

@@ -71,6 +71,11 @@ async def reference(**values: Any) -> AsyncIterator[Reference]:
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://ref") as client:
             ids, position = await seed(client)
+            # The console's path parameters: the lead's stream, its first event, a file.
+            [first] = await runtime.store.read_stream(f"lead-{ids['lead_id']}", limit=1)
+            ids |= {"stream_id": f"lead-{ids['lead_id']}", "event_id": str(first.id)}
+            ids["correlation_id"] = first.metadata.correlation_id or str(first.id)
+            ids["file"] = "console.css"
             yield Reference(app, client, ids, position)
     finally:
         await runtime.stop()
@@ -145,6 +150,15 @@ async def test_every_route_that_returns_personal_data_needs_the_token_and_no_oth
             assert right.status_code == 200, (path, right.text)
             none = await ref.client.request(method, path, headers=consistent)
             wrong = await ref.client.request(method, path, headers={**consistent, **WRONG})
+            if template.startswith("/console"):
+                # The console's pages answer everyone, with personal data only for the
+                # token: without it they show it masked (console.md).
+                assert none.status_code == wrong.status_code == 200, (path, none.text)
+                assert not shows_personal_data(none), path
+                assert not shows_personal_data(wrong), path
+                if template == "/console/streams/{stream_id}":
+                    assert shows_personal_data(right), "the token shows the lead's stream"
+                continue
             if shows_personal_data(right):
                 personal.append(template)
             if refused(none):

@@ -32,15 +32,23 @@ app = typer.Typer(help="Streams of the event store.", no_args_is_help=True)
 def list_streams(
     prefix: Annotated[str, typer.Option(help="Only streams whose id starts with this.")] = "",
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    after: Annotated[
+        str, typer.Option(help="The next page: streams after this id (the last one shown).")
+    ] = "",
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", help="Only streams with an event of this (stored) type."),
+    ] = None,
     store_url: StoreUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Stream ids and their versions."""
+    """Stream ids and their versions, in id order."""
     url = store_url_from(store_url, data_dir)
 
     async def work() -> None:
         async with opened(url) as database:
-            rows = await database.event_store(EventTypes([])).list_streams(prefix, limit)
+            store = database.event_store(EventTypes([]))
+            rows = await store.list_streams(prefix, limit, after=after, event_type=event_type)
             for stream_id, version in rows:
                 console.print(f"{escape(stream_id)}  v{version}", markup=False)
             if not rows:

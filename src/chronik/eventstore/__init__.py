@@ -4,7 +4,7 @@ The adapters (memory, SQLite, PostgreSQL) live in ``chronik.adapters``, one fold
 technology; open a store by URL with ``chronik.open_event_store``.
 """
 
-from chronik.eventstore.base import AppendRequest, BaseEventStore, EncodedEvent
+from chronik.eventstore.base import AppendRequest, BaseEventStore, EncodedEvent, ShownEvent
 from chronik.eventstore.codec import EventTypes, Upcaster
 from chronik.eventstore.port import (
     AllEventsReader,
@@ -39,6 +39,7 @@ __all__ = [
     "NewEvent",
     "RecordedEvent",
     "Repository",
+    "ShownEvent",
     "Snapshot",
     "SnapshotStore",
     "StreamReader",

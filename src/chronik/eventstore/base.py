@@ -18,6 +18,7 @@ from chronik.errors import (
     InvalidInputError,
     SubjectForgottenError,
 )
+from chronik.eventstore.codec import _ENCRYPTED as ENCRYPTED_KEY
 from chronik.eventstore.codec import _SLOW, EventTypes, _TypeInfo, masked
 from chronik.eventstore.context import current_idempotency, current_metadata, merge_metadata
 from chronik.eventstore.ids import uuid7s
@@ -40,6 +41,7 @@ __all__ = [
     "BaseEventStore",
     "EncodedEvent",
     "Row",
+    "ShownEvent",
     "check_stream_id",
     "recorded_events",
 ]
@@ -53,6 +55,32 @@ Row = tuple[int, str, int, Any, str, int, Any, bytes, str | None, str | None, by
 
 _headers_decode = msgspec.json.Decoder(dict[str, str]).decode
 _json_encode = msgspec.json.Encoder().encode
+
+
+class ShownEvent(msgspec.Struct, frozen=True):
+    """An event as a person inspects it (the console, tools): its data as plain JSON
+    values, and what became of each personal field.
+
+    ``personal`` names each personal field: ``"shown"`` (decrypted into ``data``),
+    ``"hidden"`` (not decrypted for this reader: ``data`` holds ``"[encrypted]"``) or
+    ``"forgotten"`` (its subject was forgotten: ``data`` holds the placeholder, never the
+    ciphertext). ``error`` says why an event could not be decoded (``data`` is then as
+    stored, personal fields masked).
+    """
+
+    id: str
+    stream_id: str
+    version: int
+    position: int
+    type: str
+    schema_version: int
+    recorded_at: datetime
+    correlation_id: str | None
+    causation_id: str | None
+    headers: dict[str, str] | None
+    data: Any
+    personal: dict[str, str]
+    error: str | None = None
 
 
 # msgspec Structs, not dataclasses: built once per event on every append, and a Struct's
@@ -255,10 +283,53 @@ class BaseEventStore(abc.ABC):
     async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """(stream id, version) of streams whose id starts with ``prefix``, by id."""
 
-    async def list_streams(self, prefix: str = "", limit: int = 100) -> list[tuple[str, int]]:
-        """Stream ids starting with ``prefix`` and their versions, in id order."""
+    async def list_streams(
+        self,
+        prefix: str = "",
+        limit: int = 100,
+        *,
+        after: str = "",
+        event_type: str | None = None,
+    ) -> list[tuple[str, int]]:
+        """Stream ids starting with ``prefix`` and their versions, in id order.
+
+        A page: ``after`` is the last id of the page before (the next page starts past
+        it); ``event_type`` (a stored type name) keeps the streams that have an event of
+        that type. Each page is a range on an index, whatever the store's size.
+        """
         _check_limit(limit)
-        return await self._stream_list(prefix, limit)
+        if not isinstance(after, str) or not isinstance(prefix, str):
+            raise InvalidInputError("a stream id prefix and 'after' must be strings")
+        if event_type is None:
+            if not after:
+                return await self._stream_list(prefix, limit)
+            return await self._stream_page(prefix, after, None, limit)
+        if not isinstance(event_type, str) or not event_type:
+            raise InvalidInputError(f"an event type must be a non-empty string, got {event_type!r}")
+        return await self._stream_page(prefix, after, event_type, limit)
+
+    @abc.abstractmethod
+    async def _stream_page(
+        self, prefix: str, after: str, event_type: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """(stream id, version) of the streams with ``prefix``, ids above ``after``, with an
+        event of ``event_type`` if given, by id; at most ``limit``."""
+
+    async def correlated(
+        self, correlation_id: str, *, limit: int = 500, decrypt: bool = True
+    ) -> list[ShownEvent]:
+        """The events of one correlation (all that one request or message set off), in
+        position order, at most ``limit``: what the console draws causation from."""
+        if not isinstance(correlation_id, str) or not correlation_id:
+            raise InvalidInputError("a correlation id must be a non-empty string")
+        _check_limit(limit)
+        return await self.shown(
+            await self._correlation_rows(correlation_id, limit), decrypt=decrypt
+        )
+
+    @abc.abstractmethod
+    async def _correlation_rows(self, correlation_id: str, limit: int) -> list[Row]:
+        """Rows with this correlation id, by position; at most ``limit``."""
 
     async def read_stream_raw(self, stream_id: str) -> list[dict[str, Any]]:
         """A stream's events as stored (JSON data not decoded into classes): for tools.
@@ -283,6 +354,77 @@ class BaseEventStore(abc.ABC):
                     "causation_id": caus,
                     "headers": None if hdr is None else _headers_decode(hdr),
                 }
+            )
+        return out
+
+    async def inspect_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        *,
+        limit: int | None = None,
+        decrypt: bool = True,
+    ) -> list[ShownEvent]:
+        """A stream's events for a person to inspect (the console): see ``ShownEvent``.
+
+        ``decrypt``: personal fields are decrypted (else shown as ``"[encrypted]"``);
+        either way a forgotten subject's fields say so.
+        """
+        check_stream_id(stream_id)
+        _check_version("from_version", from_version, 1)
+        if limit is not None:
+            _check_limit(limit)
+        rows = await self._stream_rows(stream_id, from_version, None, limit, False)
+        return await self.shown(rows, decrypt=decrypt)
+
+    async def shown(self, rows: list[Row], *, decrypt: bool) -> list[ShownEvent]:
+        """Rows of this store as ``ShownEvent``s (the adapters' admin queries use it)."""
+        stored = [msgspec.json.decode(row[7]) for row in rows]
+        personal = [
+            {
+                k: v[ENCRYPTED_KEY][0]
+                for k, v in data.items()
+                if type(v) is dict and ENCRYPTED_KEY in v and v[ENCRYPTED_KEY]
+            }
+            if type(data) is dict
+            else {}
+            for data in stored
+        ]
+        subjects = {str(s) for fields in personal for s in fields.values()}
+        forgotten = await self._forgotten_among(subjects) if subjects else set()
+        out: list[ShownEvent] = []
+        for row, data, fields in zip(rows, stored, personal, strict=True):
+            position, stream_id, version, event_id, type_name, schema, at, _, corr, caus, hdr = row
+            error: str | None = None
+            value: Any = masked(data)
+            if decrypt:
+                try:
+                    [decoded] = await self._decode([row])
+                    value = msgspec.to_builtins(decoded.event)
+                except CorruptEventError as exc:
+                    error = str(exc)
+            marks = {
+                name: "forgotten" if subject in forgotten else "shown" if decrypt else "hidden"
+                for name, subject in fields.items()
+            }
+            if error is not None:
+                marks = {k: "forgotten" if v == "forgotten" else "hidden" for k, v in marks.items()}
+            out.append(
+                ShownEvent(
+                    str(event_id if self._load_id is None else self._load_id(event_id)),
+                    stream_id,
+                    version,
+                    position,
+                    type_name,
+                    schema,
+                    at if self._load_time is None else self._load_time(at),
+                    corr,
+                    caus,
+                    None if hdr is None else _headers_decode(hdr),
+                    value,
+                    marks,
+                    error,
+                )
             )
         return out
 

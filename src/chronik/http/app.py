@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chronik import tracing
+from chronik.console import console_router
 from chronik.errors import (
     ConfigurationError,
     DuplicateEventError,
@@ -558,6 +559,9 @@ def create_app(
             generate_unique_id_function=operation_ids(spec.name),
         )
         routes.add(router.routes, prefix, spec.name)
+
+    # The console (docs/console.md): pages, not operations, so not in the OpenAPI document.
+    app.include_router(console_router(runtime))
 
     if settings.clock == "virtual":
         app.include_router(

@@ -17,7 +17,7 @@ import asyncio
 from dataclasses import dataclass
 
 from chronik.errors import NotFoundError
-from chronik.messaging.port import DeadLetter, MessageStorage, OutboxStatus
+from chronik.messaging.port import DeadLetter, MessageStorage, OutboxBacklog, OutboxStatus
 
 __all__ = ["POLL", "MessagingAdmin", "Redelivery", "RedeliveryOutcome"]
 
@@ -50,6 +50,12 @@ class MessagingAdmin:
     async def outbox_status(self) -> OutboxStatus:
         """Messages waiting for the relay, the oldest one's age, messages published."""
         return await self.storage.outbox_status()
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """Messages waiting for the relay and the oldest one's time; unlike
+        ``outbox_status`` it does not count the published rows, so it costs the backlog,
+        not the outbox's size (the console reads it on every view)."""
+        return await self.storage.outbox_backlog()
 
     async def dead_letters(self, consumer: str | None = None) -> list[DeadLetter]:
         """The messages consumers gave up on (those of ``consumer`` only, if given)."""

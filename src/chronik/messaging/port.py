@@ -34,6 +34,7 @@ __all__ = [
     "Delivery",
     "MessageHandler",
     "MessageStorage",
+    "OutboxBacklog",
     "OutboxRow",
     "OutboxStatus",
     "OutgoingMessage",
@@ -116,6 +117,14 @@ class OutboxStatus(msgspec.Struct, frozen=True):
     published: int
 
 
+class OutboxBacklog(msgspec.Struct, frozen=True):
+    """The messages waiting for the relay and the oldest one's time, read on the
+    pending rows' index alone (``OutboxStatus`` also counts every published row)."""
+
+    pending: int
+    oldest_pending: datetime | None
+
+
 class DeadLetter(msgspec.Struct, frozen=True):
     """A message a consumer gave up on, with the last error and how often it tried."""
 
@@ -147,6 +156,10 @@ class MessageStorage(Protocol):
     async def mark_published(self, positions: Sequence[int]) -> None: ...
 
     async def outbox_status(self) -> OutboxStatus: ...
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """What waits for the relay, without counting the published rows (a page view)."""
+        ...
 
     async def purge_published(self, older_than_seconds: float) -> int: ...
 

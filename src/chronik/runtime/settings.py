@@ -109,6 +109,16 @@ class Settings(BaseSettings):
         description="With an API token, the reads that need it too: those that return "
         "personal data, all, or none.",
     )
+    console_actions: bool = Field(
+        False,
+        description="Let the console (/console) take actions (rebuild, replay, redeliver); "
+        "off: it only shows. With an API token, actions need it.",
+    )
+    console_peers: str = Field(
+        "",
+        description="The other services' consoles, linked from this one's: a comma list of "
+        "name=URL (sales=https://sales.example/console).",
+    )
     api_title: str | None = Field(
         None, description="The OpenAPI document's title (default: the contexts' names)."
     )
@@ -194,6 +204,25 @@ class Settings(BaseSettings):
         if value and (not value.startswith("/") or value.endswith("/")):
             raise ValueError("a path prefix starts with '/' and does not end with one, like /sales")
         return value
+
+    @field_validator("console_peers")
+    @classmethod
+    def _peers(cls, value: str) -> str:
+        for item in (i.strip() for i in value.split(",")):
+            name, equals, url = item.partition("=")
+            if item and not (
+                equals and name.strip() and url.strip().startswith(("http://", "https://", "/"))
+            ):
+                raise ValueError(
+                    f"{item!r} is no name=URL pair (sales=https://sales.example/console)"
+                )
+        return value
+
+    @property
+    def console_peer_urls(self) -> list[tuple[str, str]]:
+        """``console_peers`` as (name, URL) pairs, in the order given."""
+        pairs = (i.strip().partition("=") for i in self.console_peers.split(",") if i.strip())
+        return [(name.strip(), url.strip().rstrip("/")) for name, _, url in pairs]
 
     @field_validator("api_token")
     @classmethod

@@ -660,6 +660,78 @@ class EventStoreContract:
         with pytest.raises(InvalidInputError):
             await store.forget("")
 
+    # -- inspecting: the admin queries of the console and the CLI -----------------------
+
+    async def test_streams_are_listed_a_page_at_a_time_by_prefix_and_by_event_type(
+        self, store: BaseEventStore
+    ) -> None:
+        tag = uuid.uuid4().hex[:8]
+        ids = [f"{tag}-acc-{n:02}" for n in range(7)]
+        for n, sid in enumerate(ids):
+            await store.append(sid, [Deposited(n, "EUR")] + [Withdrawn(1)] * (n % 2))
+        await store.append(f"{tag}-other-1", [Withdrawn(5)])
+        # A prefix such as "a%" or "a_" is data, not a pattern.
+        await store.append(f"{tag}-acc_%x", [Deposited(1, "EUR")])
+        first = await store.list_streams(f"{tag}-acc-", 3)
+        assert first == [(ids[0], 1), (ids[1], 2), (ids[2], 1)]
+        second = await store.list_streams(f"{tag}-acc-", 3, after=first[-1][0])
+        assert second == [(ids[3], 2), (ids[4], 1), (ids[5], 2)]
+        last = await store.list_streams(f"{tag}-acc-", 3, after=second[-1][0])
+        assert last == [(ids[6], 1)]
+        assert await store.list_streams(f"{tag}-acc-", 3, after=ids[6]) == []
+        # By type: the streams that have such an event, with their whole version.
+        withdrawn = await store.list_streams(f"{tag}-", 2, event_type="contract.withdrawn")
+        assert withdrawn == [(ids[1], 2), (ids[3], 2)]
+        more = await store.list_streams(
+            f"{tag}-", 10, after=withdrawn[-1][0], event_type="contract.withdrawn"
+        )
+        assert more == [(ids[5], 2), (f"{tag}-other-1", 1)]
+        assert await store.list_streams(f"{tag}-", 10, event_type="contract.nothing") == []
+        assert await store.list_streams(f"{tag}-acc_%", 10) == [(f"{tag}-acc_%x", 1)]
+        with pytest.raises(InvalidInputError):
+            await store.list_streams(f"{tag}-", 10, event_type="")
+
+    async def test_the_events_of_one_correlation_come_in_position_order(
+        self, store: BaseEventStore
+    ) -> None:
+        correlation = f"corr-{uuid.uuid4()}"
+        a, b = _sid(), _sid()
+        first = await store.append(a, [Deposited(1, "EUR")], metadata=Metadata(correlation))
+        cause = str((await store.read_stream(a))[0].id)
+        await store.append(b, [Withdrawn(2), Withdrawn(3)], metadata=Metadata(correlation, cause))
+        await store.append(a, [Withdrawn(9)], metadata=Metadata("another-correlation"))
+        found = await store.correlated(correlation)
+        assert [(e.stream_id, e.version) for e in found] == [(a, 1), (b, 1), (b, 2)]
+        assert found[0].position == first.position and found[0].id == cause
+        assert [e.causation_id for e in found[1:]] == [cause, cause]
+        assert found[1].data == {"amount": 2}
+        assert [e.stream_id for e in await store.correlated(correlation, limit=1)] == [a]
+        assert await store.correlated("no-such-correlation") == []
+        with pytest.raises(InvalidInputError):
+            await store.correlated("")
+
+    async def test_an_inspected_stream_shows_personal_data_decrypted_hidden_or_forgotten(
+        self, store: BaseEventStore
+    ) -> None:
+        sid = _sid()
+        holder = f"holder-{uuid.uuid4()}"
+        await store.append(sid, [Opened(holder, "Ada Lovelace", NOW), Renamed("Ada King", "n")])
+        opened, renamed = await store.inspect_stream(sid)
+        assert opened.data["holder"] == "Ada Lovelace" and opened.personal == {"holder": "shown"}
+        assert renamed.data == {"name": "Ada King", "note": "n"}
+        assert opened.type == "contract.opened" and opened.version == 1
+        hidden, _ = await store.inspect_stream(sid, decrypt=False)
+        assert hidden.personal == {"holder": "hidden"}
+        assert hidden.data["holder"] == "[encrypted]"
+        await store.forget(holder)
+        for decrypt in (True, False):
+            gone, kept = await store.inspect_stream(sid, decrypt=decrypt)
+            assert gone.personal == {"holder": "forgotten"}
+            assert "$enc" not in str(gone.data) and "Ada Lovelace" not in str(gone.data)
+            assert kept.personal == {"name": "shown" if decrypt else "hidden"}
+        [second] = await store.inspect_stream(sid, 2, limit=1)
+        assert second.version == 2
+
     async def test_personal_data_for_a_forgotten_subject_is_refused_and_nothing_is_written(
         self, store: BaseEventStore
     ) -> None:

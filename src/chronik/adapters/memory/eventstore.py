@@ -121,6 +121,21 @@ class MemoryEventStore(BaseEventStore):
         ids = sorted(s for s in self._streams if s.startswith(prefix))[:limit]
         return [(s, len(self._streams[s])) for s in ids]
 
+    async def _stream_page(
+        self, prefix: str, after: str, event_type: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        ids = sorted(
+            s
+            for s, rows in self._streams.items()
+            if s.startswith(prefix)
+            and s > after
+            and (event_type is None or any(row[4] == event_type for row in rows))
+        )[:limit]
+        return [(s, len(self._streams[s])) for s in ids]
+
+    async def _correlation_rows(self, correlation_id: str, limit: int) -> list[Row]:
+        return [row for row in self._rows if row[8] == correlation_id][:limit]
+
     async def _event_row(self, event_id: UUID) -> Row | None:
         return next((row for row in self._rows if row[3] == event_id), None)
 

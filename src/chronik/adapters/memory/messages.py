@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chronik.errors import DuplicateMessageError
-from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+from chronik.messaging.port import DeadLetter, OutboxBacklog, OutboxRow, OutboxStatus
 from chronik.worker import GRANTED, REFUSED, Lease
 
 if TYPE_CHECKING:
@@ -62,6 +62,10 @@ class MemoryMessageStorage:
         pending = [e for e in self.state.outbox.values() if e[2] is None]
         oldest = min((e[1] for e in pending), default=None)
         return OutboxStatus(len(pending), oldest, len(self.state.outbox) - len(pending))
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        status = await self.outbox_status()
+        return OutboxBacklog(status.pending, status.oldest_pending)
 
     async def purge_published(self, older_than_seconds: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)

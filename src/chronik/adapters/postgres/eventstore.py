@@ -131,6 +131,44 @@ class PostgresEventStore(PostgresAppends):
         )
         return [(s, v) for s, v in rows]
 
+    async def _stream_page(
+        self, prefix: str, after: str, event_type: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        # One lower bound, so that the index range starts where the page does.
+        op, bound = (">", after) if after >= prefix else (">=", prefix)
+        if event_type is None:
+            # The (stream_id, version) index, from past ``after``: a range, not a scan.
+            sql = (
+                "SELECT stream_id, max(version) FROM {s}.chronik_events WHERE stream_id {op} %s "
+                "AND left(stream_id, %s) = %s GROUP BY stream_id "
+                "ORDER BY stream_id LIMIT %s"
+            )
+            params: tuple[object, ...] = (bound, len(prefix), prefix, limit)
+        else:
+            # The (type, stream_id) index gives the page's ids; each one's version is a
+            # lookup on (stream_id, version).
+            sql = (
+                "SELECT p.stream_id, (SELECT max(v.version) FROM {s}.chronik_events v "
+                "WHERE v.stream_id = p.stream_id) FROM (SELECT DISTINCT stream_id "
+                "FROM {s}.chronik_events WHERE type = %s AND stream_id {op} %s "
+                "AND left(stream_id, %s) = %s ORDER BY stream_id LIMIT %s) p "
+                "ORDER BY p.stream_id"
+            )
+            params = (event_type, bound, len(prefix), prefix, limit)
+        rows = await self._fetch(in_schema(sql.replace("{op}", op), self.schema), params)
+        return [(s, v) for s, v in rows]
+
+    async def _correlation_rows(self, correlation_id: str, limit: int) -> list[Row]:
+        rows: list[Row] = await self._fetch(
+            in_schema(
+                f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE correlation_id = %s "
+                "ORDER BY position LIMIT %s",
+                self.schema,
+            ),
+            (correlation_id, limit),
+        )
+        return rows
+
     async def _event_row(self, event_id: UUID) -> Row | None:
         rows = await self._fetch(
             in_schema(f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE id = %s", self.schema),

@@ -15,7 +15,7 @@ from chronik.adapters.postgres import schema as ddl
 from chronik.adapters.postgres.leases import AdvisoryLease, advisory_lease
 from chronik.adapters.postgres.schema import in_schema
 from chronik.errors import DuplicateMessageError
-from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+from chronik.messaging.port import DeadLetter, OutboxBacklog, OutboxRow, OutboxStatus
 
 if TYPE_CHECKING:
     from chronik.adapters.postgres.database import PostgresDatabase
@@ -83,6 +83,13 @@ class PostgresMessageStorage:
             "count(*) FILTER (WHERE published_at IS NOT NULL) FROM {s}.chronik_outbox"
         )
         return OutboxStatus(pending, oldest, published)
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        # On the partial index of the pending rows: it costs the backlog, not the table.
+        [(pending, oldest)] = await self._rows(
+            "SELECT count(*), min(created_at) FROM {s}.chronik_outbox WHERE published_at IS NULL"
+        )
+        return OutboxBacklog(pending, oldest)
 
     async def purge_published(self, older_than_seconds: float) -> int:
         async with self.database.transaction() as conn:

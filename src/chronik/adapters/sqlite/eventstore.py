@@ -269,6 +269,42 @@ class SQLiteEventStore(BaseEventStore):
             )
         ]
 
+    async def _stream_page(
+        self, prefix: str, after: str, event_type: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        # One lower bound, so that the index range starts where the page does.
+        op, bound = (">", after) if after >= prefix else (">=", prefix)
+        if event_type is None:
+            # The (stream_id, version) index, from past ``after``: a range, not a scan.
+            sql = (
+                "SELECT stream_id, max(version) FROM chronik_events WHERE stream_id {op} ? "
+                "AND substr(stream_id, 1, ?) = ? GROUP BY stream_id "
+                "ORDER BY stream_id LIMIT ?"
+            )
+            return [
+                (s, v)
+                for s, v in self._query(
+                    sql.replace("{op}", op), (bound, len(prefix), prefix, limit)
+                )
+            ]
+        # The (type, stream_id) index gives the page's ids; each one's version is a
+        # lookup on (stream_id, version).
+        sql = (
+            "SELECT p.stream_id, (SELECT max(v.version) FROM chronik_events v "
+            "WHERE v.stream_id = p.stream_id) FROM (SELECT DISTINCT stream_id "
+            "FROM chronik_events WHERE type = ? AND stream_id {op} ? "
+            "AND substr(stream_id, 1, ?) = ? ORDER BY stream_id LIMIT ?) p ORDER BY p.stream_id"
+        )
+        rows = self._query(sql.replace("{op}", op), (event_type, bound, len(prefix), prefix, limit))
+        return [(s, v) for s, v in rows]
+
+    async def _correlation_rows(self, correlation_id: str, limit: int) -> list[Row]:
+        return self._query(
+            f"SELECT {_COLUMNS} FROM chronik_events WHERE correlation_id = ? "
+            "ORDER BY position LIMIT ?",
+            (correlation_id, limit),
+        )
+
     async def _event_row(self, event_id: UUID) -> Row | None:
         rows = self._query(f"SELECT {_COLUMNS} FROM chronik_events WHERE id = ?", (event_id.bytes,))
         return rows[0] if rows else None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from chronik.adapters.sqlite import schema
 from chronik.errors import DuplicateMessageError, StoreUnavailableError
-from chronik.messaging.port import DeadLetter, OutboxRow, OutboxStatus
+from chronik.messaging.port import DeadLetter, OutboxBacklog, OutboxRow, OutboxStatus
 from chronik.worker import GRANTED, REFUSED, Lease
 
 if TYPE_CHECKING:
@@ -70,6 +70,13 @@ class SQLiteMessageStorage:
             "count(*) FILTER (WHERE published_at IS NOT NULL) FROM chronik_outbox"
         )
         return OutboxStatus(pending, datetime.fromisoformat(oldest) if oldest else None, published)
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        # On the partial index of the pending rows: it costs the backlog, not the table.
+        [(pending, oldest)] = self.database.query(
+            "SELECT count(*), min(created_at) FROM chronik_outbox WHERE published_at IS NULL"
+        )
+        return OutboxBacklog(pending, (datetime.fromisoformat(oldest) if oldest else None))
 
     async def purge_published(self, older_than_seconds: float) -> int:
         cutoff = (datetime.now(UTC) - timedelta(seconds=older_than_seconds)).isoformat(

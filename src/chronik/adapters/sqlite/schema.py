@@ -82,6 +82,15 @@ EVENTS: list[tuple[str, str]] = [
             ) WHERE typeof(subject) = 'text'
         """,
     ),
+    (
+        # The console's queries (docs/console.md): streams that have an event of a type,
+        # and the events of one correlation, each a range on an index at any size.
+        "0003_console_indexes",
+        """
+        CREATE INDEX chronik_events_type_stream ON chronik_events (type, stream_id);
+        CREATE INDEX chronik_events_correlation ON chronik_events (correlation_id, position)
+        """,
+    ),
 ]
 
 #: Projection rows (checkpoint, generation, state) and parked events. Read-model

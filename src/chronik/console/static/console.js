@@ -1,0 +1,33 @@
+// The chronik console's one script: the API token a user typed in (kept for this tab
+// only, in sessionStorage) goes with every request htmx makes, as the API's bearer token.
+// Links and forms are boosted (hx-boost on <body>), so following them sends it too.
+(function () {
+  "use strict";
+  var KEY = "chronik-console-token";
+  document.addEventListener("htmx:configRequest", function (event) {
+    var token = sessionStorage.getItem(KEY);
+    if (token) {
+      event.detail.headers["Authorization"] = "Bearer " + token;
+    }
+  });
+  // A boosted link (or GET form) whose answer is an error: show it as the browser would.
+  document.addEventListener("htmx:responseError", function (event) {
+    var detail = event.detail;
+    if (detail.boosted && detail.requestConfig && detail.requestConfig.verb === "get") {
+      window.location.href = detail.pathInfo.finalRequestPath || detail.pathInfo.requestPath;
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("token-form");
+    if (!form) return;
+    var input = form.querySelector("input");
+    if (sessionStorage.getItem(KEY)) input.placeholder = "token set for this tab";
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (input.value) sessionStorage.setItem(KEY, input.value);
+      else sessionStorage.removeItem(KEY);
+      input.value = "";
+      input.placeholder = sessionStorage.getItem(KEY) ? "token set for this tab" : "";
+    });
+  });
+})();
