@@ -38,10 +38,11 @@ def _others_ready() -> bool:
     lets no append join the batch, and costs a turn of the loop (a poll included).
 
     asyncio has no public view of its ready queue; a loop without one (uvloop) is
-    taken to have callbacks waiting, so it always yields.
+    taken to have callbacks waiting, so it always yields. A cancelled handle there runs
+    nothing (psycopg leaves one after each wait for the server): it does not count.
     """
     ready = getattr(asyncio.get_running_loop(), "_ready", None)
-    return ready is None or len(ready) > 0
+    return ready is None or any(not handle.cancelled() for handle in ready)
 
 
 class GroupCommitter(Generic[Req, Res]):

@@ -316,8 +316,8 @@ class PostgresDatabase:
         come before or after its own, so its NOTIFY vouches for them only if there were
         none. One that is not announced so is announced within ``notify_interval``: by
         the next append that carries it, or else by a NOTIFY of its own, sent after that
-        time (coalesced), or a little later while an append statement is under way: the
-        next one will carry it.
+        time (coalesced), or a little later while appends are under way or committing:
+        the next one will carry it.
         """
         self._committed += 1
         if carried is not None:
@@ -333,14 +333,17 @@ class PostgresDatabase:
         self.committed()
 
     async def _notify_loop(self) -> None:
+        seen = self._committed
         while self._announced < self._committed:
             wait = self._notified_at + self.notify_interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue  # an append may have carried it meanwhile
-            if self._in_flight:
-                # Appends are flowing: the next statement carries the NOTIFY (it is due),
-                # which saves a transaction of its own; look again shortly.
+            if self._in_flight or self._committed != seen:
+                # Appends are flowing (one under way, or commits since the last look): the
+                # next statement carries the NOTIFY, as it is due, which saves a
+                # transaction of its own; look again shortly.
+                seen = self._committed
                 await asyncio.sleep(self.notify_interval / 4)
                 continue
             upto = self._committed
