@@ -215,3 +215,90 @@ class TestCancellation:
         assert isinstance(results[0], asyncio.CancelledError)
         assert results[1:] == [10, 20]
         assert fake.batches == [[1, 2]]
+
+
+class TestLanes:
+    async def test_a_request_arriving_during_a_commit_starts_a_batch_on_a_free_lane(
+        self,
+    ) -> None:
+        fake = FakeCommit(released=False)
+        committer = GroupCommitter(fake, gather=True, lanes=2)
+        first = start(committer, 0)
+        await eventually(lambda: len(fake.batches) == 1)
+        second = start(committer, 1, 2)  # ready together: they share the second lane
+        await eventually(lambda: len(fake.batches) == 2)
+        assert fake.batches == [[0], [1, 2]]  # both in flight, neither released
+        third = start(committer, 3)
+        await eventually(lambda: len(committer._queue) == 1)  # every lane is busy: it waits
+        assert len(fake.batches) == 2
+        fake.release.set()
+        assert await settle(first + second + third) == [0, 10, 20, 30]
+        assert fake.batches == [[0], [1, 2], [3]]
+
+    async def test_never_more_batches_commit_at_once_than_there_are_lanes(self) -> None:
+        running = 0
+        most = 0
+        batches: list[list[int]] = []
+
+        async def commit(requests: list[int]) -> list[int | BaseException]:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            batches.append(requests)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            running -= 1
+            return [10 * n for n in requests]
+
+        committer: GroupCommitter[int, int] = GroupCommitter(commit, gather=True, lanes=3)
+
+        async def caller(n: int) -> list[int]:
+            results = []
+            for k in range(20):
+                results.append(await committer.submit(100 * n + k))
+                for _ in range(n % 3):
+                    await asyncio.sleep(0)
+            return results
+
+        results = await asyncio.wait_for(asyncio.gather(*(caller(n) for n in range(12))), TIMEOUT)
+        assert results == [[10 * (100 * n + k) for k in range(20)] for n in range(12)]
+        assert most == 3
+        assert sorted(r for batch in batches for r in batch) == sorted(
+            100 * n + k for n in range(12) for k in range(20)
+        )
+        assert running == 0 and committer._leaders == 0
+
+    async def test_callers_ready_together_share_one_batch_however_many_lanes_are_free(
+        self,
+    ) -> None:
+        fake = FakeCommit()
+        committer = GroupCommitter(fake, gather=True, lanes=4)
+        results = await settle(start(committer, 0, 1, 2, 3))
+        assert results == [0, 10, 20, 30]
+        assert fake.batches == [[0, 1, 2, 3]]
+
+    async def test_what_a_full_batch_leaves_behind_goes_on_the_next_free_lane(self) -> None:
+        fake = FakeCommit(released=False)
+        committer = GroupCommitter(fake, gather=True, max_batch=2, lanes=2)
+        tasks = start(committer, 0, 1, 2, 3, 4)
+        await eventually(lambda: len(fake.batches) == 2)
+        assert fake.batches == [[0, 1], [2, 3]]
+        fake.release.set()
+        assert await settle(tasks) == [0, 10, 20, 30, 40]
+        assert fake.batches == [[0, 1], [2, 3], [4]]
+
+    async def test_a_failed_lane_is_freed_for_the_next_batch(self) -> None:
+        fake = FakeCommit(released=False)
+        fake.crashes = [OSError("disk full")]
+        committer = GroupCommitter(fake, gather=True, lanes=2)
+        failing = start(committer, 0)
+        await eventually(lambda: len(fake.batches) == 1)
+        fake.release.set()
+        [result] = await settle(failing)
+        assert isinstance(result, OSError)
+        assert committer._leaders == 0
+        assert await settle(start(committer, 1, 2)) == [10, 20]
+
+    def test_a_committer_needs_a_lane(self) -> None:
+        with pytest.raises(ValueError, match="at least one lane"):
+            GroupCommitter(FakeCommit(), lanes=0)

@@ -18,14 +18,15 @@ from chronik.errors import ConfigurationError
 
 __all__ = ["opener"]
 
-_OPTIONS = {"schema", "pool_min", "pool_max", "connect_timeout"}
+_OPTIONS = {"schema", "pool_min", "pool_max", "connect_timeout", "writers"}
 
 
 def opener(url: str) -> DatabaseOpener:
     """How to open ``postgresql://user:password@host:port/database``.
 
     Options ``schema=NAME`` (default ``public``), ``pool_min``, ``pool_max``,
-    ``connect_timeout``; other query parameters go to libpq (``sslmode=require``, say).
+    ``connect_timeout``, ``writers`` (the event store's writer connections, 4); other
+    query parameters go to libpq (``sslmode=require``, say).
     """
     options, conninfo = query_options(url, _OPTIONS, passthrough=True)
     parts = urlsplit(conninfo)
@@ -40,6 +41,7 @@ def opener(url: str) -> DatabaseOpener:
     pool_min = int(number(options, "pool_min", 1, int))
     pool_max = int(number(options, "pool_max", 10, int))
     connect_timeout = number(options, "connect_timeout", 10.0, float)
+    writers = int(number(options, "writers", 4, int))
 
     async def open_postgres(create: bool, migrate: bool) -> Database:
         with needing("postgres", "postgresql://"):
@@ -52,6 +54,7 @@ def opener(url: str) -> DatabaseOpener:
             connect_timeout=connect_timeout,
             create=create,
             migrate=migrate,
+            writers=writers,
         )
 
     return open_postgres

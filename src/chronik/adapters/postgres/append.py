@@ -8,6 +8,11 @@ append's position assignment to its commit; appends from one process share
 commits (group commit), so the lock is paid once per batch. Each append is one
 round trip: a PL/pgSQL function (``schema.EVENTS``) checks the version and inserts.
 See docs/adr/0002-global-order-on-postgresql.md.
+
+Batches go through a few writer connections of the store's own (``writers``, 4 by
+default): while one batch commits, the next is already at the server, waiting for the
+lock, so the lock passes from commit to commit without a round trip to this process
+between them (docs/adr/0004-group-commit.md).
 """
 
 from __future__ import annotations
@@ -53,6 +58,16 @@ def _refused_alone(exc: BaseException) -> bool:
     return isinstance(cause, psycopg.Error) and not isinstance(cause, psycopg.OperationalError)
 
 
+class _Writer:
+    """One writer connection of the store, used by one batch at a time."""
+
+    __slots__ = ("conn", "cursor")
+
+    def __init__(self) -> None:
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.cursor: psycopg.AsyncCursor[Any] | None = None
+
+
 class PostgresAppends(BaseEventStore):
     """The writing half of ``PostgresEventStore``: appends, their hooks, their commits."""
 
@@ -69,12 +84,15 @@ class PostgresAppends(BaseEventStore):
         self.schema = database.schema
         self._pool = database.pool
         self._url = database.url
-        # Appends go through one connection of their own: the group committer runs one
-        # commit at a time, and a pool check-out per append costs 10-20% of it.
-        self._writer: psycopg.AsyncConnection[Any] | None = None
-        self._write_cursor: psycopg.AsyncCursor[Any]
+        # Appends go through connections of their own, one per lane of the group
+        # committer (a pool check-out per append costs 10-20% of it); a batch takes an
+        # idle one, and the committer never runs more batches than there are lanes.
+        self._writers = [_Writer() for _ in range(database.writers)]
+        self._idle = list(self._writers)
+        # gather: callers that one commit answered come back together; yielding once
+        # lets them share the next batch instead of splitting into one and the rest.
         self._committer: GroupCommitter[AppendRequest, AppendResult] = GroupCommitter(
-            self._commit_batch
+            self._commit_batch, gather=True, lanes=database.writers
         )
         self._sql_one = in_schema(
             "SELECT {s}.chronik_append_one(%s, %s, %s::uuid, %s, %s, %s::bytea, %s, %s, "
@@ -102,41 +120,47 @@ class PostgresAppends(BaseEventStore):
         await super().close()
 
     async def close_writer(self) -> None:
-        """Close the connection appends go through; the next append opens another."""
-        if self._writer is not None:
-            await self._writer.close()
-            self._writer = None
+        """Close the connections appends go through; the next append opens another."""
+        for writer in self._writers:
+            if writer.conn is not None:
+                conn, writer.conn, writer.cursor = writer.conn, None, None
+                await conn.close()
 
-    async def _writer_connection(self) -> psycopg.AsyncConnection[Any]:
-        conn = self._writer
+    async def _writer_connection(self, writer: _Writer) -> psycopg.AsyncConnection[Any]:
+        conn = writer.conn
         if conn is None or conn.closed:
-            conn = self._writer = await psycopg.AsyncConnection.connect(
+            conn = writer.conn = await psycopg.AsyncConnection.connect(
                 self._database.conninfo,
                 autocommit=True,
                 connect_timeout=max(1, round(self._database.connect_timeout)),
             )
-            self._write_cursor = conn.cursor(binary=True)
+            writer.cursor = conn.cursor(binary=True)
         return conn
 
-    async def _execute_write(self, query: str, params: Sequence[Any]) -> Any:
-        """Run one append statement on the writer connection; reconnect after a failure.
+    async def _execute_write(self, writer: _Writer, query: str, params: Sequence[Any]) -> Any:
+        """Run one append statement on a writer connection; reconnect after a failure.
 
         In autocommit, the statement carries the NOTIFY when one is due (its first columns
         are the append's, whichever it runs).
         """
-        conn = self._writer
+        conn = writer.conn
+        alone = False
         try:
-            conn = await self._writer_connection()
+            conn = await self._writer_connection(writer)
             alone = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            carried = alone and self._database.carry_notify()
-            cur = self._write_cursor
-            await cur.execute(self._notifying[query] if carried else query, params)
+            carried = self._database.carry_notify() if alone else None
+            cur = writer.cursor
+            assert cur is not None
+            await cur.execute(query if carried is None else self._notifying[query], params)
             row = await cur.fetchone()
         except psycopg.OperationalError:
             if conn is not None:
                 await conn.close()
-            self._writer = None
+            writer.conn = writer.cursor = None
             raise
+        finally:
+            if alone:
+                self._database.statement_ended()
         if alone:
             self._database.committed(carried)
         return row
@@ -158,14 +182,24 @@ class PostgresAppends(BaseEventStore):
     async def _commit_batch(
         self, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
+        # The committer runs at most one batch per writer at a time: one is idle.
+        writer = self._idle.pop()
+        try:
+            return await self._commit_on(writer, requests)
+        finally:
+            self._idle.append(writer)
+
+    async def _commit_on(
+        self, writer: _Writer, requests: list[AppendRequest]
+    ) -> list[AppendResult | BaseException]:
         if self._hooks:
-            return await self._commit_with_hooks(requests)
+            return await self._commit_with_hooks(writer, requests)
         if len(requests) == 1:
             request = requests[0]
             try:
                 if len(request.events) == 1:
-                    return [await self._append_one(request)]
-                return list(await self._append_group(requests))
+                    return [await self._append_one(writer, request)]
+                return list(await self._append_group(writer, requests))
             except (ConcurrencyError, DuplicateEventError, SubjectForgottenError) as exc:
                 return [exc]
         # One stream at most once per call: a second append to it goes in the next call,
@@ -187,7 +221,7 @@ class PostgresAppends(BaseEventStore):
                     call.append((index, request))
             try:
                 outcomes: Sequence[AppendResult | BaseException] = await self._append_group(
-                    [r for _, r in call]
+                    writer, [r for _, r in call]
                 )
             except (DuplicateEventError, SubjectForgottenError, StoreUnavailableError) as exc:
                 if not _refused_alone(exc):
@@ -198,23 +232,25 @@ class PostgresAppends(BaseEventStore):
                 if len(call) == 1:
                     outcomes = [exc]
                 else:
-                    outcomes = [await self._append_alone(request) for _, request in call]
+                    outcomes = [await self._append_alone(writer, r) for _, r in call]
             for (index, _), outcome in zip(call, outcomes, strict=True):
                 results[index] = outcome
             todo = later
         return [results[i] for i in range(len(requests))]
 
-    async def _append_alone(self, request: AppendRequest) -> AppendResult | BaseException:
+    async def _append_alone(
+        self, writer: _Writer, request: AppendRequest
+    ) -> AppendResult | BaseException:
         """One append in its own statement: its result, or the error that is its own."""
         try:
-            return (await self._append_group([request]))[0]
+            return (await self._append_group(writer, [request]))[0]
         except (DuplicateEventError, SubjectForgottenError, StoreUnavailableError) as exc:
             if not _refused_alone(exc):
                 raise
             return exc
 
     async def _commit_with_hooks(
-        self, requests: list[AppendRequest]
+        self, writer: _Writer, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
         """Appends and their hooks in one transaction, each append in its own savepoint.
 
@@ -223,15 +259,15 @@ class PostgresAppends(BaseEventStore):
         """
         results: list[AppendResult | BaseException] = []
         try:
-            conn = await self._writer_connection()
+            conn = await self._writer_connection(writer)
             async with conn.transaction():
                 if len(requests) == 1:
-                    results.append(await self._append_hooked(conn, requests[0]))
+                    results.append(await self._append_hooked(writer, conn, requests[0]))
                     requests = []
                 for request in requests:
                     try:
                         async with conn.transaction():
-                            result = await self._append_hooked(conn, request)
+                            result = await self._append_hooked(writer, conn, request)
                     except psycopg.Error as exc:
                         # The savepoint undid it; the database's error is this append's.
                         error = self._unavailable(exc)
@@ -243,32 +279,34 @@ class PostgresAppends(BaseEventStore):
                         results.append(result)
         except psycopg.Error as exc:
             raise self._unavailable(exc) from exc
-        self._database.committed(False)
+        self._database.committed()
         return results
 
     async def _append_hooked(
-        self, conn: psycopg.AsyncConnection[Any], request: AppendRequest
+        self, writer: _Writer, conn: psycopg.AsyncConnection[Any], request: AppendRequest
     ) -> AppendResult:
         """One append, then the hooks, which see the events as stored (recorded_at too)."""
         if len(request.events) == 1:
-            result, at = await self._append_one_at(request)
+            result, at = await self._append_one_at(writer, request)
         else:
-            [outcome], at = await self._append_group_at([request])
+            [outcome], at = await self._append_group_at(writer, [request])
             if isinstance(outcome, BaseException):
                 raise outcome
             result = outcome
         await self._run_hooks(conn, request, result, at)
         return result
 
-    async def _append_one(self, request: AppendRequest) -> AppendResult:
-        return (await self._append_one_at(request))[0]
+    async def _append_one(self, writer: _Writer, request: AppendRequest) -> AppendResult:
+        return (await self._append_one_at(writer, request))[0]
 
     async def _append_group(
-        self, requests: list[AppendRequest]
+        self, writer: _Writer, requests: list[AppendRequest]
     ) -> list[AppendResult | BaseException]:
-        return (await self._append_group_at(requests))[0]
+        return (await self._append_group_at(writer, requests))[0]
 
-    async def _append_one_at(self, request: AppendRequest) -> tuple[AppendResult, datetime]:
+    async def _append_one_at(
+        self, writer: _Writer, request: AppendRequest
+    ) -> tuple[AppendResult, datetime]:
         """Append one event; where it landed and when it was recorded."""
         e = request.events[0]
         params = (
@@ -285,7 +323,7 @@ class PostgresAppends(BaseEventStore):
             list(request.forgets),
         )
         try:
-            row = await self._execute_write(self._sql_one, params)
+            row = await self._execute_write(writer, self._sql_one, params)
         except psycopg.errors.UniqueViolation as exc:
             raise self._duplicate(request, exc) from None
         except psycopg.Error as exc:
@@ -300,7 +338,7 @@ class PostgresAppends(BaseEventStore):
         return AppendResult(request.stream_id, version, position, position), at
 
     async def _append_group_at(
-        self, requests: list[AppendRequest]
+        self, writer: _Writer, requests: list[AppendRequest]
     ) -> tuple[list[AppendResult | BaseException], datetime]:
         """Append the requests in one statement; their outcomes, and when it recorded them."""
         appends: list[int] = []
@@ -343,7 +381,7 @@ class PostgresAppends(BaseEventStore):
             forgets,
         )
         try:
-            row = await self._execute_write(self._sql_group, params)
+            row = await self._execute_write(writer, self._sql_group, params)
         except psycopg.errors.UniqueViolation as exc:
             if len(requests) == 1:
                 raise self._duplicate(requests[0], exc) from None

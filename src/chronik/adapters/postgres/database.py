@@ -56,8 +56,11 @@ class PostgresDatabase:
         connect_timeout: float = 10.0,
         *,
         auto_migrate: bool = True,
+        writers: int = 4,
     ) -> None:
         self.pool = pool
+        #: connections each event store appends through, one batch of appends each
+        self.writers = writers
         #: False: no DDL at all; ``migrate`` checks instead (MigrationsPendingError)
         self.auto_migrate = auto_migrate
         self.schema = schema
@@ -71,6 +74,7 @@ class PostgresDatabase:
         self._notified_at = -math.inf  # time.monotonic() of the last NOTIFY sent or carried
         self._committed = 0  # appends committed through this database, counted
         self._announced = 0  # of which a NOTIFY delivered at or after their commit covers
+        self._in_flight = 0  # autocommit append statements under way (each may carry one)
         self._notifier: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._stores: list[PostgresEventStore] = []
@@ -88,6 +92,7 @@ class PostgresDatabase:
         connect_timeout: float = 10.0,
         create: bool = True,
         migrate: bool = True,
+        writers: int = 4,
     ) -> PostgresDatabase:
         """Connect, create or migrate the event tables of the schema, and return it.
 
@@ -99,6 +104,11 @@ class PostgresDatabase:
             raise ConfigurationError(
                 f"postgres schema {schema!r} is not valid: use 1-63 lowercase letters, digits "
                 "or '_', starting with a letter or '_'"
+            )
+        if not 1 <= writers <= 64:
+            raise ConfigurationError(
+                f"postgres writers (the event store's writer connections) must be 1-64, "
+                f"got {writers}"
             )
         if not 1 <= pool_min <= pool_max:
             raise ConfigurationError(
@@ -122,7 +132,7 @@ class PostgresDatabase:
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {redact(url)} within {connect_timeout:g} s"
             ) from None
-        database = cls(pool, schema, url, connect_timeout, auto_migrate=migrate)
+        database = cls(pool, schema, url, connect_timeout, auto_migrate=migrate, writers=writers)
         try:
             if not create:
                 await database._check_exists()
@@ -279,40 +289,63 @@ class PostgresDatabase:
 
     # -- notifications -----------------------------------------------------------------
 
-    def carry_notify(self) -> bool:
+    def carry_notify(self) -> int | None:
         """Whether the append about to run in autocommit should carry the NOTIFY itself.
 
         At most once per ``notify_interval``: then the append's own commit announces it
-        (and every commit before it), with no transaction of its own.
+        and every commit counted before it, with no transaction of its own; the count is
+        returned, for ``committed``. The statement is counted as under way until
+        ``statement_ended``.
         """
+        self._in_flight += 1
         now = time.monotonic()
         if now - self._notified_at >= self.notify_interval:
             self._notified_at = now
-            return True
-        return False
+            return self._committed
+        return None
 
-    def committed(self, carried: bool) -> None:
-        """An append committed; ``carried``: its own transaction sent the NOTIFY.
+    def statement_ended(self) -> None:
+        """An append statement counted by ``carry_notify`` ended, committed or not."""
+        self._in_flight -= 1
 
-        One that did not is announced within ``notify_interval``: by the next append that
-        carries it, or else by a NOTIFY of its own, sent after that time (coalesced).
+    def committed(self, carried: int | None = None) -> None:
+        """An append committed; ``carried``: its own transaction sent the NOTIFY, and the
+        commits counted when it started (``carry_notify``'s answer).
+
+        Commits counted while it was under way (another writer connection's) may have
+        come before or after its own, so its NOTIFY vouches for them only if there were
+        none. One that is not announced so is announced within ``notify_interval``: by
+        the next append that carries it, or else by a NOTIFY of its own, sent after that
+        time (coalesced), or a little later while appends are under way or committing:
+        the next one will carry it.
         """
         self._committed += 1
-        if carried:
-            self._announced = self._committed
-        elif self._notifier is None or self._notifier.done():
+        if carried is not None:
+            if carried == self._committed - 1:
+                self._announced = self._committed
+            else:
+                self._announced = max(self._announced, carried)
+        if self._announced < self._committed and (self._notifier is None or self._notifier.done()):
             self._notifier = asyncio.get_running_loop().create_task(self._notify_loop())
 
     def notify_soon(self) -> None:
         """Tell other processes, soon, that something was committed (coalesced)."""
-        self.committed(False)
+        self.committed()
 
     async def _notify_loop(self) -> None:
+        seen = self._committed
         while self._announced < self._committed:
             wait = self._notified_at + self.notify_interval - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue  # an append may have carried it meanwhile
+            if self._in_flight or self._committed != seen:
+                # Appends are flowing (one under way, or commits since the last look): the
+                # next statement carries the NOTIFY, as it is due, which saves a
+                # transaction of its own; look again shortly.
+                seen = self._committed
+                await asyncio.sleep(self.notify_interval / 4)
+                continue
             upto = self._committed
             self._notified_at = time.monotonic()
             try:
