@@ -92,9 +92,21 @@ class Broker(Protocol):
         ...
 
     async def subscribe(
-        self, consumer: str, types: Sequence[str], handler: MessageHandler
+        self,
+        consumer: str,
+        types: Sequence[str],
+        handler: MessageHandler,
+        *,
+        lanes: int = 1,
+        batch: int | None = None,
     ) -> Subscription:
-        """Deliver messages of ``types`` to ``handler``, one at a time, under a durable name."""
+        """Deliver messages of ``types`` to ``handler`` under a durable name.
+
+        Messages of one source stream (the envelope's ``subject``) reach the handler one
+        at a time, in publish order; those of different streams run in up to ``lanes``
+        concurrent lanes (``chronik.messaging.lanes``). ``batch`` (adapter default if
+        None) is how many are fetched at once; at most ``2 * batch`` are held unacked.
+        """
         ...
 
 
