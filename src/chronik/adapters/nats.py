@@ -47,8 +47,6 @@ __all__ = ["NatsBroker", "broker"]
 log = logging.getLogger(__name__)
 
 PREFIX = "chronik."
-#: the header of a message's partition key (its source stream): its consumer lane
-KEY_HEADER = "Chronik-Key"
 
 
 class _Subscription:
@@ -240,7 +238,7 @@ class NatsBroker:
                         results[index] = await js.publish_async(
                             self.prefix + message.type,
                             message.body,
-                            headers={"Nats-Msg-Id": message.id, KEY_HEADER: message.key},
+                            headers={"Nats-Msg-Id": message.id},
                         )
                     except Exception as exc:
                         results[index] = exc
@@ -368,8 +366,7 @@ class NatsBroker:
                 failing = False
             for msg in batch:
                 if msg.subject[len(self.prefix) :] in wanted:
-                    key = (msg.headers or {}).get(KEY_HEADER)
-                    await lanes.put(key if key is not None else lane_key(msg.data), msg)
+                    await lanes.put(lane_key(msg.data), msg)
                 else:
                     await msg.ack()  # a type it did not ask for: passed over
 

@@ -41,8 +41,6 @@ __all__ = ["RabbitMQBroker", "broker"]
 log = logging.getLogger(__name__)
 
 EXCHANGE = "chronik"
-#: the header of a message's partition key (its source stream): its consumer lane
-KEY_HEADER = "chronik-key"
 #: the driver's loggers that report each failed connection attempt
 _DRIVER_LOGGERS = ("aiormq.connection", "aio_pika.robust_connection")
 
@@ -256,7 +254,6 @@ class RabbitMQBroker:
                         content_type=CONTENT_TYPE,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         type=message.type,
-                        headers={KEY_HEADER: message.key},
                     ),
                     routing_key=self.prefix + message.type,
                     timeout=self.confirm_timeout,
@@ -320,7 +317,7 @@ class RabbitMQBroker:
         async with queue.iterator() as messages:
             async for message in messages:
                 acks.register(message)
-                await lanes.put(_key(message), message)
+                await lanes.put(lane_key(message.body), message)
 
     async def _handle(
         self, message: aio_pika.abc.AbstractIncomingMessage, handler: MessageHandler
@@ -349,14 +346,6 @@ class RabbitMQBroker:
                 )
                 await asyncio.sleep(self.redeliver_delay)
                 attempt += 1
-
-
-def _key(message: aio_pika.abc.AbstractIncomingMessage) -> str:
-    """The message's lane key: its header, or (published without one) its envelope's."""
-    key = (message.headers or {}).get(KEY_HEADER)
-    if isinstance(key, bytes):
-        key = key.decode(errors="replace")
-    return key if isinstance(key, str) else lane_key(message.body)
 
 
 class _Silence(logging.Filter):

@@ -44,9 +44,14 @@ CLEARED = "audit.cleared.v1"
 
 
 def message(type_name: str, key: str = "acc-1", *, id: str | None = None) -> OutgoingMessage:
-    """A message of ``type_name`` with a new id (or ``id``) and a body naming it."""
+    """A message of ``type_name`` with a new id (or ``id``) and a body naming it.
+
+    The body carries ``key`` as its ``subject``, where a CloudEvents envelope names its
+    source stream: the adapters' lanes are keyed by it.
+    """
     id = id or str(uuid.uuid4())
-    return OutgoingMessage(id, type_name, key, b'{"id": "%s", "bytes": "\\u00ff"}' % id.encode())
+    body = b'{"id": "%s", "subject": "%s", "bytes": "\\u00ff"}' % (id.encode(), key.encode())
+    return OutgoingMessage(id, type_name, key, body)
 
 
 def other_lane(key: str, lanes: int) -> str:
