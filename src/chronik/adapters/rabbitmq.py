@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
+import aiormq.exceptions
 
 from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
@@ -92,7 +93,9 @@ class _Acks:
         self._acking: set[asyncio.Future[None]] = set()
 
     def register(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        channel = message.channel
+        channel = _channel_of(message)
+        if channel is None:
+            return  # closed already: it comes again on the next channel
         if channel is not self._channel:
             self._channel = channel
             self._order.clear()
@@ -102,8 +105,8 @@ class _Acks:
 
     def done(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         tag = message.delivery_tag
-        if message.channel is not self._channel or tag not in self._order:
-            return
+        if _channel_of(message) is not self._channel or tag not in self._order:
+            return  # of a channel that closed since: not acked, it comes again
         self._done.add(tag)  # type: ignore[arg-type]
         if not self._flushing:
             self._flushing = True
@@ -126,6 +129,14 @@ class _Acks:
             task = asyncio.ensure_future(_ack(message, multiple=multiple))
             self._acking.add(task)
             task.add_done_callback(self._acking.discard)
+
+
+def _channel_of(message: aio_pika.abc.AbstractIncomingMessage) -> object:
+    """The driver's channel the message came on; None once that channel closed."""
+    try:
+        return message.channel
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return None
 
 
 async def _ack(message: aio_pika.abc.AbstractIncomingMessage, *, multiple: bool) -> None:
