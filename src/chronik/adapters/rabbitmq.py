@@ -29,7 +29,6 @@ from urllib.parse import unquote, urlsplit
 import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
-import aiormq.exceptions
 
 from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
@@ -135,7 +134,7 @@ def _channel_of(message: aio_pika.abc.AbstractIncomingMessage) -> object:
     """The driver's channel the message came on; None once that channel closed."""
     try:
         return message.channel
-    except aiormq.exceptions.ChannelInvalidStateError:
+    except aio_pika.exceptions.ChannelInvalidStateError:
         return None
 
 
