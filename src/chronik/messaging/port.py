@@ -3,7 +3,9 @@
 **Broker**: publishes messages between contexts and delivers them to consumers.
 Adapters: ``memory://`` (in-process, embedded mode), ``nats://`` (JetStream) and
 ``amqp://`` (RabbitMQ). Every adapter delivers at least once, in publish order per
-consumer; a handler that raises has its message delivered again later.
+source stream and consumer (streams side by side in per-stream lanes, see
+``chronik.messaging.lanes``); a handler that raises has its message delivered again
+later, before the later messages of its stream.
 
 ``connect`` keeps trying for the adapter's connect timeout, then raises
 ``BrokerUnavailableError``; a broker that answers and refuses (a wrong password) raises
