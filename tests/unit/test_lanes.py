@@ -116,6 +116,8 @@ async def test_a_handler_that_raises_stops_the_lanes_and_put_says_why() -> None:
             await asyncio.wait_for(lanes.join(), PATIENCE)
         with pytest.raises(RuntimeError, match="broken lane"):
             await lanes.put("s", 2)
+        # What a consumer looks at to unsubscribe and subscribe again.
+        assert isinstance(lanes.failure, RuntimeError)
     finally:
         await lanes.close()
 

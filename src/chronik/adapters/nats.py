@@ -64,6 +64,14 @@ class _Subscription:
         """Messages received and not yet done (at most twice the batch)."""
         return self.lanes.held
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why it stopped delivering (a lane or its fetching failed), or None."""
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return self.lanes.failure
+
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()

@@ -202,7 +202,14 @@ class Consumer(Worker):
         await super().begin()
 
     async def step(self) -> bool:
-        """Run the redeliveries asked for; the broker's deliveries run on their own."""
+        """Run the redeliveries asked for; the broker's deliveries run on their own.
+
+        A subscription that stopped delivering (its lanes or its fetching failed) is
+        raised here: the worker backs off, unsubscribes and subscribes again.
+        """
+        failure = getattr(self._subscription, "failure", None)
+        if failure is not None:
+            raise failure
         if time.monotonic() - self._asked >= self._poll_every:
             self._asked = time.monotonic()
             try:

@@ -88,6 +88,11 @@ class Lanes(Generic[T]):
         return self._held
 
     @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the lanes (a handler raised), or None."""
+        return self._failure
+
+    @property
     def room(self) -> int:
         """How many more items may be put now without waiting."""
         return self.capacity - self._held
