@@ -372,6 +372,20 @@ register_workload(
 )
 
 
+# h_consume_drain: the source streams the pre-filled messages come from.
+CONSUME_STREAMS = {"full": 1_000, "quick": 100}
+register_workload(
+    Workload(
+        "h_consume_drain",
+        "a consumer drains a pre-filled JetStream stream (h_relay_drain's count of messages"
+        " from 1,000 source streams) into effects: one append with its inbox mark per message;"
+        " the note gives the same appends without broker or inbox, and the ratio",
+        backends=("nats",),
+        systems=MESSAGING_SYSTEMS,
+    )
+)
+
+
 def unknown_workload(workload: str) -> ValueError:
     return ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
 

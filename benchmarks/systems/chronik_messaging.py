@@ -27,6 +27,15 @@ rate achieved: effects from the schedule's start to the last effect. The run wai
 the last effects half as long as the load was offered (at least 1 s); should some still
 be missing then, they count with the latency they had at that moment, and the note says
 the percentiles are lower bounds (the report marks them ">=").
+
+``h_consume_drain`` (NATS): untimed, as many messages as ``h_relay_drain`` drains are
+published to JetStream as the relay publishes them, message n from source stream
+n % 1,000 (100 in the quick size). Timed: a ``Consumer`` with its default lanes and
+batch starts and drains them; each message's effect is one append of ``ItemReceived``
+to ``received-<source stream>`` with its inbox mark; the clock stops at the last
+effect. Then (timed apart) the same appends go to a fresh schema without broker or
+inbox, by as many writers as the consumer has lanes, each stream in one writer: the
+note gives that rate and the consumer's ratio to it.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from typing import Any
 
 from benchmarks.common import (
     BATCH_EVENTS,
+    CONSUME_STREAMS,
     E2E_RATE,
     Measurement,
     Size,
@@ -51,8 +61,10 @@ from benchmarks.messaging import (
     bind_sink,
     broker_run,
     describe_broker,
+    envelope_body,
     language,
     nats_stored,
+    new_message_id,
     public_item_class,
     sink_depth,
 )
@@ -63,7 +75,7 @@ from chronik.eventstore import BaseEventStore, NewEvent, RecordedEvent
 from chronik.eventstore.ids import uuid7
 from chronik.messaging import Consumer, MessageContext, Outbox, Relay
 from chronik.messaging.outbox import Translate
-from chronik.messaging.port import MessageStorage
+from chronik.messaging.port import MessageStorage, OutgoingMessage
 
 # The relay's wait when idle: a wake-up comes from the appends in this process at once;
 # a short wait only makes stopping it quick.
@@ -78,6 +90,9 @@ E2E_WARMUP_WAIT_S = 30.0
 # latency it had at that moment, a lower bound (said in the note), which keeps a run
 # bounded (and the quick run short) when the consumer cannot keep up.
 E2E_MIN_SETTLE_S = 1.0
+# h_consume_drain: messages per publish while pre-filling, and how long the drain may take.
+CONSUME_PREFILL_CHUNK = 512
+CONSUME_WAIT_S = 300.0
 
 
 @event("bench.item_received")
@@ -311,7 +326,121 @@ async def _h_e2e(target: Target, size: Size) -> Measurement:
     )
 
 
+async def _prefill_nats(target: Target, names: RunNames, count: int, streams: int) -> None:
+    """Publish ``count`` envelopes as the relay would, message n from stream n % streams."""
+    keys = [new_stream_id() for _ in range(streams)]
+    broker = await open_broker(target.broker_url)
+    try:
+        for start in range(0, count, CONSUME_PREFILL_CHUNK):
+            batch = []
+            for n in range(start, min(count, start + CONSUME_PREFILL_CHUNK)):
+                message_id = new_message_id()
+                key = keys[n % streams]
+                batch.append(
+                    OutgoingMessage(
+                        message_id, names.type, key, envelope_body(names, message_id, key, n)
+                    )
+                )
+            outcomes = await broker.publish(batch)
+            failed = [o for o in outcomes if o is not None]
+            if failed:
+                raise RuntimeError(f"pre-filling failed: {failed[0]!r}")
+    finally:
+        await broker.close()
+
+
+async def _plain_appends(
+    target: Target, effects: list[tuple[str, str, int]], writers: int
+) -> float:
+    """The same appends as the consumer's effects, no broker and no inbox: seconds taken.
+
+    ``writers`` tasks (as many as the consumer's lanes) share the streams, each stream in
+    one task, in the order the consumer got them.
+    """
+    database = await open_database(_url(target, f"{target.postgres_schema}_plain"))
+    store = database.event_store(RECEIVED_TYPES)
+    try:
+        by_writer: list[list[tuple[str, str, int]]] = [[] for _ in range(writers)]
+        lane_of: dict[str, int] = {}
+        for effect in effects:
+            lane = lane_of.setdefault(effect[0], len(lane_of) % writers)
+            by_writer[lane].append(effect)
+
+        async def writer(own: list[tuple[str, str, int]]) -> None:
+            for stream, message_id, amount in own:
+                await store.append(f"received-{stream}", [ItemReceived(message_id, amount)])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(own) for own in by_writer))
+        return time.perf_counter() - started
+    finally:
+        await database.close()
+
+
+async def _h_consume_drain(target: Target, size: Size, streams: int) -> Measurement:
+    count = size.relay_drain
+    async with broker_run(target) as names:
+        server = await describe_broker(target)
+        public_class = public_item_class(names)
+        receiving = await open_database(_url(target, target.postgres_schema))
+        receiver = receiving.event_store(RECEIVED_TYPES)
+        effects: list[tuple[str, str, int]] = []
+        all_in = asyncio.Event()
+
+        async def on_item(item: Any, context: MessageContext) -> None:
+            await receiver.append(
+                f"received-{context.subject}", [ItemReceived(context.message_id, item.amount)]
+            )
+            effects.append((context.subject, context.message_id, item.amount))
+            if len(effects) >= count:
+                all_in.set()
+
+        consumer = Consumer(
+            names.consumer,
+            receiver,
+            language(public_class),
+            {public_class: on_item},
+            storage=receiving.messages(),
+        )
+        broker = await open_broker(target.broker_url)
+        try:
+            await consumer.setup()
+            # Subscribed and stopped once: the durable consumer exists before the fill.
+            await consumer.start(broker)
+            await consumer.stop()
+            await _prefill_nats(target, names, count, streams)
+            stored = await nats_stored(target, names)
+            if stored != count:
+                raise RuntimeError(f"the stream holds {stored} of {count} messages")
+            started = time.perf_counter()
+            await consumer.start(broker)
+            await asyncio.wait_for(all_in.wait(), CONSUME_WAIT_S)
+            seconds = time.perf_counter() - started
+            await consumer.stop()
+            handled = consumer.handled
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            await broker.close()
+            await receiving.close()
+        if handled != count or len({m for _, m, _ in effects}) != count:
+            raise RuntimeError(f"{handled} handled, {len(effects)} effects of {count}")
+        plain_s = await _plain_appends(target, effects, consumer.lanes)
+    rate, plain = count / seconds, count / plain_s
+    return Measurement(
+        count,
+        seconds,
+        note=f"{server}; {streams:,} source streams; consumer with {consumer.lanes} lanes,"
+        f" batch {consumer.batch}; the same {count:,} appends without broker or inbox"
+        f" ({consumer.lanes} writers): {plain:,.0f}/s, so the consumer reaches"
+        f" {rate / plain:.2f}x of them",
+    )
+
+
 def run(workload: str, target: Target, size: Size) -> Measurement:
+    if workload == "h_consume_drain":
+        streams = CONSUME_STREAMS["quick" if size.relay_drain < 50_000 else "full"]
+        return asyncio.run(_h_consume_drain(target, size, streams))
     if workload == "h_relay_drain":
         return asyncio.run(_h_relay_drain(target, size))
     if workload == "h_e2e_p99_ms":

@@ -410,13 +410,19 @@ class CountingBroker:
         return await self.inner.publish(messages)
 
     async def subscribe(
-        self, consumer: str, types: Sequence[str], handler: MessageHandler
+        self,
+        consumer: str,
+        types: Sequence[str],
+        handler: MessageHandler,
+        *,
+        lanes: int = 1,
+        batch: int | None = None,
     ) -> Subscription:
         async def counted(delivery: Delivery) -> None:
             self.deliveries[delivery.id] += 1
             await handler(delivery)
 
-        return await self.inner.subscribe(consumer, types, counted)
+        return await self.inner.subscribe(consumer, types, counted, lanes=lanes, batch=batch)
 
 
 @contextlib.asynccontextmanager

@@ -498,3 +498,160 @@ async def test_publishing_to_a_nats_server_that_stopped_answering_fails_within_t
             private_nats.resume()
         outcomes = await publishing
         assert done, f"10 messages took over 2 s to fail with ack_timeout=0.5 s: {outcomes[:2]}"
+
+
+# -- c. the consumer killed ---------------------------------------------------------------
+
+CONSUMER_WORKER = Path(__file__).with_name("messaging_consumer_worker.py")
+CONSUMER_KILLS = 12
+
+
+class ConsumerProcess:
+    """messaging_consumer_worker.py in a real process, its count of handled messages read."""
+
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+        self.handled = 0
+        self.is_ready = asyncio.Event()
+        self.progressed = asyncio.Event()
+        self.reader_done = False
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(
+        cls, store_url: str, broker_url: str, context: str, name: str, log: Path
+    ) -> ConsumerProcess:
+        with log.open("ab") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(CONSUMER_WORKER),
+                store_url,
+                broker_url,
+                context,
+                name,
+                "8",  # lanes
+                "16",  # batch: 32 held at most
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        return cls(process, log)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while raw := await self.process.stdout.readline():
+            line = raw.decode().strip()
+            if line == "ready":
+                self.is_ready.set()
+            elif line.startswith("handled "):
+                self.handled = int(line.split()[1])
+            self.progressed.set()
+        self.reader_done = True
+        self.progressed.set()
+
+    async def ready(self) -> None:
+        exited = asyncio.create_task(self.process.wait())
+        ready = asyncio.create_task(self.is_ready.wait())
+        done, _ = await asyncio.wait({exited, ready}, timeout=60, return_when="FIRST_COMPLETED")
+        exited.cancel()
+        ready.cancel()
+        if ready not in done:
+            raise AssertionError(
+                f"the consumer worker did not start (exit code {self.process.returncode}): "
+                f"{self.log.read_text()[-3000:]}"
+            )
+
+    async def handling(self, count: int, *, within: float) -> None:
+        """Return once it reported ``count`` messages handled, or ``within`` s passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while self.handled < count and not self.reader_done:
+                    self.progressed.clear()
+                    await self.progressed.wait()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()  # SIGKILL
+        await self.process.wait()
+        await self._reader
+        assert self.process.returncode == -signal.SIGKILL, self.log.read_text()[-3000:]
+
+
+@pytest.fixture(params=["nats", "rabbitmq"])
+async def shared_broker(request: pytest.FixtureRequest) -> str:
+    from messaging_harness import RABBITMQ_URL
+
+    url = NATS_URL if request.param == "nats" else RABBITMQ_URL
+    problem = await (nats_problem(url) if request.param == "nats" else rabbitmq_problem(url))
+    if problem is not None:
+        service_missing(problem)
+    return url
+
+
+@pytest.mark.slow
+async def test_killing_a_consumer_with_many_streams_in_flight_keeps_each_effect_once_in_order(
+    databases: Databases, shared_broker: str, tmp_path: Path
+) -> None:
+    # Many streams, eight lanes: the consumer dies with messages of several streams in
+    # hand, some handled and not acked, others fetched and not started. Each new process
+    # must take up every stream where its effects end, neither twice nor out of order.
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    producer = await Producer.open(databases.producer, unique_context())
+    consuming = await ConsumingContext.open(databases.consumer, producer)  # to read, not run
+    relay_broker = await open_broker(shared_broker)
+    relay = Relay(
+        producer.store, relay_broker, storage=producer.outbox.storage, batch=64, idle_wait=0.1
+    )
+    log = tmp_path / "consumer.log"
+    kills: list[int] = []  # what each process had handled when it died
+    try:
+        # Subscribed once, so that the broker keeps what comes before a consumer runs
+        # (RabbitMQ drops what no queue is bound for).
+        async with subscribed(consuming, relay_broker):
+            pass
+        async with running_relay(relay):
+            streams = _streams(100)
+            await producer.write(streams, 20, batch=5)  # a backlog before any consumer runs
+            writer = asyncio.create_task(
+                producer.write(streams, 10, batch=2, writers=4, pause=0.02)
+            )
+            for _ in range(CONSUMER_KILLS):
+                process = await ConsumerProcess.start(
+                    databases.consumer, shared_broker, producer.context, consuming.name, log
+                )
+                try:
+                    await process.ready()
+                    await process.handling(rng.randint(1, 250), within=30)
+                    await asyncio.sleep(rng.uniform(0.0, 0.05))
+                finally:
+                    await process.kill()
+                kills.append(process.handled)
+            await writer
+            assert producer.written == 3000
+
+            last = await ConsumerProcess.start(
+                databases.consumer, shared_broker, producer.context, consuming.name, log
+            )
+            try:
+                await last.ready()
+
+                async def all_effected() -> bool:
+                    return (
+                        await producer.pending() == 0
+                        and len(await consuming.seen()) >= producer.written
+                    )
+
+                await wait_until("every effect", all_effected, within=300, every=0.25)
+                await asyncio.sleep(0.5)  # room for a late second effect to show
+            finally:
+                await last.kill()
+
+        note = f"(seed {seed}; handled by each killed process: {kills})"
+        assert sum(k > 0 for k in kills) >= CONSUMER_KILLS // 2, note
+        await assert_exactly_once_in_order(producer, consuming)
+    finally:
+        await close_broker(relay_broker)
+        await consuming.store.close()
+        await producer.store.close()
+        await forget_broker_state(shared_broker, consuming.name, producer.context)

@@ -8,9 +8,11 @@ Publishes are pipelined (``publish_async``) and each is acked by the server.
 A consumer gets one durable pull consumer per source context (``<name>-<context>``
 filtered on ``chronik.<context>.>``: nats-server 2.9 takes one filter per consumer), so a
 context's messages arrive in the order they were stored; types it did not ask for are
-acked and passed over. Messages are handled one at a time; when a handler raises, the
-same message is tried again after a pause (keeping its ack deadline away), so the
-messages behind it never overtake it.
+acked and passed over. Messages are fetched in batches and handled in per-stream lanes
+(``chronik.messaging.lanes``): a stream's messages one at a time in their order,
+different streams side by side; when a handler raises, the same message is tried again
+after a pause (keeping its ack deadline away), so the messages of its stream behind it
+never overtake it.
 
 Connecting: nats-py retries on its own; ``connect`` lets it for ``connect_timeout`` seconds
 and stops it early when the server refuses the credentials. Its errors come to one
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +39,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 
 from chronik.adapters.url import redact
 from chronik.errors import BrokerUnavailableError, ConfigurationError
+from chronik.messaging.lanes import Lanes, lane_key
 from chronik.messaging.port import Delivery, MessageHandler, OutgoingMessage, connection_cause
 
 __all__ = ["NatsBroker", "broker"]
@@ -50,9 +54,23 @@ class _Subscription:
         self,
         tasks: list[asyncio.Task[None]],
         subscriptions: list[JetStreamContext.PullSubscription],
+        lanes: Lanes[Msg],
     ) -> None:
         self.tasks = tasks
         self.subscriptions = subscriptions
+        self.lanes = lanes
+
+    def held(self) -> int:
+        """Messages received and not yet done (at most twice the batch)."""
+        return self.lanes.held
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why it stopped delivering (a lane or its fetching failed), or None."""
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return task.exception()
+        return self.lanes.failure
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -60,6 +78,12 @@ class _Subscription:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # What was fetched and not done comes again, in order, soon (not after ack_wait).
+        held = self.lanes.pending()
+        await self.lanes.close()
+        for msg in held:
+            with contextlib.suppress(Exception):
+                await msg.nak()
         # Unsubscribed, a pull subscription no longer holds up the connection's drain.
         for subscription in self.subscriptions:
             with contextlib.suppress(Exception):
@@ -234,46 +258,107 @@ class NatsBroker:
         return [_outcome(r, self.ack_timeout) for r in results]
 
     async def subscribe(
-        self, consumer: str, types: Sequence[str], handler: MessageHandler
+        self,
+        consumer: str,
+        types: Sequence[str],
+        handler: MessageHandler,
+        *,
+        lanes: int = 1,
+        batch: int | None = None,
     ) -> _Subscription:
+        """Pull in batches of ``batch``; handle in ``lanes`` per-stream lanes (see lanes.py).
+
+        At most ``2 * batch`` messages are held (fetched, not yet acked); the fetch waits
+        for room. A durable consumer left with messages delivered and never acked (its
+        process died) is set back to its ack floor first: JetStream would otherwise hand
+        those out again only after ``ack_wait``, behind the messages after them, and a
+        stream's later message could take effect before its earlier one. The inbox skips
+        what was already handled.
+        """
         js = self._jetstream()
         wanted = frozenset(types)
+        fetch = batch or self.fetch_batch
+        replayed: dict[str, int] = {}  # durable -> the last stream seq it delivered before
+        held: Lanes[Msg] = Lanes(
+            lanes,
+            2 * fetch,
+            lambda msg: self._handle(msg, handler, replayed),
+            name=f"nats {consumer}",
+        )
         tasks = []
         subscriptions = []
-        for source in sorted({t.split(".", 1)[0] for t in types}):
-            durable = (
-                f"{self.namespace}-{consumer}-{source}"
-                if self.namespace
-                else f"{consumer}-{source}"
-            )
-            subscription = await js.pull_subscribe(
-                f"{self.prefix}{source}.>",
-                durable=durable,
-                stream=self.stream,
-                config=ConsumerConfig(
+        try:
+            for source in sorted({t.split(".", 1)[0] for t in types}):
+                durable = (
+                    f"{self.namespace}-{consumer}-{source}"
+                    if self.namespace
+                    else f"{consumer}-{source}"
+                )
+                subject = f"{self.prefix}{source}.>"
+                config = ConsumerConfig(
                     durable_name=durable,
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
                     ack_wait=60,
-                    max_ack_pending=self.fetch_batch * 4,
-                ),
-            )
-            subscriptions.append(subscription)
-            tasks.append(
-                asyncio.create_task(self._consume(subscription, wanted, handler), name=durable)
-            )
-        return _Subscription(tasks, subscriptions)
+                    max_ack_pending=max(self.fetch_batch * 4, fetch * 4),
+                    filter_subject=subject,
+                )
+                replayed[durable] = await self._rewind(js, durable, config)
+                subscription = await js.pull_subscribe(
+                    subject, durable=durable, stream=self.stream, config=config
+                )
+                subscriptions.append(subscription)
+                tasks.append(
+                    asyncio.create_task(
+                        self._consume(subscription, wanted, held, fetch), name=durable
+                    )
+                )
+        except BaseException:
+            await _Subscription(tasks, subscriptions, held).stop()
+            raise
+        return _Subscription(tasks, subscriptions, held)
+
+    async def _rewind(self, js: JetStreamContext, durable: str, config: ConsumerConfig) -> int:
+        """Recreate ``durable`` at its ack floor if messages it delivered wait for an ack.
+
+        Returns the last stream sequence it had delivered (0 if not recreated): what comes
+        again up to there is a redelivery, whatever the new consumer's count says.
+        """
+        try:
+            info = await js.consumer_info(self.stream, durable)
+        except nats.js.errors.NotFoundError:
+            return 0
+        if not info.num_ack_pending:
+            return 0
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = (info.delivered.stream_seq if info.delivered else 0) or 0
+        log.info(
+            "NATS consumer had unacked messages; replaying from its ack floor",
+            extra={"consumer": durable, "unacked": info.num_ack_pending, "floor": floor},
+        )
+        await js.delete_consumer(self.stream, durable)
+        await js.add_consumer(
+            self.stream,
+            dataclasses.replace(
+                config,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=(floor or 0) + 1,
+            ),
+        )
+        return delivered
 
     async def _consume(
         self,
         subscription: JetStreamContext.PullSubscription,
         wanted: frozenset[str],
-        handler: MessageHandler,
+        lanes: Lanes[Msg],
+        fetch: int,
     ) -> None:
         failing = False  # said once per outage, not at every retry
         while True:
+            await lanes.wait_for_room()  # back-pressure: fetch only what there is room for
             try:
-                batch = await subscription.fetch(self.fetch_batch, timeout=1.0)
+                batch = await subscription.fetch(min(fetch, lanes.room), timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except (nats.errors.Error, nats.js.errors.Error) as exc:
@@ -287,47 +372,41 @@ class NatsBroker:
             if failing:
                 log.info("NATS fetch works again")
                 failing = False
-            await self._handle_batch(batch, wanted, handler)
+            for msg in batch:
+                if msg.subject[len(self.prefix) :] in wanted:
+                    await lanes.put(lane_key(msg.data), msg)
+                else:
+                    await msg.ack()  # a type it did not ask for: passed over
 
-    async def _handle_batch(
-        self, batch: list[Msg], wanted: frozenset[str], handler: MessageHandler
-    ) -> None:
-        for index, msg in enumerate(batch):
-            try:
-                await self._handle(msg, wanted, handler)
-            except asyncio.CancelledError:
-                # Stopped: what was fetched and not done comes again, in order, soon.
-                for rest in batch[index:]:
-                    with contextlib.suppress(Exception):
-                        await rest.nak()
-                raise
-
-    async def _handle(self, msg: Msg, wanted: frozenset[str], handler: MessageHandler) -> None:
+    async def _handle(self, msg: Msg, handler: MessageHandler, replayed: dict[str, int]) -> None:
         """Handle one message until its handler returns, then ack it.
 
         A handler that raises (the consumer's database is down) gets the same message
         again after a pause, here, rather than by a nak: JetStream would hand out the
-        messages behind it first, and a context's messages are to take effect in order.
+        messages behind it first, and a stream's messages are to take effect in order.
         """
         type_name = msg.subject[len(self.prefix) :]
-        if type_name in wanted:
-            headers = msg.headers or {}
-            attempt = msg.metadata.num_delivered
-            while True:
-                delivery = Delivery(headers.get("Nats-Msg-Id", ""), type_name, msg.data, attempt)
-                try:
-                    await handler(delivery)
-                    break
-                except Exception as exc:
-                    log.warning(
-                        "handler failed; delivering again",
-                        extra={"message_id": delivery.id, "error": str(exc)},
-                    )
-                    with contextlib.suppress(Exception):
-                        await msg.in_progress()  # keeps the ack deadline away
-                    await asyncio.sleep(self.redeliver_delay)
-                    attempt += 1
-        await msg.ack()
+        headers = msg.headers or {}
+        metadata = msg.metadata
+        attempt = metadata.num_delivered
+        if metadata.sequence.stream <= replayed.get(metadata.consumer or "", 0):
+            attempt += 1  # delivered before the consumer was set back to its ack floor
+        while True:
+            delivery = Delivery(headers.get("Nats-Msg-Id", ""), type_name, msg.data, attempt)
+            try:
+                await handler(delivery)
+                break
+            except Exception as exc:
+                log.warning(
+                    "handler failed; delivering again",
+                    extra={"message_id": delivery.id, "error": str(exc)},
+                )
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()  # keeps the ack deadline away
+                await asyncio.sleep(self.redeliver_delay)
+                attempt += 1
+        with contextlib.suppress(Exception):  # not acked: it comes again; the inbox has it
+            await msg.ack()
 
 
 def _outcome(

@@ -9,7 +9,9 @@ transaction, under a unique key. A redelivered message is therefore either skipp
 handler that must change several aggregates starts a process instead.
 
 A handler that keeps failing is retried with backoff, then its message goes to the
-dead letters with the error and is counted as handled; the others flow on.
+dead letters with the error and is counted as handled; the others flow on. Messages of
+different source streams run concurrently in per-stream lanes (``lanes``); one
+stream's messages keep their order.
 ``redeliver`` runs a dead letter again once the handler is fixed.
 """
 
@@ -45,6 +47,12 @@ __all__ = ["Consumer", "Handler", "MessageContext"]
 log = logging.getLogger(__name__)
 
 INBOX_HEADER = "chronik-inbox"
+#: per-stream lanes a consumer handles side by side (CHRONIK_CONSUMER_LANES)
+DEFAULT_LANES = 8
+#: messages fetched at once; at most twice as many held unacked (CHRONIK_CONSUMER_BATCH)
+DEFAULT_BATCH = 64
+MAX_LANES = 256
+MAX_BATCH = 10_000
 _NAME = re.compile(r"[a-z][a-z0-9_\-]{0,62}")
 
 
@@ -77,6 +85,12 @@ class Consumer(Worker):
     ``chronik.worker.Worker`` under the lease ``consumer:NAME``: subscribed while it
     leads, unsubscribed in standby, so one replica handles a subscription's messages in
     their order (the inbox would keep each effect once anyway).
+
+    Messages of one source stream are handled one at a time, in their order; those of
+    different streams in up to ``lanes`` lanes side by side. The broker fetches
+    ``batch`` at a time and holds at most ``2 * batch`` unacked (back-pressure). A
+    message that keeps failing holds up its own lane only. See docs/messaging.md,
+    "Concurrency".
     """
 
     kind = "consumer"
@@ -94,18 +108,26 @@ class Consumer(Worker):
         storage: MessageStorage,
         retries: int = 5,
         retry_backoff: float = 0.1,
+        lanes: int = DEFAULT_LANES,
+        batch: int = DEFAULT_BATCH,
         instruments: Instruments = NO_INSTRUMENTS,
     ) -> None:
         if not _NAME.fullmatch(name):
             raise ConfigurationError(
                 f"consumer name {name!r}: use 1-63 lowercase letters, digits, '_' or '-'"
             )
+        if not 1 <= lanes <= MAX_LANES:
+            raise ConfigurationError(f"consumer {name!r}: lanes must be 1-{MAX_LANES}, not {lanes}")
+        if not 1 <= batch <= MAX_BATCH:
+            raise ConfigurationError(f"consumer {name!r}: batch must be 1-{MAX_BATCH}, not {batch}")
         super().__init__(name, lease=lambda: storage.lease(f"consumer:{name}"))
         self.store = store
         self.language = language
         self.storage = storage
         self.retries = retries
         self.retry_backoff = retry_backoff
+        self.lanes = lanes
+        self.batch = batch
         self.instruments = instruments
         self._handlers: dict[str, Handler] = {}
         for cls, handler in handlers.items():
@@ -174,12 +196,21 @@ class Consumer(Worker):
 
     async def begin(self) -> None:
         assert self._broker is not None, "start(broker) runs the consumer"
-        self._subscription = await self._broker.subscribe(self.name, self.types, self.deliver)
+        self._subscription = await self._broker.subscribe(
+            self.name, self.types, self.deliver, lanes=self.lanes, batch=self.batch
+        )
         self._asked = time.monotonic()
         await super().begin()
 
     async def step(self) -> bool:
-        """Run the redeliveries asked for; the broker's deliveries run on their own."""
+        """Run the redeliveries asked for; the broker's deliveries run on their own.
+
+        A subscription that stopped delivering (its lanes or its fetching failed) is
+        raised here: the worker backs off, unsubscribes and subscribes again.
+        """
+        failure = getattr(self._subscription, "failure", None)
+        if failure is not None:
+            raise failure
         if time.monotonic() - self._asked >= self._poll_every:
             self._asked = time.monotonic()
             try:

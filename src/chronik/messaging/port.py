@@ -3,7 +3,9 @@
 **Broker**: publishes messages between contexts and delivers them to consumers.
 Adapters: ``memory://`` (in-process, embedded mode), ``nats://`` (JetStream) and
 ``amqp://`` (RabbitMQ). Every adapter delivers at least once, in publish order per
-consumer; a handler that raises has its message delivered again later.
+source stream and consumer (streams side by side in per-stream lanes, see
+``chronik.messaging.lanes``); a handler that raises has its message delivered again
+later, before the later messages of its stream.
 
 ``connect`` keeps trying for the adapter's connect timeout, then raises
 ``BrokerUnavailableError``; a broker that answers and refuses (a wrong password) raises
@@ -93,9 +95,21 @@ class Broker(Protocol):
         ...
 
     async def subscribe(
-        self, consumer: str, types: Sequence[str], handler: MessageHandler
+        self,
+        consumer: str,
+        types: Sequence[str],
+        handler: MessageHandler,
+        *,
+        lanes: int = 1,
+        batch: int | None = None,
     ) -> Subscription:
-        """Deliver messages of ``types`` to ``handler``, one at a time, under a durable name."""
+        """Deliver messages of ``types`` to ``handler`` under a durable name.
+
+        Messages of one source stream (the envelope's ``subject``) reach the handler one
+        at a time, in publish order; those of different streams run in up to ``lanes``
+        concurrent lanes (``chronik.messaging.lanes``). ``batch`` (adapter default if
+        None) is how many are fetched at once; at most ``2 * batch`` are held unacked.
+        """
         ...
 
 

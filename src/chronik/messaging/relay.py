@@ -27,6 +27,9 @@ __all__ = ["Relay", "RelayStatus"]
 
 log = logging.getLogger(__name__)
 
+#: how many batches' marks may wait while publishing goes on
+MARK_LAG_BATCHES = 8
+
 
 @dataclass(frozen=True, slots=True)
 class RelayStatus:
@@ -85,7 +88,9 @@ class Relay(Worker):
         #: of the leadership
         self._refused = Backoff(backoff, max_backoff)
         self._head = 0
+        self._full = False  # the last batch read was a full one: more is waiting
         self._marking: asyncio.Task[None] | None = None
+        self._unmarked: list[int] = []  # published, not yet being marked
         self._reading: asyncio.Task[list[OutboxRow]] | None = None
 
     def status(self) -> RelayStatus:
@@ -94,14 +99,20 @@ class Relay(Worker):
     async def step(self) -> bool:
         """Publish one batch; its database work overlaps the next batch's publish.
 
-        While batch N is on the wire, batch N's successor is read and batch N-1 is
-        marked published: the relay waits on the broker or the database, not both in
-        turn. Outbox rows commit in position order (the append's lock is held to its
-        commit), so reading on past the last position read skips nothing; after a
-        failure or when idle the relay reads from the oldest unpublished row again.
+        While batch N is on the wire, batch N's successor is read and the batches before
+        it are marked published (those acked while a mark commits go together in the
+        next one, up to ``MARK_LAG_BATCHES`` batches behind): the relay waits on the
+        broker or the database, not both in turn. Outbox rows commit in position order
+        (the append's lock is held to its commit), so reading on past the last position
+        read skips nothing; after a failure or when idle the relay reads from the oldest
+        unpublished row again.
         """
-        self._head = await self.store.head_position()
+        if self._reading is None or not self._full:
+            # Only a relay that may go idle needs the head to wait on; draining a backlog
+            # (the last batch was full), it saves the round trip.
+            self._head = await self.store.head_position()
         rows = await (self._reading or self.storage.pending(self.batch))
+        self._full = len(rows) >= self.batch
         self._reading = None
         if not rows:
             await _finish(self._marking)
@@ -114,10 +125,16 @@ class Relay(Worker):
         started = time.perf_counter()
         published, failure = await self._publish(rows)
         self.instruments.relay_publish(time.perf_counter() - started, len(rows))
-        await _finish(self._marking)
-        self._marking = None
-        if published:
-            self._marking = asyncio.create_task(self._mark(published))
+        self._unmarked.extend(published)
+        if self._marking is not None and (
+            self._marking.done() or len(self._unmarked) >= MARK_LAG_BATCHES * self.batch
+        ):
+            # Its error, if any, is raised here; and marks lagging that far behind hold
+            # the publishing back (a crash would publish them again).
+            await _finish(self._marking)
+            self._marking = None
+        if self._marking is None and self._unmarked:
+            self._marking = asyncio.create_task(self._mark_all())
         if failure is not None:
             await _drop(self._reading)
             self._reading = None
@@ -153,10 +170,22 @@ class Relay(Worker):
         with contextlib.suppress(BaseException):
             await marking
 
-    async def _mark(self, positions: list[int]) -> None:
-        await self.storage.mark_published(positions)
-        self.relayed += len(positions)
-        self._measure()
+    async def _mark_all(self) -> None:
+        """Mark what was published, and what was published meanwhile, in few statements.
+
+        While one mark commits, the batches published meanwhile gather; the next mark
+        takes them all in one UPDATE, so marking keeps pace with a broker that acks
+        faster than the database commits.
+        """
+        while self._unmarked:
+            positions, self._unmarked = self._unmarked, []
+            try:
+                await self.storage.mark_published(positions)
+            except BaseException:
+                self._unmarked[:0] = positions  # not marked: they go again after a restart
+                raise
+            self.relayed += len(positions)
+            self._measure()
 
     async def _publish(self, rows: list[OutboxRow]) -> tuple[list[int], BaseException | None]:
         messages = [OutgoingMessage(r.message_id, r.type, r.stream_id, r.body) for r in rows]

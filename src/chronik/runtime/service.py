@@ -302,6 +302,8 @@ class Runtime:
                         consumer_spec.language,
                         consumer_spec.handlers(self),
                         storage=self.messages,
+                        lanes=self.settings.consumer_lanes,
+                        batch=self.settings.consumer_batch,
                         instruments=self.metrics,
                     )
                 )

@@ -93,6 +93,20 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a start keeps trying to reach the broker before it gives up.",
     )
+    consumer_lanes: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Per-stream lanes of each consumer: messages of different source streams "
+        "handled side by side; one stream's in order.",
+    )
+    consumer_batch: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="Messages a consumer fetches at once; it holds at most twice as many "
+        "unacked, and fetches no more until there is room.",
+    )
     run: str = Field(
         "all", description=f"What this process runs: 'all' or a comma list of {', '.join(ROLES)}."
     )

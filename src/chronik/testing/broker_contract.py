@@ -30,10 +30,11 @@ from typing import ClassVar
 import pytest
 
 from chronik.errors import ConfigurationError
+from chronik.messaging.lanes import Lanes
 from chronik.messaging.port import Broker, Delivery, OutgoingMessage, Subscription
 from chronik.testing.messages_contract import PATIENCE, eventually
 
-__all__ = ["BrokerContract", "Received"]
+__all__ = ["BrokerContract", "Held", "Received"]
 
 OPENED = "bank.opened.v1"
 PAID = "bank.paid.v1"
@@ -43,9 +44,54 @@ CLEARED = "audit.cleared.v1"
 
 
 def message(type_name: str, key: str = "acc-1", *, id: str | None = None) -> OutgoingMessage:
-    """A message of ``type_name`` with a new id (or ``id``) and a body naming it."""
+    """A message of ``type_name`` with a new id (or ``id``) and a body naming it.
+
+    The body carries ``key`` as its ``subject``, where a CloudEvents envelope names its
+    source stream: the adapters' lanes are keyed by it.
+    """
     id = id or str(uuid.uuid4())
-    return OutgoingMessage(id, type_name, key, b'{"id": "%s", "bytes": "\\u00ff"}' % id.encode())
+    body = b'{"id": "%s", "subject": "%s", "bytes": "\\u00ff"}' % (id.encode(), key.encode())
+    return OutgoingMessage(id, type_name, key, body)
+
+
+def other_lane(key: str, lanes: int) -> str:
+    """A key whose messages go to another of ``lanes`` lanes than ``key``'s."""
+    lane = Lanes.lane_for(key, lanes)
+    return next(
+        other
+        for other in (f"acc-{i}" for i in range(1_000))
+        if Lanes.lane_for(other, lanes) != lane
+    )
+
+
+class Held:
+    """A handler that holds the messages of the ids in ``holding`` until ``release``.
+
+    It records the deliveries in the order they entered, and the most handlers that ran
+    at once.
+    """
+
+    def __init__(self, holding: set[str] | None = None) -> None:
+        self.holding = holding  # None: hold every message
+        self.released = asyncio.Event()
+        self.deliveries: list[Delivery] = []
+        self.running = 0
+        self.most_running = 0
+
+    async def handler(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            if self.holding is None or delivery.id in self.holding:
+                await self.released.wait()
+            await asyncio.sleep(0)  # let the other lanes run meanwhile
+        finally:
+            self.running -= 1
+
+    @property
+    def ids(self) -> list[str]:
+        return [d.id for d in self.deliveries]
 
 
 class Received:
@@ -120,11 +166,20 @@ class BrokerContract:
             await subscription.stop()
 
     async def subscribe(
-        self, broker: Broker, consumer: str, types: Sequence[str], received: Received
+        self,
+        broker: Broker,
+        consumer: str,
+        types: Sequence[str],
+        received: Received,
+        *,
+        lanes: int = 1,
+        batch: int | None = None,
     ) -> Subscription:
         """Subscribe ``received`` under ``consumer``; stopped at the end of the test."""
         self.durable_names.add(consumer)
-        subscription = await broker.subscribe(consumer, types, received.handler)
+        subscription = await broker.subscribe(
+            consumer, types, received.handler, lanes=lanes, batch=batch
+        )
         self._open.append(subscription)
         return subscription
 
@@ -279,3 +334,85 @@ class BrokerContract:
         expected = [*meanwhile, last] if self.durable else [last]
         assert after.ids == ids(*expected)
         assert before.ids == ids(*handled)
+
+    # -- lanes: streams side by side, each in order --------------------------------------
+
+    async def test_a_held_stream_does_not_hold_up_a_stream_of_another_lane(
+        self, broker: Broker
+    ) -> None:
+        lanes = 4
+        slow_key = "acc-slow"
+        fast_key = other_lane(slow_key, lanes)
+        slow, behind = message(OPENED, slow_key), message(OPENED, slow_key)
+        fast = [message(OPENED, fast_key) for _ in range(3)]
+        held = Held({slow.id})
+        subscription = await broker.subscribe("ledger", [OPENED], held.handler, lanes=lanes)
+        self.durable_names.add("ledger")
+        self._open.append(subscription)
+        # The memory broker's publish returns once handled: it runs beside the test.
+        publishing = asyncio.create_task(broker.publish([slow, behind, *fast]))
+        try:
+
+            async def fast_through() -> bool:
+                return set(ids(*fast)) <= set(held.ids)
+
+            await eventually(
+                "the other stream's messages to pass the held one",
+                fast_through,
+                lambda: f"got {held.ids}",
+            )
+            # Its own stream waits behind it: order within a stream holds.
+            assert behind.id not in held.ids
+            assert held.ids[0] == slow.id
+        finally:
+            held.released.set()
+        assert await asyncio.wait_for(publishing, PATIENCE) == [None] * 5
+
+        async def all_in() -> bool:
+            return behind.id in held.ids
+
+        await eventually("the held stream to go on", all_in, lambda: f"got {held.ids}")
+        assert [i for i in held.ids if i in (slow.id, behind.id)] == [slow.id, behind.id]
+        assert [i for i in held.ids if i in ids(*fast)] == ids(*fast)
+
+    async def test_lanes_keep_each_streams_order_and_bound_what_is_in_hand(
+        self, broker: Broker
+    ) -> None:
+        lanes, batch = 4, 5
+        sent = [message((OPENED, PAID)[i % 2], f"acc-{i % 20}") for i in range(120)]
+        held = Held()  # every handler waits until released
+        subscription = await broker.subscribe(
+            "ledger", [OPENED, PAID], held.handler, lanes=lanes, batch=batch
+        )
+        self.durable_names.add("ledger")
+        self._open.append(subscription)
+        publishing = asyncio.create_task(broker.publish(sent))
+        try:
+
+            async def lanes_busy() -> bool:
+                return held.running == lanes
+
+            await eventually("every lane to hold a message", lanes_busy, lambda: f"{held.ids}")
+            if self.durable:
+                assert await asyncio.wait_for(publishing, PATIENCE) == [None] * len(sent)
+            # Held, the subscription takes no more than its lanes hold, and (a broker
+            # that fetches ahead) no more than twice its batch: back-pressure, not a
+            # growing queue.
+            await asyncio.sleep(0.5)
+            assert held.most_running == lanes
+            assert len(held.ids) == lanes
+            in_hand = getattr(subscription, "held", None)
+            if in_hand is not None:
+                assert 0 < in_hand() <= 2 * batch
+        finally:
+            held.released.set()
+        assert await asyncio.wait_for(publishing, PATIENCE) == [None] * len(sent)
+
+        async def all_in() -> bool:
+            return set(ids(*sent)) <= set(held.ids)
+
+        await eventually("every message", all_in, lambda: f"{len(held.ids)} of {len(sent)}")
+        assert held.most_running <= lanes
+        for key in {m.key for m in sent}:
+            mine = [m.id for m in sent if m.key == key]
+            assert [i for i in held.ids if i in set(mine)] == mine, f"{key} out of order"
