@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -45,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "latest.json"
 DEFAULT_MARKDOWN = REPO_ROOT / "docs" / "benchmarks.md"
 TIMEOUTS = {"quick": 60.0, "full": 600.0}
+SPLIT_OUT = REPO_ROOT / "benchmarks" / "results" / "split.json"
+SPLIT_TIMEOUTS = {"quick": 180.0, "full": 900.0}
 
 
 def _csv(value: str, known: list[str] | tuple[str, ...], what: str) -> list[str]:
@@ -81,7 +84,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds per worker (60 quick, 600 full)"
     )
+    parser.add_argument(
+        "--only",
+        choices=["split"],
+        default=None,
+        help="split: only the split deployment (benchmarks.split), nothing else",
+    )
+    parser.add_argument(
+        "--no-split",
+        action="store_true",
+        help="leave out the split deployment, which a run of every workload includes",
+    )
     args = parser.parse_args(argv)
+    # The split deployment runs with every workload (the full run), or alone.
+    args.split = args.only == "split" or (
+        not args.no_split and args.workloads == ",".join(WORKLOADS)
+    )
     try:
         args.backends = _csv(args.backends, BACKENDS, "backends")
         args.systems = _csv(args.systems, list(SYSTEMS), "systems")
@@ -362,6 +380,25 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def run_split(size: str, args: argparse.Namespace, render: bool = True) -> int:
+    """The split deployment (benchmarks.split) in a process of its own, to SPLIT_OUT."""
+    command = [sys.executable, "-m", "benchmarks.split", "--size", size, "--out", str(SPLIT_OUT)]
+    command += ["--postgres-url", args.postgres_url, "--markdown", str(args.markdown)]
+    if not render:
+        command.append("--no-markdown")
+    print(f"split deployment, size {size}", flush=True)
+    env = _worker_env(_chronik_on_path())
+    # A session of its own: on a timeout its chronik processes are stopped with it.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
+    try:
+        return process.wait(SPLIT_TIMEOUTS[size])
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        print(f"the split deployment timed out after {SPLIT_TIMEOUTS[size]:.0f} s", flush=True)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -370,11 +407,13 @@ def main(argv: list[str] | None = None) -> int:
         if doc is None:
             print(f"no results file at {args.out}", file=sys.stderr)
             return 1
-        _write_text(args.markdown, render_markdown(doc))
+        _write_text(args.markdown, render_markdown(doc, _load(SPLIT_OUT)))
         print(f"wrote {args.markdown}")
         return 0
 
     size = "quick" if args.quick else "full"
+    if args.only == "split":
+        return run_split(size, args)
     timeout = args.timeout if args.timeout is not None else TIMEOUTS[size]
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -423,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": merged,
     }
     _write_text(args.out, json.dumps(doc, indent=2) + "\n")
-    markdown = render_markdown(doc)
+    if args.split:
+        run_split(size, args, render=False)
+    markdown = render_markdown(doc, _load(SPLIT_OUT))
     _write_text(args.markdown, markdown)
     print()
     print(markdown)
