@@ -92,6 +92,8 @@ POLL_S = 0.01
 MIN_ACK_SHARE = 0.95
 #: ...and the HTTP p99 at most this.
 MAX_P99_MS = 1000.0
+#: When the first step fails, the rate is halved down to this.
+MIN_RATE = 2.0
 #: Each order's amount: 100.00 EUR, which campaigns credits as 10.00 EUR.
 AMOUNT_CENTS, CURRENCY = 10_000, "EUR"
 ORDER: dict[str, object] = {"amount_cents": AMOUNT_CENTS, "currency": CURRENCY}
@@ -121,18 +123,18 @@ class SplitSize:
 
 SIZES: dict[str, SplitSize] = {
     # The smoke test's: correctness, seconds.
-    "tiny": SplitSize("tiny", (5, 10), 2.0, 1.0, ((0.5, 3.0),), 20.0, 50),
+    "tiny": SplitSize("tiny", (4, 8), 2.0, 1.0, ((0.5, 3.0),), 20.0, 50),
     "quick": SplitSize(
-        "quick", (20, 40, 80, 160), 3.0, 3.0, ((0.25, 4.0), (0.5, 6.0), (0.75, 4.0)), 20.0, 500
+        "quick", (10, 20, 40, 80, 160), 3.0, 3.0, ((0.25, 3.0), (0.5, 5.0), (0.75, 3.0)), 20.0, 300
     ),
     "full": SplitSize(
         "full",
-        (20, 30, 45, 70, 100, 150, 220, 330, 500, 750),
+        (10, 15, 20, 30, 45, 70, 100, 150, 220, 330, 500, 750),
         8.0,
         8.0,
         ((0.25, 30.0), (0.5, 60.0), (0.75, 30.0)),
         30.0,
-        3_000,
+        1_500,
     ),
 }
 
@@ -702,6 +704,43 @@ def backlog(sent: list[Sent], traced: list[Traced], at: float) -> int:
     return acked - visible
 
 
+def backlog_figures(
+    sent: list[Sent],
+    traced: list[Traced],
+    first: float,
+    early: float,
+    end: float,
+    samples: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The backlog early in the window and at its end, its maximum, and its trend.
+
+    ``growth`` is the least-squares slope of the backlog (sampled every 0.5 s from
+    ``early`` to ``end``) times that span: how many orders piled up over the window
+    beyond what was in flight when it started; ``grows`` when that exceeds 1 + 1% of
+    the orders offered (a backlog in step with the load only wobbles around its level).
+    """
+    times = [early + k * 0.5 for k in range(int((end - early) / 0.5) + 1)]
+    values = [backlog(sent, traced, t) for t in times]
+    growth = 0.0
+    if len(times) > 2:
+        mean_t, mean_v = sum(times) / len(times), sum(values) / len(values)
+        var = sum((t - mean_t) ** 2 for t in times)
+        slope = sum((t - mean_t) * (v - mean_v) for t, v in zip(times, values, strict=True))
+        growth = slope / var * (times[-1] - times[0]) if var > 0 else 0.0
+    everything = [
+        backlog(sent, traced, first + k * 0.5) for k in range(int((end - first) / 0.5) + 1)
+    ]
+    return {
+        "at_s": round(early - first, 1),
+        "at_start": backlog(sent, traced, early),
+        "at_end": backlog(sent, traced, end),
+        "max": max(everything),
+        "growth": round(growth, 1),
+        "grows": growth > 1 + 0.01 * len(sent),
+        "samples": samples,
+    }
+
+
 # ---------------------------------------------------------------------------------------
 # The phases
 
@@ -722,37 +761,53 @@ class Run:
         await caught_up(self.sales, last)
         return ids
 
+    async def _step(self, rate: float) -> dict[str, Any]:
+        """Offer ``rate`` orders/s to sales for a step; whether it kept up."""
+        assert self.sales is not None
+        seconds = self.size.step_seconds
+        leads = await self.leads(max(2, round(rate * seconds)))
+        sent = await offer(self.sales, leads, rate)
+        self.deployment.check_running()
+        step = summarize_offer(sent, rate, seconds)
+        p99 = step["http"]["p99_ms"]
+        step["passed"] = bool(
+            step["acked"] == step["offered"]
+            and step["acked_per_s"] >= MIN_ACK_SHARE * rate
+            and p99 is not None
+            and p99 <= MAX_P99_MS
+        )
+        self.log(
+            f"  sales alone at {rate}/s: {step['acked']}/{step['offered']} acked at"
+            f" {step['acked_per_s']}/s, HTTP p50 {step['http']['p50_ms']} ms"
+            f" p99 {p99} ms -> {'sustained' if step['passed'] else 'NOT sustained'}"
+        )
+        return step
+
     async def sales_alone(self) -> float:
         size = self.size
         assert self.sales is not None
         steps = []
         sustained: float | None = None
         for rate in size.step_rates:
-            leads = await self.leads(round(rate * size.step_seconds))
-            sent = await offer(self.sales, leads, rate)
-            self.deployment.check_running()
-            step = summarize_offer(sent, rate, size.step_seconds)
-            p99 = step["http"]["p99_ms"]
-            step["passed"] = bool(
-                step["acked"] == step["offered"]
-                and step["acked_per_s"] >= MIN_ACK_SHARE * rate
-                and p99 is not None
-                and p99 <= MAX_P99_MS
-            )
+            step = await self._step(rate)
             steps.append(step)
-            self.log(
-                f"  sales alone at {rate}/s: {step['acked']}/{step['offered']} acked at"
-                f" {step['acked_per_s']}/s, HTTP p50 {step['http']['p50_ms']} ms"
-                f" p99 {p99} ms -> {'sustained' if step['passed'] else 'NOT sustained'}"
-            )
             if not step["passed"]:
                 break
-            sustained = rate
+            sustained = float(rate)
         basis = "the highest step that passed"
+        lower = float(size.step_rates[0])
+        while sustained is None and lower > MIN_RATE:
+            # Not even the first step: halve it until one passes.
+            lower = max(MIN_RATE, lower / 2)
+            step = await self._step(lower)
+            steps.append(step)
+            if step["passed"]:
+                sustained = lower
         if sustained is None:
-            # Not even the first step: its acknowledged rate, floored, is what it did.
-            sustained = max(1.0, float(int(steps[0]["acked_per_s"])))
-            basis = "no step passed: the acknowledged rate of the first step"
+            sustained = MIN_RATE
+            basis = f"no step passed, not even {MIN_RATE:g}/s"
+        elif sustained < size.step_rates[0]:
+            basis = "the highest step that passed, below the first"
         elif sustained == size.step_rates[-1]:
             basis = "the last step (the size's highest): a lower bound"
         leads = await self.leads(max(10, round(sustained * size.closed_loop_seconds)))
@@ -800,7 +855,7 @@ class Run:
             run = summarize_offer(sent, rate, seconds)
             first = sent[0].due_wall
             visible = [t.visible for t in traced if t.visible is not None]
-            early = first + max(5.0, seconds / 10)
+            early = first + min(max(5.0, seconds / 10), seconds / 2)
             run.update(
                 share=share,
                 effected=sum(1 for t in traced if t.effected is not None),
@@ -809,16 +864,7 @@ class Run:
                 if visible
                 else 0.0,
                 stages=stage_figures(traced),
-                backlog={
-                    "at_s": round(early - first, 1),
-                    "at_start": backlog(sent, traced, early),
-                    "at_end": backlog(sent, traced, offered_end),
-                    "max": max(
-                        backlog(sent, traced, first + k * 0.5)
-                        for k in range(int((offered_end - first) / 0.5) + 1)
-                    ),
-                    "samples": samples,
-                },
+                backlog=backlog_figures(sent, traced, first, early, offered_end, samples),
             )
             e2e = run["stages"]["end to end"]
             self.log(
