@@ -983,7 +983,8 @@ async def measure(
         began = time.perf_counter()
         await deployment.start("sales")
         log(f"  sales started ({time.perf_counter() - began:.0f} s)")
-        async with sales_library(deployment.store("sales")) as lead_handlers:
+        # A small pool: the PostgreSQL server's connections are shared with the services.
+        async with sales_library(f"{deployment.store('sales')}&pool_max=4") as lead_handlers:
             run.lead_handlers = lead_handlers
             run.sales = client_for(deployment.url("sales"))
             try:
