@@ -21,9 +21,12 @@ order is offered.
 
 1. **Sales alone** (sales' serve and relay running; campaigns and travel not started, so
    nothing consumes the orders): the offered rate steps up until an order is refused or
-   unanswered, the acknowledged rate falls below 95% of the offered one, or the HTTP p99
-   exceeds 1 s. The highest step that passed is the rate sales sustains. Then, for
-   attribution, the same endpoint closed loop (``LIBRARY_CONCURRENCY`` requests in flight).
+   unanswered, the acknowledged rate (answers from the first to the last of a step, so a
+   steady latency does not lower it and a growing queue does) falls below 95% of the
+   offered one, or the HTTP p99 exceeds 1 s. The highest step that passed is the rate
+   sales sustains; when the first step fails, the rate is halved until one passes (down
+   to MIN_RATE). Then, for attribution, the same endpoint closed loop
+   (``LIBRARY_CONCURRENCY`` requests in flight).
 2. **Cross-context**: campaigns and travel start (serve and relay each); orders are offered
    at 25%, 50% and 75% of the sustained rate, each for a fixed window. For every order the
    stages come from the databases: sales' event ``recorded_at`` (``clock_timestamp()``
