@@ -15,9 +15,11 @@ orders once) from this process with an httpx ``AsyncClient`` whose pool holds at
 ``POOL`` connections, open loop: order ``i`` is sent at ``start + i / rate`` by the clock,
 whether the ones before it were answered or not, so a slow answer delays nothing after
 it and a request's latency counts from when it was due (the wait for a free connection
-included). Leads are made beforehand, untimed, through the library on sales' schema,
-and sales' read models are caught up (a read with ``Chronik-Min-Position``) before any
-order is offered.
+included). Requests still unanswered ``settle_s`` after the last was sent are given up
+and count as unanswered, and the effects are awaited as long again at most: a run whose
+system cannot keep up ends in bounded time. Leads are made beforehand, untimed, through
+the library on sales' schema, and sales' read models are caught up (a read with
+``Chronik-Min-Position``) before any order is offered.
 
 1. **Sales alone** (sales' serve and relay running; campaigns and travel not started, so
    nothing consumes the orders): the offered rate steps up until an order is refused or
@@ -119,14 +121,14 @@ class SplitSize:
     closed_loop_seconds: float
     #: (share of the sustained rate, window in seconds) of the cross-context runs
     fractions: tuple[tuple[float, float], ...]
-    #: how long to wait for the last effects after a window, at least
+    #: how long to wait for the last answers after a window, then for the last effects
     settle_s: float
     library_orders: int
 
 
 SIZES: dict[str, SplitSize] = {
     # The smoke test's: correctness, seconds.
-    "tiny": SplitSize("tiny", (4, 8), 2.0, 1.0, ((0.5, 3.0),), 20.0, 50),
+    "tiny": SplitSize("tiny", (4, 8), 2.0, 1.0, ((0.5, 3.0),), 30.0, 50),
     "quick": SplitSize(
         "quick", (10, 20, 40, 80, 160), 3.0, 3.0, ((0.25, 3.0), (0.5, 5.0), (0.75, 3.0)), 20.0, 300
     ),
@@ -136,7 +138,7 @@ SIZES: dict[str, SplitSize] = {
         8.0,
         8.0,
         ((0.25, 30.0), (0.5, 60.0), (0.75, 30.0)),
-        30.0,
+        15.0,
         1_500,
     ),
 }
@@ -471,8 +473,16 @@ async def _send(client: httpx.AsyncClient, sent: Sent) -> None:
         sent.error = f"HTTP {answer.status_code}: {answer.text[:200]}"
 
 
-async def offer(client: httpx.AsyncClient, leads: list[str], rate: float) -> list[Sent]:
-    """One order per lead at ``rate``/s, open loop; returns when every one is answered."""
+async def offer(
+    client: httpx.AsyncClient, leads: list[str], rate: float, drain_s: float
+) -> list[Sent]:
+    """One order per lead at ``rate``/s, open loop.
+
+    It returns when every order is answered, or ``drain_s`` after the last was sent: the
+    requests still open then are given up (the connection closed) and count as
+    unanswered, so a run whose server cannot keep up still ends in bounded time (sales
+    may yet commit some of them; only acknowledged orders are traced).
+    """
     interval = 1.0 / rate
     tasks: list[asyncio.Task[None]] = []
     sent: list[Sent] = []
@@ -486,7 +496,15 @@ async def offer(client: httpx.AsyncClient, leads: list[str], rate: float) -> lis
         s = Sent(lead, due, wall + (due - start))
         sent.append(s)
         tasks.append(asyncio.create_task(_send(client, s)))
-    await asyncio.gather(*tasks)
+    _, pending = await asyncio.wait(tasks, timeout=drain_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    given_up = time.perf_counter()
+    for s in sent:
+        if s.done is None:
+            s.done = given_up
+            s.error = f"unanswered {drain_s:g} s after the last order was sent"
     return sent
 
 
@@ -769,7 +787,7 @@ class Run:
         assert self.sales is not None
         seconds = self.size.step_seconds
         leads = await self.leads(max(2, round(rate * seconds)))
-        sent = await offer(self.sales, leads, rate)
+        sent = await offer(self.sales, leads, rate, self.size.settle_s)
         self.deployment.check_running()
         step = summarize_offer(sent, rate, seconds)
         p99 = step["http"]["p99_ms"]
@@ -845,7 +863,7 @@ class Run:
             samples: list[dict[str, Any]] = []
             sampling = asyncio.create_task(self._sample(durable, samples))
             try:
-                sent = await offer(self.sales, leads, rate)
+                sent = await offer(self.sales, leads, rate, size.settle_s)
                 offered_end = time.time()
                 deployment.check_running()
                 await self._settle(sent, size.settle_s)
