@@ -370,6 +370,19 @@ register_workload(
         target_p99_ms=50.0,
     )
 )
+register_workload(
+    Workload(
+        "h_e2e_split_p99_ms",
+        f"h_e2e_p99_ms as deployed: producer, `chronik relay` and consumer in three processes"
+        f" ({E2E_RATE:,} events/s offered; ms from the producer's append commit to the"
+        " consumer's append commit)",
+        "ms",
+        backends=MESSAGING_BACKENDS,
+        systems=MESSAGING_SYSTEMS,
+        offered_per_s=E2E_RATE,
+        target_p99_ms=50.0,
+    )
+)
 
 
 # h_consume_drain: the source streams the pre-filled messages come from.

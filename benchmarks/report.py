@@ -16,6 +16,7 @@ from benchmarks.common import (
     Size,
     Workload,
 )
+from benchmarks.split_report import render_split
 
 COMPARED = "chronik"  # the system compared with the others in the ratio columns
 CEILING = "broker"  # the messaging workloads' reference: the broker's own client alone
@@ -327,7 +328,8 @@ def _messaging_row(
     return "| " + " | ".join(cells) + " |"
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
+def render_markdown(doc: dict[str, Any], split: dict[str, Any] | None = None) -> str:
+    """The page from the results document, and the split deployment's section if given."""
     machine: dict[str, Any] = doc.get("machine", {})
     results: list[dict[str, Any]] = sorted(doc.get("results", []), key=sort_key)
     size_name = str(doc.get("size", "?"))
@@ -421,7 +423,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         " broker and consumer in one process; its cell also gives the rate achieved, and"
         " `>=` marks lower bounds: events with no effect by the end of the run (half as"
         " long after the last append as the load was offered) count with their latency"
-        " then.",
+        " then. `h_e2e_split_p99_ms` is the same with producer, `chronik relay` and"
+        " consumer in three processes, as deployed.",
         "",
         "Workloads:",
         "",
@@ -501,6 +504,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         out += ["", "Not applicable (shown as n/a above):", "", *not_applicable]
     if failures:
         out += ["", "Failures (shown as n/a or timed out above):", "", *failures]
+    out += render_split(split)
     out += _console_section()
     return "\n".join(out) + "\n"
 

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -48,6 +49,8 @@ TIMEOUTS = {"quick": 30.0, "full": 600.0}
 #: seconds a whole run may take (None: no limit): the quick run stays under 5 minutes even
 #: when a row hangs; a row the budget cannot start is reported as not run, never dropped
 BUDGETS: dict[str, float | None] = {"quick": 270.0, "full": None}
+SPLIT_OUT = REPO_ROOT / "benchmarks" / "results" / "split.json"
+SPLIT_TIMEOUTS = {"quick": 180.0, "full": 900.0}
 
 
 def _csv(value: str, known: list[str] | tuple[str, ...], what: str) -> list[str]:
@@ -90,7 +93,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="seconds for the whole run (270 quick, no limit full); 0 for no limit",
     )
+    parser.add_argument(
+        "--only",
+        choices=["split"],
+        default=None,
+        help="split: only the split deployment (benchmarks.split), nothing else",
+    )
+    parser.add_argument(
+        "--no-split",
+        action="store_true",
+        help="leave out the split deployment, which a run of every workload includes",
+    )
     args = parser.parse_args(argv)
+    # The split deployment runs with every workload (the full run), or alone.
+    args.split = args.only == "split" or (
+        not args.no_split and args.workloads == ",".join(WORKLOADS)
+    )
     try:
         args.backends = _csv(args.backends, BACKENDS, "backends")
         args.systems = _csv(args.systems, list(SYSTEMS), "systems")
@@ -371,6 +389,34 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def run_split(
+    size: str, args: argparse.Namespace, render: bool = True, limit: float | None = None
+) -> int:
+    """The split deployment (benchmarks.split) in a process of its own, to SPLIT_OUT.
+
+    ``limit`` is what is left of the run's budget: the split run gets no more than that.
+    """
+    timeout = SPLIT_TIMEOUTS[size] if limit is None else min(SPLIT_TIMEOUTS[size], limit)
+    if timeout < 30:
+        print(f"split deployment not run: the run's budget was spent ({timeout:.0f} s left)")
+        return 1
+    command = [sys.executable, "-m", "benchmarks.split", "--size", size, "--out", str(SPLIT_OUT)]
+    command += ["--postgres-url", args.postgres_url, "--markdown", str(args.markdown)]
+    if not render:
+        command.append("--no-markdown")
+    print(f"split deployment, size {size}", flush=True)
+    env = _worker_env(_chronik_on_path())
+    # A session of its own: on a timeout its chronik processes are stopped with it.
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, start_new_session=True)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        print(f"the split deployment timed out after {timeout:.0f} s", flush=True)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
@@ -379,11 +425,13 @@ def main(argv: list[str] | None = None) -> int:
         if doc is None:
             print(f"no results file at {args.out}", file=sys.stderr)
             return 1
-        _write_text(args.markdown, render_markdown(doc))
+        _write_text(args.markdown, render_markdown(doc, _load(SPLIT_OUT)))
         print(f"wrote {args.markdown}")
         return 0
 
     size = "quick" if args.quick else "full"
+    if args.only == "split":
+        return run_split(size, args)
     timeout = args.timeout if args.timeout is not None else TIMEOUTS[size]
     budget = args.budget if args.budget is not None else BUDGETS[size]
     started = time.perf_counter()
@@ -438,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": merged,
     }
     _write_text(args.out, json.dumps(doc, indent=2) + "\n")
-    markdown = render_markdown(doc)
+    if args.split:
+        left = budget - (time.perf_counter() - started) if budget else None
+        run_split(size, args, render=False, limit=left)
+    markdown = render_markdown(doc, _load(SPLIT_OUT))
     _write_text(args.markdown, markdown)
     print()
     print(markdown)

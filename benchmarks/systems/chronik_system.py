@@ -278,6 +278,11 @@ _WORKLOADS: dict[str, Workload] = {
 
 
 def run(workload: str, target: Target, size: Size) -> Measurement:
+    if workload == "h_e2e_split_p99_ms":
+        # Producer, relay and consumer in processes of their own: a module of its own.
+        from benchmarks.systems import chronik_messaging_split
+
+        return chronik_messaging_split.run(workload, target, size)
     if workload.startswith("h_"):
         # The messaging workloads (outbox, relay, consumer with a broker): their module.
         from benchmarks.systems import chronik_messaging
