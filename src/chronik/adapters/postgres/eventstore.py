@@ -235,15 +235,22 @@ class PostgresEventStore(PostgresAppends):
         if create and missing:
             insert = in_schema(
                 "INSERT INTO {s}.chronik_subject_keys (subject, key) "
-                "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING",
+                "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING "
+                "RETURNING subject, key",
                 self.schema,
             )
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute(insert, (missing, [new_subject_key() for _ in missing]))
+                    cur = await conn.execute(
+                        insert, (missing, [new_subject_key() for _ in missing])
+                    )
+                    made = await cur.fetchall()
             except psycopg.Error as exc:
                 raise self._unavailable(exc) from exc
-            rows = await self._fetch(select, (wanted,))
+            if len(made) == len(missing):
+                rows = [*rows, *made]  # all made now: no need to read them back
+            else:  # another writer made some first, or they are forgotten (tombstones)
+                rows = await self._fetch(select, (wanted,))
         return {s: bytes(k) for s, k in rows if k is not None}
 
     async def _forget(self, subject: str) -> None:
