@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := postgres,nats,rabbitmq,http,testing
+EXTRAS := postgres,nats,rabbitmq,http,testing,otel
 REFERENCE := examples/reference
 
 .PHONY: .venv test lint format bench bench-quick demo demo-distributed clean

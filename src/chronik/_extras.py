@@ -23,6 +23,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "rabbitmq": ("aio_pika",),
     "http": ("fastapi", "uvicorn", "httpx"),
     "testing": ("pytest", "pytest_asyncio", "hypothesis"),
+    "otel": ("opentelemetry",),
 }
 
 

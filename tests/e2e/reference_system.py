@@ -43,6 +43,9 @@ def free_port() -> int:
 class ChronikProcess:
     """One ``chronik`` command line, started (and restarted) as a subprocess."""
 
+    #: how ``chronik`` is started (a test may wrap it: tests/e2e/traced_chronik.py)
+    command: tuple[str, ...] = (CHRONIK,)
+
     def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
         self.name = name
         self.args = args
@@ -66,7 +69,7 @@ class ChronikProcess:
         self.logs.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("wb") as log:
             self.process = subprocess.Popen(
-                [CHRONIK, *self.args], stdout=log, stderr=subprocess.STDOUT, env=self.env
+                [*self.command, *self.args], stdout=log, stderr=subprocess.STDOUT, env=self.env
             )
 
     def kill(self) -> None:

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import msgspec
 
+from chronik import tracing
 from chronik.errors import (
     CorruptEventError,
     DuplicateEventError,
@@ -375,6 +376,18 @@ class BaseEventStore(abc.ABC):
         for an argument the store refuses. Events may be domain events or NewEvent
         wrappers carrying their own id and metadata.
         """
+        with tracing.appending(self, stream_id, len(events)) as traced:
+            result = await self._append_untraced(stream_id, events, expected, metadata)
+            traced.landed(result)
+        return result
+
+    async def _append_untraced(
+        self,
+        stream_id: str,
+        events: Sequence[object],
+        expected: ExpectedVersion | int,
+        metadata: Metadata | None,
+    ) -> AppendResult:
         scope = current_idempotency()
         if scope is None:
             request = await self.prepare(stream_id, events, expected, metadata)
@@ -428,7 +441,8 @@ class BaseEventStore(abc.ABC):
             raise InvalidInputError(str(exc)) from None
         if isinstance(events, str | bytes) or not isinstance(events, Sequence) or not events:
             raise InvalidInputError("append needs a non-empty sequence of events")
-        metadata = merge_metadata(metadata, current_metadata())
+        # The current span (the append's) is the context whatever the events cause goes on.
+        metadata = tracing.carried(merge_metadata(metadata, current_metadata()), Metadata)
         lookup = self.types.lookup
         encode = self.types.encode_data
         scope = current_idempotency()

@@ -27,6 +27,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chronik import tracing
 from chronik.errors import (
     ConfigurationError,
     DuplicateEventError,
@@ -96,6 +97,19 @@ def _traceparent(header: str | None) -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
+def _tracestate(headers: dict[str, str], traceparent: str) -> str | None:
+    """The incoming tracestate, kept with the caller's trace (not with a new one).
+
+    W3C Trace Context, 3.3: at most 512 characters are to be propagated; a longer or
+    unprintable one is dropped here rather than stored with every event.
+    """
+    state = headers.get("tracestate", "").strip()
+    incoming = headers.get("traceparent", "")
+    if not state or traceparent[3:35] not in incoming or len(state) > 512:
+        return None
+    return state if state.isprintable() and state.isascii() else None
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     """The request's headers by lowercase name, decoded as latin-1.
 
@@ -158,9 +172,16 @@ class RequestContext:
             return
         headers = _headers(scope)
         correlation = headers.get("x-correlation-id") or secrets.token_hex(8)
-        traceparent = _traceparent(headers.get("traceparent"))
         method = scope["method"]
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        # With OpenTelemetry set up, the request's server span (FastAPI's or chronik's);
+        # else the caller's context, or a new trace.
+        span = tracing.http_server(method, scope.get("scheme", "http"), path, headers)
+        traceparent = span.traceparent or _traceparent(headers.get("traceparent"))
+        carried = {"traceparent": traceparent}
+        tracestate = span.tracestate if span.traceparent else _tracestate(headers, traceparent)
+        if tracestate:
+            carried["tracestate"] = tracestate
         status = 500
         started = time.perf_counter()
         responded = False
@@ -185,9 +206,11 @@ class RequestContext:
                 # Refused before the app: still answered with the request's ids.
                 await unauthorized(what)(scope, receive, send_with_ids)
                 return
-            with ambient_metadata(
-                Metadata(correlation_id=correlation, headers={"traceparent": traceparent}),
-                replace=True,
+            with (
+                span.active(),
+                ambient_metadata(
+                    Metadata(correlation_id=correlation, headers=carried), replace=True
+                ),
             ):
                 await self.app(scope, receive, send_with_ids)
         except Exception:
@@ -206,6 +229,7 @@ class RequestContext:
             await internal(scope, receive, send_with_ids)
         finally:
             template, context = self.routes.of(scope.get("route"))
+            span.end(None if template == "unmatched" else template, status)
             seconds = time.perf_counter() - started
             self.metrics.request_seconds.labels(method, template, str(status)).observe(seconds)
             # Probes come every few seconds from the kubelet and Prometheus: debug only.
@@ -266,7 +290,8 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"},
     },
     "traceparent": {
-        "description": "W3C Trace Context: the request's trace (the one sent, or a new one)",
+        "description": "W3C Trace Context: the request's trace (the one sent, or a new "
+        "one); with OpenTelemetry set up, its parent id is the request's server span",
         "required": True,
         "schema": {"type": "string"},
     },

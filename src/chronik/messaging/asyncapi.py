@@ -110,6 +110,7 @@ def _envelope(source: str, type_name: str, data: dict[str, Any]) -> dict[str, An
             "correlationid": text,
             "causationid": text,
             "traceparent": {**text, "description": "W3C trace context"},
+            "tracestate": {**text, "description": "W3C trace context: vendor-specific state"},
         },
     }
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from chronik import tracing
 from chronik.errors import (
     ChronikError,
     ConfigurationError,
@@ -234,13 +235,23 @@ class Consumer(Worker):
             await self.storage.record_handled(self.name, delivery.id)
             return
         started = time.perf_counter()
-        try:
-            await self._handle(handler, event, envelope, delivery)
-        except _Dead:
-            self.instruments.consumer_handled(
-                self.name, time.perf_counter() - started, "dead_lettered"
-            )
-            return
+        with tracing.consuming(
+            self._broker,
+            self.name,
+            delivery.id,
+            envelope.type,
+            envelope.source,
+            envelope.traceparent,
+            envelope.tracestate,
+        ) as traced:
+            try:
+                await self._handle(handler, event, envelope, delivery)
+            except _Dead:
+                traced.failed("dead_lettered")
+                self.instruments.consumer_handled(
+                    self.name, time.perf_counter() - started, "dead_lettered"
+                )
+                return
         self.handled += 1
         self.instruments.consumer_handled(self.name, time.perf_counter() - started, "handled")
 
@@ -260,6 +271,8 @@ class Consumer(Worker):
         headers = {INBOX_HEADER: f"{self.name}:{delivery.id}"}
         if envelope.traceparent:
             headers["traceparent"] = envelope.traceparent
+            if envelope.tracestate:
+                headers["tracestate"] = envelope.tracestate
         # What the handler appends is caused by this message, in its conversation.
         metadata = Metadata(envelope.correlationid or delivery.id, delivery.id, headers)
         attempt = 0

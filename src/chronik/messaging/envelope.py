@@ -3,7 +3,7 @@
     {"specversion": "1.0", "id": <event id>, "source": "sales",
      "type": "sales.order_submitted.v1", "subject": <stream id>, "time": ...,
      "datacontenttype": "application/json", "data": {...},
-     "correlationid": ..., "causationid": ..., "traceparent": ...}
+     "correlationid": ..., "causationid": ..., "traceparent": ..., "tracestate": ...}
 
 Envelopes are written by msgspec (an envelope is built for every public event in the
 append's transaction, so it must be cheap); the tests parse every one with the
@@ -17,7 +17,15 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["CONTENT_TYPE", "Envelope", "decode_envelope", "encode_envelope", "envelope"]
+__all__ = [
+    "CONTENT_TYPE",
+    "Envelope",
+    "decode_envelope",
+    "encode_envelope",
+    "envelope",
+    "trace_of",
+    "with_trace",
+]
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -40,7 +48,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     data: Any
     correlationid: str | None = None
     causationid: str | None = None
+    #: the CloudEvents distributed tracing extension: W3C trace context
     traceparent: str | None = None
+    tracestate: str | None = None
 
 
 def envelope(
@@ -54,6 +64,7 @@ def envelope(
     correlationid: str | None = None,
     causationid: str | None = None,
     traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Envelope:
     """A CloudEvents 1.0 envelope with JSON data."""
     return Envelope(
@@ -68,6 +79,7 @@ def envelope(
         correlationid=correlationid,
         causationid=causationid,
         traceparent=traceparent,
+        tracestate=tracestate,
     )
 
 
@@ -88,3 +100,29 @@ def decode_envelope(body: bytes) -> Envelope:
     if envelope.specversion != "1.0":
         raise ValueError(f"CloudEvents specversion {envelope.specversion!r} is not 1.0")
     return envelope
+
+
+class _Trace(msgspec.Struct):
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+_trace_decoder = msgspec.json.Decoder(_Trace)
+
+
+def trace_of(body: bytes) -> tuple[str | None, str | None]:
+    """The traceparent and tracestate of an encoded envelope (None, None if it has none)."""
+    try:
+        found = _trace_decoder.decode(body)
+    except msgspec.DecodeError:
+        return None, None
+    return found.traceparent, found.tracestate
+
+
+def with_trace(body: bytes, traceparent: str, tracestate: str | None) -> bytes:
+    """The encoded envelope with this trace context in place of the one it carried."""
+    try:
+        found = _decoder.decode(body)
+    except msgspec.DecodeError:
+        return body  # not ours: sent as it is (the consumer dead-letters it)
+    return _encode(msgspec.structs.replace(found, traceparent=traceparent, tracestate=tracestate))

@@ -76,6 +76,7 @@ class Outbox:
                 correlationid=recorded.metadata.correlation_id,
                 causationid=recorded.metadata.causation_id,
                 traceparent=headers.get("traceparent"),
+                tracestate=headers.get("tracestate"),
             )
             rows.append(
                 OutboxRow(

@@ -16,8 +16,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+from chronik import tracing
 from chronik.eventstore.base import BaseEventStore
 from chronik.instruments import NO_INSTRUMENTS, Instruments
+from chronik.messaging.envelope import trace_of, with_trace
 from chronik.messaging.port import Broker, MessageStorage, OutboxRow, OutgoingMessage
 from chronik.worker import Backoff, Worker, reason
 
@@ -158,10 +160,19 @@ class Relay(Worker):
 
     async def _publish(self, rows: list[OutboxRow]) -> tuple[list[int], BaseException | None]:
         messages = [OutgoingMessage(r.message_id, r.type, r.stream_id, r.body) for r in rows]
+        # A producer span per message, whose context replaces the append's in the body.
+        traced = tracing.publishing(self.broker, messages, trace_of, with_trace)
+        if traced.bodies is not None:
+            messages = [
+                OutgoingMessage(m.id, m.type, m.key, body)
+                for m, body in zip(messages, traced.bodies, strict=True)
+            ]
         try:
             outcomes = await self.broker.publish(messages)
         except Exception as exc:  # the broker's client gave up on the whole batch
+            traced.end(exc)
             return [], exc
+        traced.end(outcomes)
         blocked: set[str] = set()
         published: list[int] = []
         failure: BaseException | None = None

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from chronik import tracing
 from chronik.errors import LostLeadershipError
 from chronik.eventstore.base import BaseEventStore
 from chronik.eventstore.port import RecordedEvent, Undecodable
@@ -292,15 +293,18 @@ class ProjectionRunner(Worker):
     ) -> None:
         expected = self._checkpoint_of(rebuilding)
         started = time.perf_counter()
-        try:
-            await self._commit(events, generation, rebuilding, expected, to)
-        except _HandlerFailed as failed:
-            index = failed.index
-            if index > 0:
-                before = events[index - 1].position
-                await self._commit(events[:index], generation, rebuilding, expected, before)
-                expected = before
-            await self._retry_or_park(events[index], failed.cause, generation, rebuilding, expected)
+        with tracing.projecting(self.name, events):
+            try:
+                await self._commit(events, generation, rebuilding, expected, to)
+            except _HandlerFailed as failed:
+                index = failed.index
+                if index > 0:
+                    before = events[index - 1].position
+                    await self._commit(events[:index], generation, rebuilding, expected, before)
+                    expected = before
+                await self._retry_or_park(
+                    events[index], failed.cause, generation, rebuilding, expected
+                )
         self.instruments.projection_batch(self.name, time.perf_counter() - started, len(events))
 
     def _checkpoint_of(self, rebuilding: bool) -> int:
