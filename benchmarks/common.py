@@ -342,6 +342,14 @@ register_workload(
 )
 register_workload(
     Workload(
+        "g_catchup_filtered",
+        "catch a projection up over a store where its type is 5% of the events, filtered"
+        " through the type index (the note: unfiltered and without the index, same store)",
+        systems=("chronik",),
+    )
+)
+register_workload(
+    Workload(
         "g_tail_p99_ms",
         "live tail: append 1 event at a time to a caught-up projection,"
         " ms from the append's commit to the projection's commit",

@@ -413,6 +413,11 @@ def render_markdown(doc: dict[str, Any], split: dict[str, Any] | None = None) ->
         " its notification log into the same kind of view (so it has no live tail there)."
         " `raw` projects pages of 1,000 events, one transaction per page, and tails with"
         " LISTEN/NOTIFY on PostgreSQL.",
+        "- `g_catchup_filtered`: the same projection over a store where its type is 1 event"
+        " in 20; the rate is store positions passed per second, filtered through the type"
+        " index. Its note times, on the same store, the projection reading and decoding"
+        " every event (as followers did before filters) and the filtered read with the"
+        " indexes dropped (ADR 0024).",
         "- The messaging workloads (`h_*`, in their own table) run on PostgreSQL with a"
         " broker: backend `nats` is PostgreSQL + NATS JetStream, `rabbitmq` PostgreSQL +"
         " RabbitMQ. `broker` is the broker's own client alone, publishing messages of the"

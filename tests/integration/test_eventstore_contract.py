@@ -17,7 +17,9 @@ from chronik.adapters import Database, open_database, open_event_store
 from chronik.adapters.memory.eventstore import MemoryEventStore
 from chronik.adapters.postgres.database import PostgresDatabase
 from chronik.adapters.postgres.eventstore import PostgresEventStore
-from chronik.adapters.sqlite.eventstore import SQLiteEventStore
+from chronik.adapters.postgres.schema import CATEGORY as PG_CATEGORY
+from chronik.adapters.sqlite.eventstore import SQLiteEventStore, filtered_sql
+from chronik.adapters.sqlite.schema import CATEGORY
 from chronik.errors import StoreUnavailableError
 from chronik.eventstore import BaseEventStore, RecordedEvent
 from chronik.testing.eventstore_contract import (
@@ -25,6 +27,7 @@ from chronik.testing.eventstore_contract import (
     Deposited,
     DurableEventStoreContract,
     EventStoreContract,
+    Withdrawn,
     _only_the_culprit_failed,
     _twenty_appends,
 )
@@ -156,6 +159,26 @@ class TestSQLiteEventStore(DurableEventStoreContract):
         failed = await _only_the_culprit_failed(store, start, streams, outcomes)
         assert "refused by the test" in str(failed)
 
+    @pytest.mark.parametrize(
+        ("by", "index"),
+        [("type", "chronik_events_type"), (CATEGORY, "chronik_events_category")],
+        ids=["type", "category"],
+    )
+    @pytest.mark.parametrize("both", [0, 2], ids=["alone", "with-categories"])
+    async def test_a_filtered_read_walks_an_index_not_the_table(
+        self, store: BaseEventStore, by: str, index: str, both: int
+    ) -> None:
+        await store.append("acc-1", [Deposited(1, "EUR")])  # the migration has run
+        sql = filtered_sql(by, 3, both)
+        with self._connect(store) as conn:
+            plan = [
+                row[3]
+                for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", (None,) * (3 * (4 + both) + 1))
+            ]
+        scans = [step for step in plan if "chronik_events" in step]
+        assert len(scans) == 3, plan
+        assert all(f"USING INDEX {index}" in step for step in scans), plan
+
     def _connect(self, store: BaseEventStore) -> sqlite3.Connection:
         assert isinstance(store, SQLiteEventStore)
         return sqlite3.connect(store.path, isolation_level=None)
@@ -239,6 +262,43 @@ class TestPostgresEventStore(DurableEventStoreContract):
         await store.append(f"s-{uuid.uuid4()}", [Deposited(1, "EUR")])
         assert database._announced < database._committed  # within the interval: pending
         assert database._notifier is not None and not database._notifier.done()
+
+    @pytest.mark.parametrize(
+        ("key", "index"),
+        [
+            (("type", False), "chronik_events_type"),
+            (("type", True), "chronik_events_type"),
+            ((PG_CATEGORY, False), "chronik_events_category"),
+        ],
+        ids=["type", "type-and-category", "category"],
+    )
+    async def test_a_filtered_read_walks_an_index_not_the_table(
+        self, store: BaseEventStore, key: tuple[str, bool], index: str
+    ) -> None:
+        assert isinstance(store, PostgresEventStore)
+        # A store where the followed type is 1% of 20,000 events, with its statistics.
+        for n in range(20):
+            await store.append(
+                f"acc-{n}",
+                [Deposited(i, "EUR") if i % 100 == 0 else Withdrawn(i) for i in range(1000)],
+            )
+        await store.append("rare-1", [Withdrawn(1)])
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(f"ANALYZE {store.schema}.chronik_events")
+            by, both = key
+            names = ["contract.deposited"] if by == "type" else ["rare"]
+            cats = [["acc"]] if both else []
+            plans = []
+            # The page bounded by a head read before, and the page with its head.
+            for sql, params in [
+                (store._sql_all_filtered[key], (names, 0, 1 << 62, *cats, 100, 100)),
+                (store._sql_page_filtered[key], (names, 0, *cats, 100, 100)),
+            ]:
+                cur = await conn.execute(f"EXPLAIN {sql}", params)
+                plans.append("\n".join(row[0] for row in await cur.fetchall()))
+        for plan in plans:
+            assert f"Index Scan using {index}" in plan, plan
+            assert "Seq Scan on chronik_events" not in plan, plan
 
     async def corrupt(
         self, store: BaseEventStore, stream_id: str, version: int, data: bytes

@@ -520,3 +520,48 @@ async def test_a_standby_runner_takes_over_when_the_leading_process_is_killed(
         await wait_for(took_over, seconds=10)
         assert await engine.wait_until(await store.head_position(), max_wait=30)
         await _assert_equals_a_fresh_rebuild(at, engine.read_models)
+
+
+async def test_a_projection_moves_past_events_it_does_not_follow_without_a_commit_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every append wakes every runner; one that follows none of the new events moves
+    # its checkpoint at once (in memory: status and wait_until) and writes it within a
+    # second, not in a transaction of its own per append.
+    from chronik.adapters.memory import readmodels
+
+    writes: list[int] = []
+    advance = readmodels._Tx.advance
+
+    async def counted(self: Any, name: str, generation: int, rebuilding: bool, *a: int) -> None:
+        writes.append(a[-1])
+        await advance(self, name, generation, rebuilding, *a)
+
+    monkeypatch.setattr(readmodels._Tx, "advance", counted)
+    database = await open_database("memory://")
+    store = database.event_store(CONTRACT_TYPES)
+    engine = ProjectionEngine(store, [Balances()], backend=database.projections(), idle_wait=0.05)
+    await engine.start()
+    try:
+        await store.append("acc-1", [Opened("h1", "Holder", NOW)])
+        assert await engine.wait_until(await store.head_position(), max_wait=30)
+        await wait_for(lambda: _stored_at_head(engine, store), 30)
+        writes.clear()
+        started = asyncio.get_running_loop().time()
+        for i in range(50):  # Renamed: not a type Balances handles
+            result = await store.append("acc-1", [Renamed(f"name-{i}")])
+            assert await engine.wait_until(result.position, max_wait=30)
+            [status] = await engine.statuses()
+            assert status.checkpoint == result.position  # lag is not stuck
+        elapsed = asyncio.get_running_loop().time() - started
+        # At most one write a second (and one at the end), where every append wrote one.
+        assert len(writes) <= elapsed + 2, (len(writes), elapsed)
+        await wait_for(lambda: _stored_at_head(engine, store), 30)  # written within a second
+    finally:
+        await engine.stop()
+        await database.close()
+
+
+async def _stored_at_head(engine: ProjectionEngine, store: BaseEventStore) -> bool:
+    row = await engine.backend.load("balances")
+    return row is not None and row.checkpoint == await store.head_position()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
 
 from campaigns import commands, contracts, domain
-from campaigns.handlers import BUDGET, CampaignHandlers, publish
+from campaigns.handlers import BUDGET, BUDGET_SNAPSHOT_EVERY, CampaignHandlers, publish
 from campaigns.partner import BEHAVIOUR_HEADER, FakePartner, behaviour_from_headers
 from campaigns.upcasting import UPCASTERS
 from chronik.adapters.memory.database import MemoryDatabase
@@ -194,3 +195,27 @@ class TestTheSagasCompensations:
         await handlers.cancel_campaign(domain.CancelCampaign(cancelled, "no answer"))
         assert (await handlers.campaigns.load(rejected)).status == domain.CampaignStatus.REJECTED
         assert (await handlers.campaigns.load(cancelled)).reason == "no answer"
+
+
+class TestTheHotBudget:
+    async def test_loading_the_budget_after_many_orders_reads_a_bounded_number_of_events(
+        self, store: BaseEventStore, handlers: CampaignHandlers
+    ) -> None:
+        # Every order appends to the one budget stream; the snapshots keep a load short.
+        read: list[int] = []
+        load_events = store.load_events
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            events, last = await load_events(*args, **kwargs)
+            read.append(len(events))
+            return events, last
+
+        store.load_events = counted  # type: ignore[method-assign]
+        for n in range(1, 301):
+            await handlers.credit_order(commands.CreditOrder(f"o{n}", 100, "EUR", 100))
+            if n in (5, 150, 299, 300):
+                read.clear()
+                budget = await handlers.budgets.load(BUDGET)
+                assert (budget.version, budget.total_cents) == (n, n * 100)
+                # At most the events since the last snapshot: O(1), not O(orders).
+                assert read == [n % BUDGET_SNAPSHOT_EVERY], (n, read)

@@ -20,6 +20,7 @@ from chronik.eventstore.port import (
     StreamReader,
     StreamWriter,
     Undecodable,
+    category_of,
 )
 from chronik.eventstore.repository import Repository, handle_command
 from chronik.eventstore.signal import HeadSignal
@@ -46,5 +47,6 @@ __all__ = [
     "StreamWriter",
     "Undecodable",
     "Upcaster",
+    "category_of",
     "handle_command",
 ]

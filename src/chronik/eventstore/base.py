@@ -175,6 +175,18 @@ def _check_limit(limit: object) -> int:
     return limit
 
 
+def _check_names(name: str, values: object) -> list[str] | None:
+    """A filter's names, sorted and distinct; None for no filter."""
+    if values is None:
+        return None
+    if isinstance(values, str | bytes) or not isinstance(values, Collection):
+        raise InvalidInputError(f"{name} must be a collection of strings, got {values!r}")
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise InvalidInputError(f"{name} must hold strings only, got {bad[0]!r}")
+    return sorted(set(values))
+
+
 def _check_headers(headers: object) -> bytes | None:
     if headers is None:
         return None
@@ -271,9 +283,26 @@ class BaseEventStore(abc.ABC):
 
     @abc.abstractmethod
     async def _all_rows(
-        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+        self,
+        after: int,
+        limit: int,
+        types: list[str] | None = None,
+        upto: int | None = None,
+        categories: list[str] | None = None,
     ) -> list[Row]:
-        """Rows above ``after`` (and at most ``upto``), of ``types`` if given, by position."""
+        """Rows above ``after`` (and at most ``upto``), by position; of ``types`` and of
+        streams in ``categories`` when given (each a non-empty sorted list, read through
+        an index: an adapter must not scan the events it does not return)."""
+
+    async def _filtered_rows(
+        self, after: int, limit: int, types: list[str] | None, categories: list[str] | None
+    ) -> tuple[list[Row], int]:
+        """The head, then the rows of a filtered read up to it (an adapter may do both in
+        one statement, seeing one snapshot)."""
+        head = await self.head_position()
+        if head <= after:
+            return [], head
+        return await self._all_rows(after, limit, types, head, categories), head
 
     @abc.abstractmethod
     async def _event_row(self, event_id: UUID) -> Row | None:
@@ -759,25 +788,30 @@ class BaseEventStore(abc.ABC):
         *,
         limit: int = 1000,
         types: Collection[str] | None = None,
+        categories: Collection[str] | None = None,
         tolerant: bool = False,
     ) -> AllPage:
-        """Like ``read_all``, only events of ``types`` (stored names) if given.
+        """Like ``read_all``, only events of ``types`` (stored names) if given, and of
+        streams in ``categories`` (``category_of``) if given: both, when both are.
 
-        With types, the head is read first and the page bounded by it: every position up
+        Filtered, the head is read first and the page bounded by it: every position up
         to a visible head is committed or never will be (guarantee 2), so a reader may
-        move past the events it did not ask for. With ``tolerant``, an event that cannot
+        move past the events it did not ask for, and ``scanned_to`` reaches the head
+        even when nothing in it matched. With ``tolerant``, an event that cannot
         be decoded does not fail the page: it comes back in its place with an
         ``Undecodable`` (holding the CorruptEventError) as its event.
         """
         _check_version("after", after, 0)
         _check_limit(limit)
-        if types is None:
+        names = _check_names("types", types)
+        cats = _check_names("categories", categories)
+        if names is None and cats is None:
             rows = await self._all_rows(after, limit)
             scanned = rows[-1][0] if rows else after
+        elif names == [] or cats == []:
+            rows, scanned = [], max(await self.head_position(), after)
         else:
-            names = sorted(set(types))
-            head = await self.head_position()
-            rows = await self._all_rows(after, limit, names, head) if names else []
+            rows, head = await self._filtered_rows(after, limit, names, cats)
             scanned = rows[-1][0] if len(rows) == limit else max(head, after)
         try:
             return AllPage(await self._decode(rows), scanned)

@@ -33,11 +33,22 @@ __all__ = [
     "StreamReader",
     "StreamWriter",
     "Undecodable",
+    "category_of",
 ]
 
 #: The highest global position a store can give: positions are 64-bit signed integers
 #: (PostgreSQL bigint, SQLite integer). A position above it can never be reached.
 MAX_POSITION = 2**63 - 1
+
+
+def category_of(stream_id: str) -> str:
+    """The stream's category: its id up to the first ``-`` (all of it if it has none).
+
+    ``"budget-main"`` is in ``"budget"``, as a repository with ``prefix="budget-"``
+    names its streams (the convention of Message DB and EventStoreDB's ``$ce-``).
+    Filtered reads (``read_all_page(categories=...)``) select by it.
+    """
+    return stream_id.split("-", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +137,7 @@ class AppendResult(msgspec.Struct, frozen=True, gc=False):
 
 
 class AllPage(msgspec.Struct, frozen=True, gc=False):
-    """A page of "all events", possibly filtered by type.
+    """A page of "all events", possibly filtered by type and stream category.
 
     ``scanned_to`` is the position the reader may continue after: the last event's, or,
     when the page is not full, the head the store saw, so skipped events are not read
@@ -212,11 +223,15 @@ class AllEventsReader(Protocol):
         *,
         limit: int = 1000,
         types: Collection[str] | None = None,
+        categories: Collection[str] | None = None,
         tolerant: bool = False,
     ) -> AllPage:
-        """Like ``read_all``, only events of ``types`` (stored names) if given.
+        """Like ``read_all``, only events of ``types`` (stored names) if given, and only
+        of streams in ``categories`` (``category_of``) if given; both: both must hold.
 
-        With ``tolerant``, an undecodable event comes back as an ``Undecodable``.
+        Served by an index: events of other types or categories are neither read nor
+        decoded, and ``scanned_to`` still moves past them. With ``tolerant``, an
+        undecodable event comes back as an ``Undecodable``.
         """
         ...
 

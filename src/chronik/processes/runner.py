@@ -66,6 +66,9 @@ __all__ = ["CommandHandler", "Processes"]
 
 log = logging.getLogger(__name__)
 
+#: How long a checkpoint moved past events of other types alone may stay unwritten.
+SKIP_WRITE_EVERY = 1.0
+
 #: what handles a command a process sends: an async function of the command
 CommandHandler = Callable[[Any], Awaitable[None]]
 
@@ -229,7 +232,8 @@ class Processes(Worker):
     ) -> None:
         row = await self.backend.load(name)
         assert row is not None
-        checkpoint = row.checkpoint
+        checkpoint = stored = row.checkpoint
+        written = time.monotonic()
         beat = self._beats[name]
         await beat.report("catching_up", force=True)  # it leads: its row says so
         asked = 0.0
@@ -239,16 +243,24 @@ class Processes(Worker):
                 await self._requests(name, on_event)
                 asked = time.monotonic()
             page = await self.store.read_all_page(checkpoint, limit=self.page_size, types=types)
-            if page.scanned_to <= checkpoint:
+            moved = page.scanned_to > checkpoint
+            to = max(page.scanned_to, checkpoint)
+            # A page with none of the followed types moves the checkpoint in memory; it
+            # is written with the next page that has events, or once it is a second
+            # old (a follower that restarts from the older one finds nothing new there).
+            due = time.monotonic() - written >= SKIP_WRITE_EVERY
+            if page.events or (to > stored and due):
+                for recorded in page.events:
+                    await on_event(recorded)
+                async with self.backend.transaction() as btx:
+                    await btx.advance(name, 1, False, stored, to)
+                stored, written = to, time.monotonic()
+            checkpoint = to
+            if not moved:
                 await beat.report("live")  # at the head (also the heartbeat while idle)
                 wait = min(self.idle_wait, 1.0, self.heartbeat)
                 await self.store.wait_for_events(checkpoint, wait)
                 continue
-            for recorded in page.events:
-                await on_event(recorded)
-            async with self.backend.transaction() as btx:
-                await btx.advance(name, 1, False, checkpoint, page.scanned_to)
-            checkpoint = page.scanned_to
             await beat.report("catching_up" if len(page.events) >= self.page_size else "live")
             await asyncio.sleep(0)
 

@@ -54,6 +54,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: How long a checkpoint moved past events of other types alone may stay unwritten.
+SKIP_WRITE_EVERY = 1.0
+
 #: the longest a failed runner waits before trying again: short enough that readiness
 #: comes back soon after the database does
 MAX_BACKOFF = 5.0
@@ -125,6 +128,9 @@ class ProjectionRunner(Worker):
         self._reporter = StatusReporter(backend, self.name, heartbeat)
         self._rebuild_started: tuple[float, int] | None = None
         self._last_requests = 0.0
+        #: when the checkpoint was last written (a page with none of the projection's
+        #: events moves it in memory only, written within SKIP_WRITE_EVERY: see _skip)
+        self._written_at = 0.0
 
     # -- the worker's hooks (``chronik.worker.Worker.run`` is the loop) ----------------
     #
@@ -161,6 +167,7 @@ class ProjectionRunner(Worker):
 
     async def idle(self, seconds: float) -> None:
         # Woken at least once a heartbeat, to write it.
+        await self._write_skipped(due=True)
         await self.store.wait_for_events(self.checkpoint, seconds)
 
     async def standing_by(self) -> None:
@@ -171,6 +178,10 @@ class ProjectionRunner(Worker):
             await self._write_status(force=True, quiet=True)
 
     async def stopped(self) -> None:
+        try:
+            await self._write_skipped(due=False)
+        except Exception:  # the next leader reads those events again: harmless
+            log.debug("projection's skipped checkpoint not written", exc_info=True)
         if self.state not in ("standby",):
             self.state = "stopped"
             await self._write_status(force=True, quiet=True)
@@ -218,10 +229,40 @@ class ProjectionRunner(Worker):
         )
         if page.scanned_to <= self.checkpoint:
             return False
+        if not page.events and not self._rebuilding:
+            await self._skip(page.scanned_to)
+            return True
         if len(page.events) == self.page_size:
             self.state = "catching_up"
         await self._apply(page.events, page.scanned_to, self._row.generation, rebuilding=False)
         return True
+
+    async def _skip(self, to: int) -> None:
+        """Move past events of other types: in memory, written at most once a second.
+
+        Each append wakes every runner, and one whose types it does not hold would
+        otherwise commit a transaction only to move its checkpoint. Not writing it at
+        once loses nothing: a runner that starts from the older stored checkpoint reads
+        the same range again and finds nothing in it for the projection. The next page
+        with events writes it in its own commit; status and ``wait_until`` use the
+        checkpoint in memory.
+        """
+        self.checkpoint = to
+        self._progress.advance(to)
+        await self._write_skipped(due=True)
+
+    async def _write_skipped(self, *, due: bool) -> None:
+        """Write the checkpoint a skip moved, if any (``due``: only once it is a second old)."""
+        row = self._row
+        if row is None or row.checkpoint >= self.checkpoint or self._rebuilding:
+            return
+        if due and time.monotonic() - self._written_at < SKIP_WRITE_EVERY:
+            return
+        to = self.checkpoint
+        async with self.backend.transaction() as btx:
+            await btx.advance(self.name, row.generation, False, row.checkpoint, to)
+        row.checkpoint = to
+        self._written_at = time.monotonic()
 
     async def _rebuild_step(self) -> bool:
         row = self._row
@@ -267,10 +308,11 @@ class ProjectionRunner(Worker):
         self.instruments.projection_batch(self.name, time.perf_counter() - started, len(events))
 
     def _checkpoint_of(self, rebuilding: bool) -> int:
+        # The stored checkpoint, which a skip may have left behind the one in memory.
+        assert self._row is not None
         if rebuilding:
-            assert self._row is not None
             return self._row.rebuild_checkpoint or 0
-        return self.checkpoint
+        return self._row.checkpoint
 
     def _moved(self, rebuilding: bool, to: int) -> None:
         assert self._row is not None
@@ -279,6 +321,7 @@ class ProjectionRunner(Worker):
         else:
             self.checkpoint = self._row.checkpoint = to
             self._progress.advance(to)
+            self._written_at = time.monotonic()
 
     async def _commit(
         self,

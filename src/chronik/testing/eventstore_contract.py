@@ -41,6 +41,7 @@ from chronik.eventstore import (
     Snapshot,
     Undecodable,
     Upcaster,
+    category_of,
 )
 from chronik.eventstore.context import ambient_metadata
 
@@ -473,6 +474,93 @@ class EventStoreContract:
         for sid in streams:
             assert [r.version for r in seen if r.stream_id == sid] == list(range(1, 9))
         assert await store.read_all(after) == []
+
+    async def test_a_filtered_read_pages_through_only_the_types_asked_for(
+        self, store: BaseEventStore
+    ) -> None:
+        start = await store.head_position()
+        sid = _sid()
+        for i in range(1, 31):
+            # one deposit in ten, as a projection of a small share of the store sees it
+            await store.append(sid, [Deposited(i, "EUR") if i % 10 == 0 else Withdrawn(i)])
+        head = await store.head_position()
+        seen: list[RecordedEvent] = []
+        after = start
+        while True:
+            page = await store.read_all_page(after, limit=2, types=["contract.deposited"])
+            if page.scanned_to <= after:
+                break
+            assert len(page.events) <= 2
+            seen.extend(page.events)
+            after = page.scanned_to
+        assert [r.event for r in seen] == [
+            Deposited(10, "EUR"),
+            Deposited(20, "EUR"),
+            Deposited(30, "EUR"),
+        ]
+        assert [r.version for r in seen] == [10, 20, 30]
+        assert after == head  # past the withdrawals after the last deposit too
+        both = await store.read_all_page(
+            start, types=["contract.withdrawn", "contract.deposited"], limit=100
+        )
+        assert [r.version for r in both.events] == list(range(1, 31))
+        assert [r.position for r in both.events] == sorted(r.position for r in both.events)
+
+    async def test_a_filtered_read_moves_past_a_page_where_nothing_matched(
+        self, store: BaseEventStore
+    ) -> None:
+        # A follower's checkpoint must move even when nothing is for it: else its lag
+        # (measured in positions) looks stuck.
+        start = await store.head_position()
+        await store.append(_sid(), [Withdrawn(i) for i in range(1, 6)])
+        head = await store.head_position()
+        page = await store.read_all_page(start, types=["contract.deposited"])
+        assert page.events == []
+        assert page.scanned_to == head
+        nothing = await store.read_all_page(start, categories=[f"none{uuid.uuid4().hex}"])
+        assert (nothing.events, nothing.scanned_to) == ([], head)
+        empty = await store.read_all_page(start, types=[])
+        assert (empty.events, empty.scanned_to) == ([], head)
+        again = await store.read_all_page(head, types=["contract.withdrawn"])
+        assert (again.events, again.scanned_to) == ([], head)
+
+    async def test_a_read_filtered_by_category_sees_only_those_streams(
+        self, store: BaseEventStore
+    ) -> None:
+        start = await store.head_position()
+        tag = uuid.uuid4().hex[:8]
+        budget, lead, bare = f"budget{tag}", f"lead{tag}", f"bare{tag}"
+        await store.append(f"{budget}-main", [Withdrawn(1), Deposited(2, "EUR")])
+        await store.append(f"{lead}-a-b", [Withdrawn(3)])  # the category ends at the first '-'
+        await store.append(f"{budget}-other", [Withdrawn(4)])
+        await store.append(bare, [Withdrawn(5)])  # no '-': the whole id is the category
+        await store.append(f"{budget}x-main", [Withdrawn(6)])  # a longer name, not a prefix
+        assert category_of(f"{lead}-a-b") == lead
+        assert category_of(bare) == bare
+        page = await store.read_all_page(start, categories=[budget])
+        assert [(r.stream_id, r.version) for r in page.events] == [
+            (f"{budget}-main", 1),
+            (f"{budget}-main", 2),
+            (f"{budget}-other", 1),
+        ]
+        assert page.scanned_to == await store.head_position()
+        two = await store.read_all_page(start, categories=[lead, bare])
+        assert [r.event for r in two.events] == [Withdrawn(3), Withdrawn(5)]
+        typed = await store.read_all_page(
+            start, categories=[budget, lead], types=["contract.withdrawn"]
+        )
+        assert [r.event for r in typed.events] == [Withdrawn(1), Withdrawn(3), Withdrawn(4)]
+        paged = await store.read_all_page(start, categories=[budget], limit=2)
+        assert [r.version for r in paged.events] == [1, 2]
+        assert paged.scanned_to == paged.events[-1].position
+
+    async def test_a_filter_that_is_not_a_collection_of_names_is_refused(
+        self, store: BaseEventStore
+    ) -> None:
+        with pytest.raises(InvalidInputError, match="types must be a collection of strings"):
+            await store.read_all_page(0, types="contract.withdrawn")
+        with pytest.raises(InvalidInputError, match="categories must hold strings only"):
+            await store.read_all_page(0, categories=["acc", 3])  # type: ignore[list-item]
 
     async def test_recorded_at_never_goes_back_along_positions(self, store: BaseEventStore) -> None:
         start = await store.head_position()

@@ -37,6 +37,9 @@ BUDGETS = "budget-"
 BUDGET = "main"
 #: a budget append may meet many concurrent writers (each order, each saga)
 BUDGET_RETRIES = 20
+#: Every order appends to the one budget stream, so it grows without end: a snapshot
+#: every this many events bounds what a load reads (README: "The hot budget").
+BUDGET_SNAPSHOT_EVERY = 20
 
 NewId = Callable[[], str]
 
@@ -46,7 +49,7 @@ def new_id() -> str:
 
 
 def budgets(store: BaseEventStore) -> Repository[Budget]:
-    return Repository(store, Budget, prefix=BUDGETS)
+    return Repository(store, Budget, prefix=BUDGETS, snapshot_every=BUDGET_SNAPSHOT_EVERY)
 
 
 def campaigns(store: BaseEventStore) -> Repository[Campaign]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -10,7 +11,7 @@ from uuid import UUID
 from chronik.errors import ConcurrencyError, DuplicateEventError, SubjectForgottenError
 from chronik.eventstore.base import AppendRequest, BaseEventStore, Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
-from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot
+from chronik.eventstore.port import AppendResult, ExpectedVersion, Snapshot, category_of
 
 if TYPE_CHECKING:
     from chronik.adapters.memory.database import MemoryDatabase
@@ -28,6 +29,9 @@ class EventState:
         self.keys_by_subject: dict[str, bytes] = {}
         self.forgotten: set[str] = set()  # the tombstones
         self.snapshots: dict[str, list[Snapshot]] = {}
+        #: the filtered reads' indexes: the positions of each type and each category
+        self.by_type: dict[str, list[int]] = {}
+        self.by_category: dict[str, list[int]] = {}
 
 
 class MemoryEventStore(BaseEventStore):
@@ -51,6 +55,8 @@ class MemoryEventStore(BaseEventStore):
         self._keys_by_subject = state.keys_by_subject
         self._forgotten = state.forgotten
         self._snapshots = state.snapshots
+        self._by_type = state.by_type
+        self._by_category = state.by_category
 
     async def _append(self, request: AppendRequest) -> AppendResult:
         stream_id = request.stream_id
@@ -90,6 +96,10 @@ class MemoryEventStore(BaseEventStore):
         self._rows.extend(rows)
         self._streams.setdefault(stream_id, stream).extend(rows)
         self._ids.update(seen)
+        by_type = self._by_type
+        for row in rows:
+            by_type.setdefault(row[4], []).append(row[0])
+        self._by_category.setdefault(category_of(stream_id), []).extend(row[0] for row in rows)
         for subject in request.forgets:
             self._forget_now(subject)
         for done in after:
@@ -109,13 +119,38 @@ class MemoryEventStore(BaseEventStore):
         return rows if limit is None else rows[:limit]
 
     async def _all_rows(
-        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+        self,
+        after: int,
+        limit: int,
+        types: list[str] | None = None,
+        upto: int | None = None,
+        categories: list[str] | None = None,
     ) -> list[Row]:
-        if types is None:
+        if types is None and categories is None:
             return self._rows[after : after + limit]
-        wanted = set(types)
-        rows = self._rows[after : upto if upto is not None else None]
-        return [row for row in rows if row[4] in wanted][:limit]
+        top = upto if upto is not None else len(self._rows)
+        # Through the index of the narrower filter given, checking the other per row.
+        index, names = (
+            (self._by_type, types) if types is not None else (self._by_category, categories)
+        )
+        assert names is not None
+        wanted = set(categories) if types is not None and categories is not None else None
+        lists = []
+        for name in names:
+            positions = index.get(name, [])
+            lo = bisect.bisect_right(positions, after)
+            hi = bisect.bisect_right(positions, top, lo)
+            lists.append(
+                positions[lo:hi] if wanted is not None else positions[lo : min(hi, lo + limit)]
+            )
+        out: list[Row] = []
+        for position in heapq.merge(*lists):
+            row = self._rows[position - 1]
+            if wanted is None or category_of(row[1]) in wanted:
+                out.append(row)
+                if len(out) == limit:
+                    break
+        return out
 
     async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         ids = sorted(s for s in self._streams if s.startswith(prefix))[:limit]

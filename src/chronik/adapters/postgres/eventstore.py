@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 
 from chronik.adapters.postgres.append import PostgresAppends
-from chronik.adapters.postgres.schema import in_schema
+from chronik.adapters.postgres.schema import CATEGORY, in_schema
 from chronik.eventstore.base import Row
 from chronik.eventstore.codec import EventTypes, new_subject_key
 from chronik.eventstore.port import Snapshot
@@ -52,11 +52,43 @@ class PostgresEventStore(PostgresAppends):
             "ORDER BY position LIMIT %s",
             s,
         )
-        self._sql_all_typed = in_schema(
-            f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE position > %s "
-            "AND position <= %s AND type = ANY(%s::text[]) ORDER BY position LIMIT %s",
-            s,
-        )
+        # A filtered read walks one range of an index per name (the type's or the
+        # category's events in position order, limited) and merges them: the events of
+        # other types or categories are never visited. The range is a row comparison on
+        # the index's two columns: the planner cannot know how rare a name from unnest
+        # is, and given "by = name AND position > after" it would take the primary key
+        # and filter, reading every event above ``after``; a row comparison only the
+        # (by, position) index can serve leaves it no such choice.
+        self._sql_all_filtered = {
+            (by, both): in_schema(
+                f"SELECT {_COLUMNS} FROM unnest(%s::text[]) AS f(name) CROSS JOIN LATERAL ("
+                f"SELECT * FROM {{s}}.chronik_events WHERE {by} = f.name "
+                f"AND ({by}, position) > (f.name, %s) AND ({by}, position) <= (f.name, %s)"
+                f"{f' AND {CATEGORY} = ANY(%s::text[])' if both else ''} "
+                f"ORDER BY {by}, position LIMIT %s) AS e ORDER BY position LIMIT %s",
+                s,
+            )
+            for by in ("type", CATEGORY)
+            for both in (False, True)
+        }
+        # The same with the head first, in one statement (one round trip, one snapshot):
+        # each row is the head and an event's columns; the head alone when none matched.
+        self._sql_page_filtered = {
+            (by, both): in_schema(
+                "WITH h AS MATERIALIZED (SELECT coalesce(max(position), 0) AS head "
+                "FROM {s}.chronik_events) "
+                f"SELECT h.head, p.* FROM h LEFT JOIN LATERAL (SELECT {_COLUMNS} "
+                "FROM unnest(%s::text[]) AS f(name) CROSS JOIN LATERAL ("
+                f"SELECT * FROM {{s}}.chronik_events WHERE {by} = f.name "
+                f"AND ({by}, position) > (f.name, %s) AND ({by}, position) <= (f.name, h.head)"
+                f"{f' AND {CATEGORY} = ANY(%s::text[])' if both else ''} "
+                f"ORDER BY {by}, position LIMIT %s) AS e ORDER BY position LIMIT %s"
+                ") AS p ON true ORDER BY p.position",
+                s,
+            )
+            for by in ("type", CATEGORY)
+            for both in (False, True)
+        }
         self._sql_stream = in_schema(
             f"SELECT {_COLUMNS} FROM {{s}}.chronik_events WHERE stream_id = %s "
             "AND version >= %s AND version <= %s ORDER BY version LIMIT %s",
@@ -108,13 +140,39 @@ class PostgresEventStore(PostgresAppends):
         return await self._fetch(self._sql_payloads, (stream_id, start, top))
 
     async def _all_rows(
-        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+        self,
+        after: int,
+        limit: int,
+        types: list[str] | None = None,
+        upto: int | None = None,
+        categories: list[str] | None = None,
     ) -> list[Row]:
-        if types is None:
+        if types is None and categories is None:
             return await self._fetch(self._sql_all, (after, limit))
-        return await self._fetch(
-            self._sql_all_typed, (after, upto if upto is not None else 1 << 62, types, limit)
-        )
+        top = upto if upto is not None else 1 << 62
+        if types is None:
+            sql = self._sql_all_filtered[CATEGORY, False]
+            return await self._fetch(sql, (categories, after, top, limit, limit))
+        if categories is None:
+            sql = self._sql_all_filtered["type", False]
+            return await self._fetch(sql, (types, after, top, limit, limit))
+        sql = self._sql_all_filtered["type", True]
+        return await self._fetch(sql, (types, after, top, categories, limit, limit))
+
+    async def _filtered_rows(
+        self, after: int, limit: int, types: list[str] | None, categories: list[str] | None
+    ) -> tuple[list[Row], int]:
+        if types is None:
+            sql = self._sql_page_filtered[CATEGORY, False]
+            params: tuple[Any, ...] = (categories, after, limit, limit)
+        elif categories is None:
+            sql = self._sql_page_filtered["type", False]
+            params = (types, after, limit, limit)
+        else:
+            sql = self._sql_page_filtered["type", True]
+            params = (types, after, categories, limit, limit)
+        rows = await self._fetch(sql, params)
+        return [row[1:] for row in rows if row[1] is not None], int(rows[0][0])
 
     async def _scalar(self, query: str, params: Sequence[Any]) -> int:
         rows = await self._fetch(query, params)
@@ -215,15 +273,22 @@ class PostgresEventStore(PostgresAppends):
         if create and missing:
             insert = in_schema(
                 "INSERT INTO {s}.chronik_subject_keys (subject, key) "
-                "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING",
+                "SELECT * FROM unnest(%s::text[], %s::bytea[]) ON CONFLICT DO NOTHING "
+                "RETURNING subject, key",
                 self.schema,
             )
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute(insert, (missing, [new_subject_key() for _ in missing]))
+                    cur = await conn.execute(
+                        insert, (missing, [new_subject_key() for _ in missing])
+                    )
+                    made = await cur.fetchall()
             except psycopg.Error as exc:
                 raise self._unavailable(exc) from exc
-            rows = await self._fetch(select, (wanted,))
+            if len(made) == len(missing):
+                rows = [*rows, *made]  # all made now: no need to read them back
+            else:  # another writer made some first, or they are forgotten (tombstones)
+                rows = await self._fetch(select, (wanted,))
         return {s: bytes(k) for s, k in rows if k is not None}
 
     async def _forget(self, subject: str) -> None:

@@ -17,6 +17,7 @@ from chronik.errors import ConfigurationError
 __all__ = [
     "BOOTSTRAP",
     "BOOTSTRAP_NAME",
+    "CATEGORY",
     "CREATE_SCHEMA",
     "EVENTS",
     "MESSAGES",
@@ -394,7 +395,22 @@ EVENTS: list[tuple[str, str]] = [
             ON {s}.chronik_events (correlation_id, position);
         """,
     ),
+    (
+        # Filtered reads (docs/adr/0024-filtered-reads.md): the events of a type, and of
+        # a stream category (the id up to its first '-'), in position order. The
+        # category expression is spelt exactly as the reads spell it (CATEGORY).
+        "0005_filtered_reads",
+        """
+        CREATE INDEX chronik_events_type ON {s}.chronik_events (type, position);
+        CREATE INDEX chronik_events_category ON {s}.chronik_events (
+            split_part(stream_id, '-', 1), position);
+        """,
+    ),
 ]
+
+#: A stream's category in SQL, as ``chronik.eventstore.category_of`` computes it and as
+#: the index ``chronik_events_category`` is built on.
+CATEGORY = "split_part(stream_id, '-', 1)"
 
 #: Projection rows (checkpoint, generation, state) and parked events. Read-model
 #: tables are made per projection and generation when it first runs.

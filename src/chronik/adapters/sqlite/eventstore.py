@@ -17,6 +17,7 @@ from uuid import UUID
 
 import msgspec
 
+from chronik.adapters.sqlite.schema import CATEGORY
 from chronik.errors import (
     ConcurrencyError,
     DuplicateEventError,
@@ -35,6 +36,28 @@ if TYPE_CHECKING:
 __all__ = ["NOT_NOW", "NotNow", "SQLiteEventStore"]
 
 
+def filtered_sql(by: str, names: int, categories: int = 0) -> str:
+    """A filtered read of ``names`` values of ``by`` (``type`` or ``CATEGORY``), and of
+    ``categories`` categories too when not 0.
+
+    One range of an index per name, each in position order and limited, merged: the
+    events of other types or categories are never visited. Parameters, per name: the
+    name, after, upto, the categories, the limit; then the limit.
+    """
+    check = f" AND {CATEGORY} IN ({','.join('?' * categories)})" if categories else ""
+    if names > _MAX_UNION:  # beyond SQLite's compound select: one ranged scan
+        marks = ",".join("?" * names)
+        return (
+            f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? AND position <= ? "
+            f"AND {by} IN ({marks}){check} ORDER BY position LIMIT ?"
+        )
+    part = (
+        f"SELECT * FROM (SELECT {_COLUMNS} FROM chronik_events WHERE {by} = ? "
+        f"AND position > ? AND position <= ?{check} ORDER BY position LIMIT ?)"
+    )
+    return " UNION ALL ".join([part] * names) + " ORDER BY 1 LIMIT ?"
+
+
 class NotNow(enum.Enum):
     """What ``SQLiteDatabase.write_now`` returns when it would have had to wait."""
 
@@ -43,6 +66,9 @@ class NotNow(enum.Enum):
 
 NOT_NOW = NotNow.NOT_NOW
 
+
+#: names a filtered read merges in one statement (SQLite's compound select allows 500)
+_MAX_UNION = 200
 
 _COLUMNS = (
     "position, stream_id, version, id, type, schema_version, recorded_at, data, "
@@ -246,17 +272,30 @@ class SQLiteEventStore(BaseEventStore):
         return self._query(_PAYLOADS_TO, (stream_id, start, stop))
 
     async def _all_rows(
-        self, after: int, limit: int, types: list[str] | None = None, upto: int | None = None
+        self,
+        after: int,
+        limit: int,
+        types: list[str] | None = None,
+        upto: int | None = None,
+        categories: list[str] | None = None,
     ) -> list[Row]:
-        if types is None:
+        if types is None and categories is None:
             sql = f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? ORDER BY position LIMIT ?"  # noqa: E501
             return self._query(sql, (after, limit))
-        marks = ",".join("?" * len(types))
-        sql = (
-            f"SELECT {_COLUMNS} FROM chronik_events WHERE position > ? AND position <= ? "
-            f"AND type IN ({marks}) ORDER BY position LIMIT ?"
+        top = upto if upto is not None else 1 << 62
+        by, names, other = (
+            ("type", types, categories) if types is not None else (CATEGORY, categories, None)
         )
-        return self._query(sql, (after, upto if upto is not None else 1 << 62, *types, limit))
+        assert names is not None
+        sql = filtered_sql(by, len(names), len(other) if other is not None else 0)
+        extra = tuple(other or ())
+        if len(names) > _MAX_UNION:
+            return self._query(sql, (after, top, *names, *extra, limit))
+        params: list[object] = []
+        for name in names:
+            params += (name, after, top, *extra, limit)
+        params.append(limit)
+        return self._query(sql, tuple(params))
 
     async def _stream_list(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         # A range on the (stream_id, version) index: no LIKE, so '%' and '_' are data.

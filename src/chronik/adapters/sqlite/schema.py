@@ -7,7 +7,7 @@ made when the database opens, the others when their role is set up.
 
 from __future__ import annotations
 
-__all__ = ["BOOTSTRAP", "BOOTSTRAP_NAME", "EVENTS", "MESSAGES", "PARTS", "READ_MODELS"]
+__all__ = ["BOOTSTRAP", "BOOTSTRAP_NAME", "CATEGORY", "EVENTS", "MESSAGES", "PARTS", "READ_MODELS"]
 
 #: The table of applied migrations, made before any migration runs.
 BOOTSTRAP = "CREATE TABLE IF NOT EXISTS chronik_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
@@ -91,7 +91,22 @@ EVENTS: list[tuple[str, str]] = [
         CREATE INDEX chronik_events_correlation ON chronik_events (correlation_id, position)
         """,
     ),
+    (
+        # Filtered reads (docs/adr/0024-filtered-reads.md): the events of a type, and of
+        # a stream category (the id up to its first '-'), in position order. The
+        # category expression is spelt exactly as the reads spell it (CATEGORY).
+        "0004_filtered_reads",
+        """
+        CREATE INDEX chronik_events_type ON chronik_events (type, position);
+        CREATE INDEX chronik_events_category ON chronik_events (
+            substr(stream_id, 1, instr(stream_id || '-', '-') - 1), position)
+        """,
+    ),
 ]
+
+#: A stream's category in SQL, as ``chronik.eventstore.category_of`` computes it and as
+#: the index ``chronik_events_category`` is built on.
+CATEGORY = "substr(stream_id, 1, instr(stream_id || '-', '-') - 1)"
 
 #: Projection rows (checkpoint, generation, state) and parked events. Read-model
 #: tables are made per projection and generation when it first runs.
