@@ -518,6 +518,8 @@ class BaseEventStore(abc.ABC):
         for an argument the store refuses. Events may be domain events or NewEvent
         wrappers carrying their own id and metadata.
         """
+        if not tracing.active():  # no provider: not even the span's context manager
+            return await self._append_untraced(stream_id, events, expected, metadata)
         with tracing.appending(self, stream_id, len(events)) as traced:
             result = await self._append_untraced(stream_id, events, expected, metadata)
             traced.landed(result)
