@@ -76,6 +76,9 @@ async def reference(**values: Any) -> AsyncIterator[Reference]:
             ids |= {"stream_id": f"lead-{ids['lead_id']}", "event_id": str(first.id)}
             ids["correlation_id"] = first.metadata.correlation_id or str(first.id)
             ids["file"] = "console.css"
+            # The operations pages: a projection, and the trip's booking process.
+            ids |= {"name": "trip_board", "process": "trip_booking", "instance": ids["trip_id"]}
+            ids |= {"consumer": "campaigns", "message_id": str(first.id)}
             yield Reference(app, client, ids, position)
     finally:
         await runtime.stop()
@@ -186,6 +189,11 @@ async def test_every_write_of_every_context_needs_the_token() -> None:
         assert len(writes) >= 12
         for method, template in writes:
             path = concrete(template, ref.ids)
+            if template.startswith("/console"):
+                # The console's actions are off unless CHRONIK_CONSOLE_ACTIONS is set: even
+                # with the token they are refused (console.md).
+                answer = await ref.client.request(method, path, headers=RIGHT)
+                assert answer.status_code == 403, (path, answer.status_code)
             assert refused(await ref.client.request(method, path, json={})), path
             assert refused(await ref.client.request(method, path, json={}, headers=WRONG)), path
 
