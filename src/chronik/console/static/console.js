@@ -17,17 +17,26 @@
       window.location.href = detail.pathInfo.finalRequestPath || detail.pathInfo.requestPath;
     }
   });
-  document.addEventListener("DOMContentLoaded", function () {
-    var form = document.getElementById("token-form");
-    if (!form) return;
-    var input = form.querySelector("input");
+  // The header (and its token form) is replaced by every boosted navigation: listen on
+  // the document, so the form found at the moment of the submit is the one handled.
+  function placeholder(input) {
     if (sessionStorage.getItem(KEY)) input.placeholder = "token set for this tab";
-    form.addEventListener("submit", function (event) {
-      event.preventDefault();
-      if (input.value) sessionStorage.setItem(KEY, input.value);
-      else sessionStorage.removeItem(KEY);
-      input.value = "";
-      input.placeholder = sessionStorage.getItem(KEY) ? "token set for this tab" : "";
-    });
-  });
+  }
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form || form.id !== "token-form") return;
+    event.preventDefault();
+    var input = form.querySelector("input");
+    if (input.value) sessionStorage.setItem(KEY, input.value);
+    else sessionStorage.removeItem(KEY);
+    input.value = "";
+    input.placeholder = "";
+    placeholder(input);
+  }, true);
+  function mark() {
+    var input = document.querySelector("#token-form input");
+    if (input) placeholder(input);
+  }
+  document.addEventListener("DOMContentLoaded", mark);
+  document.addEventListener("htmx:afterSettle", mark);
 })();
