@@ -129,6 +129,14 @@ class PostgresMessageStorage:
         )
         return bool(rows)
 
+    async def handled_among(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        rows = await self._rows(
+            "SELECT message_id FROM {s}.chronik_inbox WHERE consumer = %s "
+            "AND message_id = ANY(%s::text[])",
+            (consumer, list(message_ids)),
+        )
+        return {r[0] for r in rows}
+
     async def record_handled(self, consumer: str, message_id: str) -> bool:
         rows = await self._rows(
             "INSERT INTO {s}.chronik_inbox (consumer, message_id) VALUES (%s, %s) "
