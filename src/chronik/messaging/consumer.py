@@ -77,6 +77,54 @@ class _Dead(Exception):
     pass
 
 
+class _HandledCheck:
+    """Whether messages are handled, asked by many lanes at once and answered in one query.
+
+    A lane asks for its message's id; the ids asked while a query runs go in the next
+    one, so the lanes of a consumer share a query per round instead of a transaction
+    each. It only saves running a handler again: the unique inbox mark committed with
+    the effect is what keeps a redelivered message's effect once.
+    """
+
+    def __init__(self, storage: MessageStorage, consumer: str) -> None:
+        self._storage = storage
+        self._consumer = consumer
+        self._asked: dict[str, list[asyncio.Future[bool]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def __call__(self, message_id: str) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asked.setdefault(message_id, []).append(future)
+        if self._task is None:
+            self._task = asyncio.create_task(self._answer(), name=f"{self._consumer} inbox check")
+        return await future
+
+    async def _answer(self) -> None:
+        try:
+            while self._asked:
+                asked, self._asked = self._asked, {}
+                try:
+                    found = await self._storage.handled_among(self._consumer, list(asked))
+                except BaseException as exc:
+                    for futures in asked.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    if isinstance(exc, Exception):
+                        continue
+                    raise
+                for message_id, futures in asked.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(message_id in found)
+        finally:
+            self._task = None
+            for futures in self._asked.values():  # cancelled with some still asked
+                for future in futures:
+                    future.cancel()
+            self._asked = {}
+
+
 class Consumer(Worker):
     """Subscribes ``handlers`` (public event class -> async handler) under a durable name.
 
@@ -144,6 +192,7 @@ class Consumer(Worker):
         self._asked = 0.0
         self._supervised: Supervised | None = None
         self._own_stop = asyncio.Event()
+        self._handled = _HandledCheck(storage, name)
         self.handled = 0
         self.dead = 0
 
@@ -253,7 +302,7 @@ class Consumer(Worker):
 
     async def deliver(self, delivery: Delivery) -> None:
         """Handle one delivery; raising makes the broker deliver it again later."""
-        if await self.storage.handled(self.name, delivery.id):
+        if await self._handled(delivery.id):
             return
         try:
             envelope = decode_envelope(delivery.body)

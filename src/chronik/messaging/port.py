@@ -195,6 +195,10 @@ class MessageStorage(Protocol):
 
     async def handled(self, consumer: str, message_id: str) -> bool: ...
 
+    async def handled_among(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        """Which of ``message_ids`` are handled, in one query (a consumer checks many at once)."""
+        ...
+
     async def record_handled(self, consumer: str, message_id: str) -> bool:
         """In a transaction of its own; False if it was already recorded."""
         ...

@@ -389,6 +389,19 @@ class MessageStorageContract:
         assert await storage.handled("audit", message) is False
         assert await storage.record_handled("audit", message) is True
 
+    async def test_many_messages_are_checked_at_once_per_consumer(
+        self, storage: MessageStorage
+    ) -> None:
+        handled, other, fresh = _mid(), _mid(), _mid()
+        assert await storage.record_handled(CONSUMER, handled) is True
+        assert await storage.record_handled("audit", other) is True
+        ids = [handled, other, fresh, handled]
+        assert await storage.handled_among(CONSUMER, ids) == {handled}
+        assert await storage.handled_among("audit", ids) == {other}
+        assert await storage.handled_among(CONSUMER, []) == set()
+        many = [_mid() for _ in range(1200)]  # more than a statement's parameters in SQLite
+        assert await storage.handled_among(CONSUMER, [*many, handled]) == {handled}
+
     async def test_recording_a_message_handled_says_whether_it_was_new(
         self, store: BaseEventStore, storage: MessageStorage
     ) -> None:

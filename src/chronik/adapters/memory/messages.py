@@ -111,6 +111,9 @@ class MemoryMessageStorage:
     async def handled(self, consumer: str, message_id: str) -> bool:
         return (consumer, message_id) in self.state.inbox
 
+    async def handled_among(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        return {m for m in message_ids if (consumer, m) in self.state.inbox}
+
     async def record_handled(self, consumer: str, message_id: str) -> bool:
         key = (consumer, message_id)
         if key in self.state.inbox:

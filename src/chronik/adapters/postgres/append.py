@@ -58,6 +58,10 @@ def _refused_alone(exc: BaseException) -> bool:
     return isinstance(cause, psycopg.Error) and not isinstance(cause, psycopg.OperationalError)
 
 
+_SAVEPOINT = b"SAVEPOINT chronik_append"
+_ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT chronik_append"
+
+
 class _Writer:
     """One writer connection of the store, used by one batch at a time."""
 
@@ -265,16 +269,24 @@ class PostgresAppends(BaseEventStore):
                     results.append(await self._append_hooked(writer, conn, requests[0]))
                     requests = []
                 for request in requests:
+                    # One savepoint name, never released: each SAVEPOINT nests, and
+                    # ROLLBACK TO undoes only the latest, this append's. Releasing would
+                    # cost a round trip per append and free nothing (a released
+                    # subtransaction's id stays with the transaction).
+                    await conn.execute(_SAVEPOINT)
                     try:
-                        async with conn.transaction():
-                            result = await self._append_hooked(writer, conn, request)
-                    except psycopg.Error as exc:
-                        # The savepoint undid it; the database's error is this append's.
-                        error = self._unavailable(exc)
-                        error.__cause__ = exc
-                        results.append(error)
+                        result = await self._append_hooked(writer, conn, request)
+                    except psycopg.OperationalError:
+                        raise  # the connection is gone: the whole batch is
                     except Exception as exc:
-                        results.append(exc)
+                        await conn.execute(_ROLLBACK_TO_SAVEPOINT)
+                        if isinstance(exc, psycopg.Error):
+                            # The savepoint undid it; the database's error is this append's.
+                            error = self._unavailable(exc)
+                            error.__cause__ = exc
+                            results.append(error)
+                        else:
+                            results.append(exc)
                     else:
                         results.append(result)
         except psycopg.Error as exc:

@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from chronik.adapters.postgres import schema as ddl
 from chronik.adapters.postgres.leases import AdvisoryLease, advisory_lease
 from chronik.adapters.postgres.schema import in_schema
@@ -40,6 +42,15 @@ class PostgresMessageStorage:
         async with self.database.transaction() as conn:
             cur = await conn.execute(self._q(sql), params)
             return await cur.fetchall() if cur.description else []
+
+    async def _statement(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One statement in autocommit: a round trip, where a transaction takes three."""
+        try:
+            async with self.database.pool.connection() as conn:
+                cur = await conn.execute(self._q(sql), params)
+                return await cur.fetchall() if cur.description else []
+        except psycopg.OperationalError as exc:
+            raise self.database.unavailable(exc) from exc
 
     async def add_outbox(self, conn: Any, rows: Sequence[OutboxRow]) -> None:
         await conn.execute(
@@ -123,14 +134,22 @@ class PostgresMessageStorage:
             raise DuplicateMessageError(f"{consumer} already handled {message_id}")
 
     async def handled(self, consumer: str, message_id: str) -> bool:
-        rows = await self._rows(
+        rows = await self._statement(
             "SELECT 1 FROM {s}.chronik_inbox WHERE consumer = %s AND message_id = %s",
             (consumer, message_id),
         )
         return bool(rows)
 
+    async def handled_among(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        rows = await self._statement(
+            "SELECT message_id FROM {s}.chronik_inbox WHERE consumer = %s "
+            "AND message_id = ANY(%s::text[])",
+            (consumer, list(message_ids)),
+        )
+        return {r[0] for r in rows}
+
     async def record_handled(self, consumer: str, message_id: str) -> bool:
-        rows = await self._rows(
+        rows = await self._statement(
             "INSERT INTO {s}.chronik_inbox (consumer, message_id) VALUES (%s, %s) "
             "ON CONFLICT DO NOTHING RETURNING 1",
             (consumer, message_id),

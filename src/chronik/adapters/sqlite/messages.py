@@ -135,6 +135,19 @@ class SQLiteMessageStorage:
         )
         return bool(rows)
 
+    async def handled_among(self, consumer: str, message_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(message_ids)
+        for start in range(0, len(ids), 500):  # within SQLite's limit of parameters
+            chunk = ids[start : start + 500]
+            rows = self.database.query(
+                "SELECT message_id FROM chronik_inbox WHERE consumer = ? "
+                f"AND message_id IN ({', '.join('?' * len(chunk))})",
+                (consumer, *chunk),
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     async def record_handled(self, consumer: str, message_id: str) -> bool:
         async with self.database.transaction() as conn:
             cur = conn.execute(
