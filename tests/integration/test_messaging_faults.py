@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -90,18 +90,81 @@ def _streams(count: int) -> list[str]:
 # -- a. the relay killed -----------------------------------------------------------------
 
 
-class RelayProcess:
-    """messaging_relay_worker.py in a real process, its reports read as they come."""
+class WorkerProcess:
+    """A worker script in a real process, its reports (stdout lines) read as they come.
+
+    It says ``ready`` once started; every other line goes to ``report``.
+    """
+
+    what = "worker"
+    start_within = 30.0
 
     def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
         self.process = process
         self.log = log
-        self.state = "starting"
-        self.relayed = 0
         self.is_ready = asyncio.Event()
         self.progressed = asyncio.Event()  # set on each report, and at the end of its output
         self.reader_done = False
         self._reader = asyncio.create_task(self._read())
+
+    def report(self, line: str) -> None:
+        raise NotImplementedError
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while raw := await self.process.stdout.readline():
+            line = raw.decode().strip()
+            if line == "ready":
+                self.is_ready.set()
+            else:
+                self.report(line)
+            self.progressed.set()
+        self.reader_done = True
+        self.progressed.set()
+
+    async def ready(self) -> None:
+        exited = asyncio.create_task(self.process.wait())
+        ready = asyncio.create_task(self.is_ready.wait())
+        done, _ = await asyncio.wait(
+            {exited, ready}, timeout=self.start_within, return_when="FIRST_COMPLETED"
+        )
+        exited.cancel()
+        ready.cancel()
+        if ready not in done:
+            raise AssertionError(
+                f"the {self.what} did not start (exit code {self.process.returncode}): "
+                f"{self.log.read_text()[-3000:]}"
+            )
+
+    async def reported(self, count: Callable[[], int], target: int, within: float) -> None:
+        """Return once ``count()`` reached ``target``, the output ended, or ``within`` s passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while count() < target and not self.reader_done:
+                    self.progressed.clear()
+                    await self.progressed.wait()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()  # SIGKILL
+        await self.process.wait()
+        await self._reader
+        assert self.process.returncode == -signal.SIGKILL, self.log.read_text()[-3000:]
+
+
+class RelayProcess(WorkerProcess):
+    """messaging_relay_worker.py in a real process: its state and count of relayed messages."""
+
+    what = "relay worker"
+
+    def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.state = "starting"
+        self.relayed = 0
+        super().__init__(process, log)
+
+    def report(self, line: str) -> None:
+        state, relayed = line.split()
+        self.state, self.relayed = state, int(relayed)
 
     @classmethod
     async def start(cls, store_url: str, broker_url: str, log: Path, batch: int) -> RelayProcess:
@@ -117,45 +180,9 @@ class RelayProcess:
             )
         return cls(process, log)
 
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while raw := await self.process.stdout.readline():
-            line = raw.decode().strip()
-            if line == "ready":
-                self.is_ready.set()
-            else:
-                state, relayed = line.split()
-                self.state, self.relayed = state, int(relayed)
-            self.progressed.set()
-        self.reader_done = True
-        self.progressed.set()
-
-    async def ready(self) -> None:
-        exited = asyncio.create_task(self.process.wait())
-        ready = asyncio.create_task(self.is_ready.wait())
-        done, _ = await asyncio.wait({exited, ready}, timeout=30, return_when="FIRST_COMPLETED")
-        exited.cancel()
-        ready.cancel()
-        if ready not in done:
-            raise AssertionError(
-                f"the relay worker did not start (exit code {self.process.returncode}): "
-                f"{self.log.read_text()[-3000:]}"
-            )
-
     async def relaying(self, count: int, *, within: float) -> None:
         """Return once it reported ``count`` messages published, or ``within`` s passed."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                while self.relayed < count and not self.reader_done:
-                    self.progressed.clear()
-                    await self.progressed.wait()
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()  # SIGKILL
-        await self.process.wait()
-        await self._reader
-        assert self.process.returncode == -signal.SIGKILL, self.log.read_text()[-3000:]
+        await self.reported(lambda: self.relayed, count, within)
 
 
 @dataclass(frozen=True)
@@ -506,17 +533,19 @@ CONSUMER_WORKER = Path(__file__).with_name("messaging_consumer_worker.py")
 CONSUMER_KILLS = 12
 
 
-class ConsumerProcess:
+class ConsumerProcess(WorkerProcess):
     """messaging_consumer_worker.py in a real process, its count of handled messages read."""
 
+    what = "consumer worker"
+    start_within = 60.0
+
     def __init__(self, process: asyncio.subprocess.Process, log: Path) -> None:
-        self.process = process
-        self.log = log
         self.handled = 0
-        self.is_ready = asyncio.Event()
-        self.progressed = asyncio.Event()
-        self.reader_done = False
-        self._reader = asyncio.create_task(self._read())
+        super().__init__(process, log)
+
+    def report(self, line: str) -> None:
+        if line.startswith("handled "):
+            self.handled = int(line.split()[1])
 
     @classmethod
     async def start(
@@ -537,44 +566,9 @@ class ConsumerProcess:
             )
         return cls(process, log)
 
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while raw := await self.process.stdout.readline():
-            line = raw.decode().strip()
-            if line == "ready":
-                self.is_ready.set()
-            elif line.startswith("handled "):
-                self.handled = int(line.split()[1])
-            self.progressed.set()
-        self.reader_done = True
-        self.progressed.set()
-
-    async def ready(self) -> None:
-        exited = asyncio.create_task(self.process.wait())
-        ready = asyncio.create_task(self.is_ready.wait())
-        done, _ = await asyncio.wait({exited, ready}, timeout=60, return_when="FIRST_COMPLETED")
-        exited.cancel()
-        ready.cancel()
-        if ready not in done:
-            raise AssertionError(
-                f"the consumer worker did not start (exit code {self.process.returncode}): "
-                f"{self.log.read_text()[-3000:]}"
-            )
-
     async def handling(self, count: int, *, within: float) -> None:
         """Return once it reported ``count`` messages handled, or ``within`` s passed."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                while self.handled < count and not self.reader_done:
-                    self.progressed.clear()
-                    await self.progressed.wait()
-
-    async def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()  # SIGKILL
-        await self.process.wait()
-        await self._reader
-        assert self.process.returncode == -signal.SIGKILL, self.log.read_text()[-3000:]
+        await self.reported(lambda: self.handled, count, within)
 
 
 @pytest.fixture(params=["nats", "rabbitmq"])
