@@ -303,7 +303,30 @@ async def _h_e2e(target: Target, size: Size) -> Measurement:
 
     if len(offered.committed) != count or warm & set(offered.committed) or not done:
         raise RuntimeError(f"{len(offered.committed)} appends, {len(done)} effected of {count}")
-    # Not effected by the cutoff: the latency so far, a lower bound.
+    return e2e_measurement(
+        offered,
+        done,
+        count,
+        timing=(started, cutoff, offered_s, settle_s),
+        where=f"<= {offered.max_in_flight:,} in flight); one process; {server}",
+    )
+
+
+def e2e_measurement(
+    offered: Any,
+    done: dict[str, float],
+    count: int,
+    *,
+    timing: tuple[float, float, float, float],
+    where: str,
+) -> Measurement:
+    """The h_e2e figures from each offered append's commit time and its effect's time.
+
+    ``timing`` is (the offer's start, the cutoff, seconds offering, seconds let settle);
+    an append not effected by the cutoff counts with its latency then, a lower bound.
+    ``where`` ends the note (how it ran: in flight, processes, the server).
+    """
+    started, cutoff, offered_s, settle_s = timing
     latencies = [(done.get(i, cutoff) - t) * 1000 for i, t in offered.committed.items()]
     missing = count - len(done)
     seconds = (max(done.values()) if missing == 0 else cutoff) - started
@@ -322,7 +345,7 @@ async def _h_e2e(target: Target, size: Size) -> Measurement:
         p99_ms=percentile(latencies, 0.99),
         note=f"{outcome}; max {max(latencies):,.0f} ms. Offered at {E2E_RATE:,}/s, open loop,"
         f" over {offered_s:.2f} s (appends started <= {offered.max_late_s * 1000:.0f} ms late,"
-        f" <= {offered.max_in_flight:,} in flight); one process; {server}",
+        f" {where}",
     )
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from benchmarks.common import E2E_RATE, Measurement, Size, Target, new_stream_id, percentile
+from benchmarks.common import E2E_RATE, Measurement, Size, Target, new_stream_id
 from benchmarks.messaging import (
     RunNames,
     broker_run,
@@ -47,6 +47,7 @@ from benchmarks.systems.chronik_messaging import (
     ItemReceived,
     _outbox,
     _url,
+    e2e_measurement,
 )
 from benchmarks.systems.chronik_system import TYPES, _event
 from chronik.adapters import open_broker, open_database
@@ -275,26 +276,13 @@ async def _h_e2e_split(target: Target, size: Size) -> Measurement:
     done = {i: effected[i] for i in offered.committed if i in effected}
     if len(offered.committed) != count or not done:
         raise RuntimeError(f"{len(offered.committed)} appends, {len(done)} effected of {count}")
-    latencies = [(done.get(i, cutoff) - t) * 1000 for i, t in offered.committed.items()]
-    missing = count - len(done)
     first = min(offered.committed.values()) - 1.0 / E2E_RATE
-    seconds = (max(done.values()) if missing == 0 else cutoff) - first
-    if missing:
-        outcome = (
-            f"p50/p99 are LOWER BOUNDS: {missing:,} of {count:,} had no effect {settle_s:.1f} s"
-            f" after the last append (counted with their latency then); {len(done):,} effected"
-            f" at {len(done) / seconds:,.0f}/s"
-        )
-    else:
-        outcome = f"all {count:,} effected at {count / seconds:,.0f}/s"
-    return Measurement(
-        len(done),
-        seconds,
-        p50_ms=percentile(latencies, 0.5),
-        p99_ms=percentile(latencies, 0.99),
-        note=f"{outcome}; max {max(latencies):,.0f} ms. Offered at {E2E_RATE:,}/s, open loop,"
-        f" over {offered_s:.2f} s (appends started <= {offered.max_late_s * 1000:.0f} ms late);"
-        f" producer, `chronik relay` and consumer in three processes; {server}",
+    return e2e_measurement(
+        offered,
+        done,
+        count,
+        timing=(first, cutoff, offered_s, settle_s),
+        where=f"in three processes: producer, `chronik relay` and consumer); {server}",
     )
 
 
